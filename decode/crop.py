@@ -1,0 +1,101 @@
+"""Breast box, crop and flip on a [0, 1] image (numpy or CuPy).
+
+The box comes from an Otsu threshold on a strided thumbnail, then row/column
+profiles: the longest run of columns (then rows, inside those columns) whose
+foreground fraction exceeds ``min_fraction``. Small bright labels separated from the
+breast by background fall outside that run. Nothing found → the full frame.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from .xp import array_module, to_host
+
+Box = Tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)
+
+
+def otsu_threshold(img, bins: int = 256, xp=None) -> float:
+    """Otsu's threshold of a [0, 1] image (host float)."""
+    xp = xp or array_module(img)
+    hist = to_host(xp.histogram(img, bins=bins, range=(0.0, 1.0))[0]).astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 0.5
+    centers = (np.arange(bins) + 0.5) / bins
+    w0 = np.cumsum(hist)
+    w1 = total - w0
+    m0 = np.cumsum(hist * centers)
+    mt = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mt * w0 / total - m0) ** 2 / (w0 * w1 / total)
+    between[~np.isfinite(between)] = -1
+    k = int(np.argmax(between))
+    return float((k + 1) / bins)
+
+
+def _longest_run(flags: np.ndarray) -> Tuple[int, int]:
+    """[start, stop) of the longest run of True; (0, 0) when there is none."""
+    best, start, best_run = 0, None, (0, 0)
+    for i, f in enumerate(list(flags) + [False]):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            if i - start > best:
+                best, best_run = i - start, (start, i)
+            start = None
+    return best_run
+
+
+def breast_bbox(img, *, thumb: int = 256, min_fraction: float = 0.02, margin: float = 0.02) -> Box:
+    """Bounding box of the breast in a [0, 1] image (background dark, tissue bright).
+
+    Args:
+        img: ``(H, W)`` float image in [0, 1] after VOI and MONOCHROME1 inversion.
+        thumb: longest side of the thumbnail the threshold is computed on.
+        min_fraction: a row/column belongs to the breast above this foreground fraction.
+        margin: added on every side, as a fraction of the box size.
+
+    Returns:
+        ``(y0, y1, x0, x1)`` half-open, in full-resolution pixels, on the host.
+    """
+    xp = array_module(img)
+    h, w = img.shape
+    step = max(1, int(np.ceil(max(h, w) / thumb)))
+    small = img[::step, ::step]
+    thr = otsu_threshold(small, xp=xp)
+    mask = small > thr
+    cols = to_host(mask.mean(axis=0)) > min_fraction
+    x0, x1 = _longest_run(cols)
+    if x1 <= x0:
+        return (0, h, 0, w)
+    rows = to_host(mask[:, x0:x1].mean(axis=1)) > min_fraction
+    y0, y1 = _longest_run(rows)
+    if y1 <= y0:
+        return (0, h, 0, w)
+    y0, y1, x0, x1 = y0 * step, min(h, y1 * step), x0 * step, min(w, x1 * step)
+    my, mx = int(round((y1 - y0) * margin)), int(round((x1 - x0) * margin))
+    return (max(0, y0 - my), min(h, y1 + my), max(0, x0 - mx), min(w, x1 + mx))
+
+
+def crop(img, box: Box):
+    """``img[y0:y1, x0:x1]`` (a view)."""
+    y0, y1, x0, x1 = box
+    return img[y0:y1, x0:x1]
+
+
+def needs_flip(img) -> bool:
+    """True when the breast is on the right (more signal in the right half)."""
+    xp = array_module(img)
+    w = img.shape[1]
+    left = float(img[:, : w // 2].sum())
+    right = float(img[:, w - w // 2:].sum())
+    return right > left
+
+
+def flip_to_left(img):
+    """Mirror the image so the chest wall is on the left; returns ``(image, flipped)``."""
+    if needs_flip(img):
+        return img[:, ::-1], True
+    return img, False
