@@ -23,6 +23,9 @@ class DicomError(Exception):
         self.reason = " ".join(str(reason).split())  # always one line
         super().__init__(f"{self.path}: {self.reason}")
 
+    def __reduce__(self):  # picklable across process pools
+        return (type(self), (self.path, self.reason))
+
 
 class UnreadableDicomError(DicomError):
     """The file is missing, empty, not a file, not DICOM, or its header is truncated."""

@@ -16,6 +16,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from . import syntax as TS
+from .atomic import atomic_write
 from .resize import resize
 
 MAMMO_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage - For Presentation
@@ -105,11 +106,7 @@ def write_dicom(path: str, pixels: np.ndarray, *, transfer_syntax: str = TS.JPEG
         ds.PixelData = encapsulate([frame])
         ds["PixelData"].VR = "OB"
         ds["PixelData"].is_undefined_length = True
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    ds.save_as(tmp, enforce_file_format=True)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: ds.save_as(f, enforce_file_format=True))
 
 
 def _smooth_noise(rng: np.random.Generator, shape: Tuple[int, int], cells: int) -> np.ndarray:

@@ -1,0 +1,191 @@
+"""`DicomLoader`: the one loader for training, inference, caching and benchmarks.
+
+Yields batches as dicts::
+
+    {"image": FloatTensor [B, 1, H, W] on the device (float32 in [0, 1]),
+     "label": FloatTensor [B] or None,
+     "index": LongTensor [B]   (row indices into ``paths``),
+     "failed": [{"index", "path", "stage", "reason"}, ...]  (this batch's failures)}
+
+A file that cannot be read or decoded never stops the loader: it is dropped from its
+batch and reported in ``failed`` (and accumulated in ``loader.failures``). Row order
+is the sampler's (or 0..N−1), sharded by ``shard=(rank, world)`` with no overlap.
+
+``device="cpu"`` decodes and preprocesses in worker processes with the CPU backends;
+``"cuda"`` / ``"auto"`` use the GPU pipeline when CUDA, DALI and CuPy are present
+(see :mod:`dali_pipelines.gpu`), else the CPU path moved to the device.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple
+
+import numpy as np
+
+from decode.chain import preprocess
+from decode.decoding import decode_file
+from decode.errors import DicomError, as_dicom_error
+
+log = logging.getLogger(__name__)
+
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class SampleReader:
+    """Turns row ``i`` into a ``(H, W)`` float32 image (picklable; runs in workers).
+
+    The default reads a DICOM file, decodes it and runs the chain; a cache reader
+    (``rsna-mammo prepare``) can stand in with the same interface.
+    """
+
+    paths: Tuple[str, ...]
+    size: Tuple[int, int]
+    backend: str = "auto"
+    flip: bool = True
+
+    def __call__(self, i: int) -> np.ndarray:
+        dec = decode_file(self.paths[i], self.backend)
+        return np.ascontiguousarray(preprocess(dec.pixels, dec.meta, stage="crop", size=self.size,
+                                               flip=self.flip).image, dtype=np.float32)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; validates the name."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU")
+    return "cpu"
+
+
+class _RowDataset:
+    """Map-style dataset: row index → (index, image or None, error or None)."""
+
+    def __init__(self, reader: Callable[[int], np.ndarray], paths: Sequence[str]):
+        self.reader = reader
+        self.paths = paths
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.reader(i), None
+        except DicomError as exc:
+            return i, None, ("decode", exc.reason)
+        except Exception as exc:
+            return i, None, ("decode", as_dicom_error(self.paths[i], exc).reason)
+
+
+class DicomLoader:
+    """Batches of preprocessed images from DICOM files (see the module docstring).
+
+    Args:
+        paths: DICOM files, one per row.
+        labels: optional per-row targets (float).
+        batch_size: rows per batch (a batch may come out smaller when rows fail).
+        size: ``(H, W)`` output size (aspect kept, padded).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        workers: decode processes (0: in this process).
+        shard: ``(rank, world)``: this process takes every ``world``-th row from ``rank``.
+        sampler: an iterable of row indices, re-iterated each epoch (default 0..N−1);
+            ``set_epoch`` is forwarded to it when it has one.
+        reader: replaces the DICOM reader (e.g. a tensor-cache reader).
+        backend: CPU decode backend name.
+        flip: mirror every breast to face the same side.
+        prefetch: batches prepared ahead per worker.
+    """
+
+    def __init__(self, paths: Sequence[str], labels: Optional[Sequence[float]] = None, *, batch_size: int = 8,
+                 size: Tuple[int, int] = (512, 256), device: Device = "auto", workers: int = 2,
+                 shard: Tuple[int, int] = (0, 1), sampler: Optional[Iterable[int]] = None,
+                 reader: Optional[Callable[[int], np.ndarray]] = None, backend: str = "auto", flip: bool = True,
+                 prefetch: int = 2, drop_last: bool = False):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        rank, world = shard
+        if not (world >= 1 and 0 <= rank < world):
+            raise ValueError(f"shard {shard} is not (rank, world) with 0 <= rank < world")
+        if labels is not None and len(labels) != len(paths):
+            raise ValueError(f"{len(labels)} labels for {len(paths)} paths")
+        self.paths = [os.fspath(p) for p in paths]
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.float32)
+        self.batch_size = batch_size
+        self.size = tuple(size)
+        self.device = resolve_device(device)
+        self.workers = max(0, int(workers))
+        self.shard = (rank, world)
+        self.sampler = sampler
+        self.reader = reader or SampleReader(tuple(self.paths), self.size, backend, flip)
+        self.prefetch = prefetch
+        self.drop_last = drop_last
+        self.failures: List[dict] = []
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def rows(self) -> List[int]:
+        """This shard's row indices for the current epoch, in order."""
+        order = list(self.sampler) if self.sampler is not None else list(range(len(self.paths)))
+        rank, world = self.shard
+        return [int(i) for i in order[rank::world]]
+
+    def _batches(self) -> List[List[int]]:
+        rows = self.rows()
+        out = [rows[i:i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
+        if self.drop_last and out and len(out[-1]) < self.batch_size:
+            out.pop()
+        return out
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+    def __iter__(self) -> Iterator[dict]:
+        import torch
+        from torch.utils.data import DataLoader
+
+        ds = _RowDataset(self.reader, self.paths)
+        kwargs = dict(batch_sampler=self._batches(), collate_fn=_collate, num_workers=self.workers)
+        if self.workers > 0:
+            kwargs.update(prefetch_factor=self.prefetch, persistent_workers=False)
+        pin = self.device == "cuda"
+        for idx, images, failed in DataLoader(ds, pin_memory=pin, **kwargs):
+            failed = [{"index": i, "path": self.paths[i], "stage": stage, "reason": reason}
+                      for i, (stage, reason) in failed]
+            self.failures.extend(failed)
+            if idx.numel() == 0:
+                if failed:
+                    yield {"image": None, "label": None, "index": idx, "failed": failed}
+                continue
+            if self.device == "cuda":
+                images = images.to("cuda", non_blocking=True)
+            label = None
+            if self.labels is not None:
+                label = torch.from_numpy(self.labels[idx.numpy()]).to(images.device)
+            yield {"image": images, "label": label, "index": idx.to(images.device), "failed": failed}
+
+
+def _collate(samples):
+    import torch
+
+    good = [(i, img) for i, img, err in samples if err is None]
+    failed = [(i, err) for i, img, err in samples if err is not None]
+    idx = torch.tensor([i for i, _ in good], dtype=torch.long)
+    if good:
+        images = torch.from_numpy(np.stack([img for _, img in good])[:, None])
+    else:
+        images = torch.empty((0,), dtype=torch.float32)
+    return idx, images, failed

@@ -1,0 +1,33 @@
+"""Atomic file output: write to a temporary name in the same folder, fsync, rename.
+
+A kill -9 at any moment leaves either the old file or the new one, never a torn one.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Callable, Union
+
+
+def atomic_write(path: str, data: Union[bytes, str, Callable]) -> str:
+    """Write ``data`` (bytes, text, or ``writer(binary_file)``) to ``path`` atomically."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path

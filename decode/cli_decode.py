@@ -1,0 +1,133 @@
+"""``rsna-mammo decode``: DICOM files → .npy (and optional PNG), all cores, no torch."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from .atomic import atomic_write
+from .backends import BACKENDS
+from .chain import STAGES, parse_size, preprocess
+from .decoding import decode_file
+from .parallel import default_workers, map_files
+
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE", help="DICOM files or folders (searched for *.dcm)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder for <stem>.npy")
+    p.add_argument("--stage", choices=STAGES, default="raw",
+                   help="raw: stored values (native dtype); voi: float32 [0,1]; crop: VOI + breast crop")
+    p.add_argument("--size", metavar="HxW", help="resize with padding to HxW (voi/crop stages)")
+    p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="decode backend (default: auto)")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],
+                   help="where to decode (this command decodes on the CPU; cuda needs the GPU loader)")
+    p.add_argument("--no-flip", action="store_true", help="crop stage: keep the original orientation")
+    p.add_argument("--png", action="store_true", help="also write an 8-bit <stem>.png to look at")
+    p.add_argument("--summary", metavar="FILE", help="write a JSON summary of the run")
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    path: str
+    out: str  # output path without extension
+    stage: str
+    size: Optional[Tuple[int, int]]
+    backend: str
+    flip: bool
+    png: bool
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def find_dicoms(inputs: List[str]) -> List[str]:
+    """Expand folders to their ``*.dcm`` files (sorted); keep files as given."""
+    out = []
+    for f in inputs:
+        if os.path.isdir(f):
+            for root, _dirs, names in sorted(os.walk(f)):
+                out.extend(os.path.join(root, n) for n in sorted(names) if n.lower().endswith(".dcm"))
+        else:
+            out.append(f)
+    return out
+
+
+def output_stems(paths: List[str], out_dir: str) -> List[str]:
+    """``out_dir/<stem>``; a stem shared by several inputs is prefixed by its parent folder."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    counts = Counter(stems)
+    names = []
+    for p, s in zip(paths, stems):
+        if counts[s] > 1:
+            s = f"{os.path.basename(os.path.dirname(os.path.abspath(p)))}_{s}"
+        names.append(os.path.join(out_dir, s))
+    return names
+
+
+def to_png8(img: np.ndarray) -> np.ndarray:
+    """Scale to 8 bits for viewing (float images are [0, 1]; raw is min–max scaled)."""
+    if img.dtype.kind == "f":
+        x = img
+    else:
+        x = img.astype(np.float32)
+        lo, hi = float(x.min()), float(x.max())
+        x = (x - lo) / (hi - lo if hi > lo else 1.0)
+    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def run_job(job: DecodeJob) -> dict:
+    """Decode one file and write its outputs (runs in a worker process)."""
+    t0 = time.perf_counter()
+    dec = decode_file(job.path, job.backend)
+    res = preprocess(dec.pixels, dec.meta, stage=job.stage, size=job.size, flip=job.flip)
+    img = np.ascontiguousarray(res.image)
+    atomic_write(job.out + ".npy", lambda f: np.save(f, img))
+    if job.png:
+        import imagecodecs
+
+        data = imagecodecs.png_encode(to_png8(img))
+        atomic_write(job.out + ".png", data)
+    return {"path": job.path, "out": job.out + ".npy", "backend": dec.backend, "shape": list(img.shape),
+            "dtype": str(img.dtype), "transfer_syntax": dec.meta.transfer_syntax, "box": list(res.box),
+            "flipped": res.flipped, "seconds": round(time.perf_counter() - t0, 4)}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.device == "cuda":
+        print("rsna-mammo decode: --device cuda needs the GPU loader (DicomLoader); use --device cpu",
+              file=sys.stderr)
+        return 2
+    size = parse_size(args.size) if args.size else None
+    paths = find_dicoms(args.files)
+    os.makedirs(args.out, exist_ok=True)
+    jobs = [DecodeJob(p, o, args.stage, size, args.backend, not args.no_flip, args.png)
+            for p, o in zip(paths, output_stems(paths, args.out))]
+    t0 = time.perf_counter()
+    ok, failed = [], []
+    for job, good, res in map_files(run_job, jobs, workers=args.workers or default_workers()):
+        if good:
+            ok.append(res)
+        else:
+            failed.append({"path": job.path, "kind": getattr(res, "kind", "error"), "reason": res.reason})
+            print(f"error: {res}", file=sys.stderr)
+    elapsed = time.perf_counter() - t0
+    unaccounted = len(jobs) - len(ok) - len(failed)
+    print(f"{len(ok)} ok, {len(failed)} failed, {unaccounted} unaccounted "
+          f"({len(ok) / elapsed if elapsed > 0 else 0:.2f} images/s)", file=sys.stderr)
+    if args.summary:
+        summary = {"files": len(jobs), "ok": len(ok), "failed": len(failed), "unaccounted": unaccounted,
+                   "seconds": round(elapsed, 3), "images_per_s": round(len(ok) / elapsed, 3) if elapsed else None,
+                   "stage": args.stage, "size": list(size) if size else None, "backend": args.backend,
+                   "workers": args.workers or default_workers(), "results": sorted(ok, key=lambda r: r["path"]),
+                   "errors": failed}
+        atomic_write(args.summary, json.dumps(summary, indent=2))
+    return 1 if failed or unaccounted else 0

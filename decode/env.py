@@ -1,0 +1,91 @@
+"""``rsna-mammo env``: versions of everything the engine uses, and the GPU."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+from typing import Dict, Optional
+
+
+#: printed name → (import name, distribution names to ask for a version)
+MODULES = {
+    "numpy": ("numpy", ()), "pandas": ("pandas", ()), "pydicom": ("pydicom", ()),
+    "pylibjpeg": ("pylibjpeg", ()), "pylibjpeg-openjpeg": ("openjpeg", ("pylibjpeg-openjpeg",)),
+    "pylibjpeg-libjpeg": ("libjpeg", ("pylibjpeg-libjpeg",)), "dicomsdl": ("dicomsdl", ("dicomsdl",)),
+    "imagecodecs": ("imagecodecs", ()), "torch": ("torch", ()), "timm": ("timm", ()),
+    "nvidia-dali": ("nvidia.dali", ("nvidia-dali-cuda130", "nvidia-dali-cuda120")),
+    "cupy": ("cupy", ()), "nvimgcodec": ("nvidia.nvimgcodec", ("nvidia-nvimgcodec-cu13", "nvidia-nvimgcodec-cu12")),
+}
+
+
+def _version(module: str, dists=()) -> Optional[str]:
+    """The module's version, or None when it does not import."""
+    try:
+        m = importlib.import_module(module)
+    except Exception:
+        return None
+    from importlib import metadata
+
+    for d in dists:
+        try:
+            return metadata.version(d)
+        except metadata.PackageNotFoundError:
+            continue
+    return str(getattr(m, "__version__", None) or "installed")
+
+
+def gpu_info() -> Dict[str, Optional[str]]:
+    """GPU name, driver-visible CUDA version and torch's CUDA build (None when absent)."""
+    info = {"gpu": None, "cuda": None, "torch_cuda": None, "gpu_count": 0}
+    try:
+        import torch
+
+        info["torch_cuda"] = torch.version.cuda
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+            info["gpu_count"] = torch.cuda.device_count()
+            info["cuda"] = torch.version.cuda
+    except Exception:
+        pass
+    return info
+
+
+def collect(with_torch: bool = True) -> Dict[str, object]:
+    """Everything ``env`` prints, as a dict (also recorded in benchmark JSON)."""
+    out: Dict[str, object] = {"python": platform.python_version(), "platform": platform.platform(),
+                              "cpu": platform.processor() or platform.machine()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    out["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import os
+
+    out["cpu_count"] = os.cpu_count()
+    for name, (mod, dists) in MODULES.items():
+        if not with_torch and name in ("torch", "timm"):
+            continue
+        out[name] = _version(mod, dists)
+    if with_torch:
+        out.update(gpu_info())
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    info = collect()
+    if args.json:
+        import json
+
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:20s} {v if v is not None else 'none'}")
+    return 0

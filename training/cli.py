@@ -1,0 +1,69 @@
+"""The one console script, ``rsna-mammo``, with argparse subcommands.
+
+Each subcommand lives in its own module exposing ``HELP``, ``add_arguments(parser)``
+and ``run(args) -> int``; only the invoked one is imported, so ``rsna-mammo decode``
+starts without torch. ``main(argv)`` is what tests call in-process.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Dict, List, Optional
+
+#: subcommand → module (imported lazily; ``bench`` is dispatched by name, so nothing
+#: in the library imports ``benchmarks``).
+COMMANDS: Dict[str, str] = {
+    "decode": "decode.cli_decode",
+    "synth": "decode.cli_synth",
+    "env": "decode.env",
+}
+
+HELPS = {
+    "decode": "decode DICOM files to .npy (raw stored values, VOI or cropped float32)",
+    "synth": "write a synthetic RSNA-layout dataset (train.csv, test.csv, *_images/*.dcm)",
+    "env": "print versions of Python, the codecs, torch, DALI, CuPy, nvImageCodec, CUDA and the GPU",
+}
+
+
+def register(name: str, module: str, help: str) -> None:
+    """Add a subcommand (used by feature modules as they land)."""
+    COMMANDS[name] = module
+    HELPS[name] = help
+
+
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rsna-mammo", description="GPU DICOM decode, preprocessing, training "
+                                     "and inference for RSNA screening mammography")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        p = sub.add_parser(name, help=HELPS.get(name, ""), description=HELPS.get(name, ""))
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except ValueError as exc:  # bad option values: one line, no traceback
+        print(f"rsna-mammo {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
