@@ -30,6 +30,8 @@ from decode.errors import DicomError, as_dicom_error
 
 log = logging.getLogger(__name__)
 
+TENSOR_INDEX = "tensor_index.json"  # marks a tensor cache root (see dali_pipelines.tensor_cache)
+
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -104,13 +106,18 @@ class DicomLoader:
         backend: CPU decode backend name.
         flip: mirror every breast to face the same side.
         prefetch: batches prepared ahead per worker.
+        drop_last: drop a final short batch.
+        data_root: the dataset folder the paths come from; when it holds a tensor cache
+            (``tensor_index.json``, made by ``rsna-mammo prepare --format tensor``) the
+            loader reads the cache instead of decoding (refused if made for another size
+            or chain version).
     """
 
     def __init__(self, paths: Sequence[str], labels: Optional[Sequence[float]] = None, *, batch_size: int = 8,
                  size: Tuple[int, int] = (512, 256), device: Device = "auto", workers: int = 2,
                  shard: Tuple[int, int] = (0, 1), sampler: Optional[Iterable[int]] = None,
                  reader: Optional[Callable[[int], np.ndarray]] = None, backend: str = "auto", flip: bool = True,
-                 prefetch: int = 2, drop_last: bool = False):
+                 prefetch: int = 2, drop_last: bool = False, data_root: Optional[str] = None):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         rank, world = shard
@@ -126,6 +133,13 @@ class DicomLoader:
         self.workers = max(0, int(workers))
         self.shard = (rank, world)
         self.sampler = sampler
+        self.data_root = data_root
+        self.backend = backend
+        self.flip = flip
+        if reader is None and data_root and os.path.exists(os.path.join(data_root, TENSOR_INDEX)):
+            from .tensor_cache import TensorCacheReader
+
+            reader = TensorCacheReader.open(data_root, self.paths, self.size, flip=flip)
         self.reader = reader or SampleReader(tuple(self.paths), self.size, backend, flip)
         self.prefetch = prefetch
         self.drop_last = drop_last
@@ -153,7 +167,27 @@ class DicomLoader:
     def __len__(self) -> int:
         return len(self._batches())
 
+    def uses_gpu_pipeline(self) -> bool:
+        """True when batches come from the DALI GPU pipeline (CUDA, DALI and CuPy present)."""
+        if self.device != "cuda" or isinstance(self.reader, SampleReader) is False:
+            return False
+        import importlib.util
+
+        if importlib.util.find_spec("dali_pipelines.gpu_loader") is None:
+            return False
+        from .gpu_loader import gpu_pipeline_available
+
+        return gpu_pipeline_available()
+
     def __iter__(self) -> Iterator[dict]:
+        if self.uses_gpu_pipeline():
+            from .gpu_loader import iterate_gpu
+
+            yield from iterate_gpu(self)
+            return
+        yield from self._iterate_cpu()
+
+    def _iterate_cpu(self) -> Iterator[dict]:
         import torch
         from torch.utils.data import DataLoader
 
