@@ -37,6 +37,8 @@ def decode_pixels(dfile: DicomFile, backend: str = "auto", *, fallback: bool = T
         DicomError: the file could not be decoded (the message names it).
     """
     ts = dfile.meta.transfer_syntax
+    if dfile.meta.bits_allocated == 1:  # bit-packed data: only pydicom unpacks it
+        backend = "pydicom"
     if backend != "auto" and backend in BACKENDS and not BACKENDS[backend].handles(ts):
         backend = "auto"
     chosen = get_backend(backend, ts)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -153,13 +154,21 @@ def read_dicom(path: str | os.PathLike) -> DicomFile:
     if size == 0:
         raise UnreadableDicomError(path, "empty file")
     try:
-        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path)
     except InvalidDicomError:
         raise UnreadableDicomError(path, "not a DICOM file (no DICM preamble)") from None
     except OSError as exc:
         raise UnreadableDicomError(path, exc.strerror or str(exc)) from None
     except Exception as exc:  # truncated element, bad VR length, ...
         raise UnreadableDicomError(path, f"cannot parse header: {type(exc).__name__}: {exc}") from None
+    for w in caught:
+        text = str(w.message)
+        if "End of file reached" in text or "truncated" in text.lower():
+            raise CorruptDicomError(path, f"truncated file: {text.split(' in file ')[0]}")
+    if len(ds) == 0:
+        raise UnreadableDicomError(path, "no data elements after the file meta")
     return DicomFile(path=path, meta=meta_from_dataset(ds, path), ds=ds)
 
 

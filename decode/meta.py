@@ -78,8 +78,8 @@ class DicomMeta:
             return f"{self.number_of_frames} frames; a single frame is expected"
         if not (0 < self.rows <= MAX_DIM and 0 < self.columns <= MAX_DIM) or self.rows * self.columns > MAX_PIXELS:
             return f"absurd dimensions {self.rows}x{self.columns} (limit {MAX_DIM} per side, {MAX_PIXELS} pixels)"
-        if self.bits_allocated not in (8, 16):
-            return f"Bits Allocated {self.bits_allocated}; allowed: 8, 16"
+        if self.bits_allocated not in (1, 8, 16, 32):
+            return f"Bits Allocated {self.bits_allocated}; allowed: 1, 8, 16, 32"
         if not 1 <= self.bits_stored <= self.bits_allocated:
             return f"Bits Stored {self.bits_stored} does not fit Bits Allocated {self.bits_allocated}"
         if self.pixel_representation not in (0, 1):
@@ -92,9 +92,9 @@ class DicomMeta:
 
     @property
     def dtype(self) -> np.dtype:
-        """The dtype of the stored values: uint8/uint16, int8/int16 when signed."""
+        """The dtype of the stored values: uint8/16/32 (int when signed); 1-bit data is uint8."""
         kind = "i" if self.pixel_representation else "u"
-        return np.dtype(f"{kind}{self.bits_allocated // 8}")
+        return np.dtype(f"{kind}{max(1, self.bits_allocated // 8)}")
 
     @property
     def shape(self) -> tuple:

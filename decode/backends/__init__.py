@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from ..syntax import J2K_FAMILY, LOSSLESS_JPEG, NATIVE_LE
+from ..syntax import HTJ2K_FAMILY, J2K_FAMILY, LOSSLESS_JPEG, NATIVE_LE
 from .base import ANY, Backend, conform, module_available
 from .codecs import decode_dicomsdl, decode_imagecodecs, decode_native, decode_pydicom, decode_pylibjpeg
 
@@ -24,8 +24,8 @@ BACKENDS: Dict[str, Backend] = {
                 "JPEG 2000 (OpenJPEG), HTJ2K (OpenJPH), lossless JPEG (liblj92 / libjpeg-turbo)"),
         Backend("pylibjpeg", _CODEC_SYNTAXES, ("openjpeg", "libjpeg"), decode_pylibjpeg,
                 "pylibjpeg-openjpeg for JPEG 2000 / HTJ2K, pylibjpeg-libjpeg for lossless JPEG"),
-        Backend("dicomsdl", frozenset(_CODEC_SYNTAXES | NATIVE_LE - {"1.2.840.10008.1.2.1.99"}), ("dicomsdl",),
-                decode_dicomsdl, "dicomsdl reads and decodes the file itself"),
+        Backend("dicomsdl", frozenset((_CODEC_SYNTAXES - HTJ2K_FAMILY) | (NATIVE_LE - {"1.2.840.10008.1.2.1.99"})),
+                ("dicomsdl",), decode_dicomsdl, "dicomsdl reads and decodes the file itself (no HTJ2K)"),
         Backend("pydicom", frozenset({ANY}), ("pydicom",), decode_pydicom,
                 "pydicom pixel_array: the reference and universal fallback", is_reference=True),
     )
