@@ -70,23 +70,18 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-class _RowDataset:
-    """Map-style dataset: row index → (index, image or None, error or None)."""
+@dataclass(frozen=True)
+class _ReadRow:
+    """Worker task: ``(key, row)`` → image, via the loader's reader."""
 
-    def __init__(self, reader: Callable[[int], np.ndarray], paths: Sequence[str]):
-        self.reader = reader
-        self.paths = paths
+    reader: Callable[[int], np.ndarray]
+    paths: Tuple[str, ...]
 
-    def __len__(self):
-        return len(self.paths)
+    def __call__(self, task):
+        return self.reader(task[1])
 
-    def __getitem__(self, i: int):
-        try:
-            return i, self.reader(i), None
-        except DicomError as exc:
-            return i, None, ("decode", exc.reason)
-        except Exception as exc:
-            return i, None, ("decode", as_dicom_error(self.paths[i], exc).reason)
+    def path_of(self, task) -> str:
+        return self.paths[task[1]]
 
 
 class DicomLoader:
@@ -98,7 +93,8 @@ class DicomLoader:
         batch_size: rows per batch (a batch may come out smaller when rows fail).
         size: ``(H, W)`` output size (aspect kept, padded).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        workers: decode processes (0: in this process).
+        workers: decode processes (0: in this process). A worker that crashes or hangs
+            on a file is replaced and only that row fails.
         shard: ``(rank, world)``: this process takes every ``world``-th row from ``rank``.
         sampler: an iterable of row indices, re-iterated each epoch (default 0..N−1);
             ``set_epoch`` is forwarded to it when it has one.
@@ -107,6 +103,8 @@ class DicomLoader:
         flip: mirror every breast to face the same side.
         prefetch: batches prepared ahead per worker.
         drop_last: drop a final short batch.
+        timeout: seconds one file may take in a worker before it is killed and the row
+            reported as failed (a hung decoder never stalls training).
         data_root: the dataset folder the paths come from; when it holds a tensor cache
             (``tensor_index.json``, made by ``rsna-mammo prepare --format tensor``) the
             loader reads the cache instead of decoding (refused if made for another size
@@ -117,7 +115,8 @@ class DicomLoader:
                  size: Tuple[int, int] = (512, 256), device: Device = "auto", workers: int = 2,
                  shard: Tuple[int, int] = (0, 1), sampler: Optional[Iterable[int]] = None,
                  reader: Optional[Callable[[int], np.ndarray]] = None, backend: str = "auto", flip: bool = True,
-                 prefetch: int = 2, drop_last: bool = False, data_root: Optional[str] = None):
+                 prefetch: int = 2, drop_last: bool = False, data_root: Optional[str] = None,
+                 timeout: Optional[float] = 300.0):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         rank, world = shard
@@ -143,6 +142,7 @@ class DicomLoader:
         self.reader = reader or SampleReader(tuple(self.paths), self.size, backend, flip)
         self.prefetch = prefetch
         self.drop_last = drop_last
+        self.timeout = timeout
         self.failures: List[dict] = []
         self.epoch = 0
 
@@ -188,38 +188,62 @@ class DicomLoader:
         yield from self._iterate_cpu()
 
     def _iterate_cpu(self) -> Iterator[dict]:
+        """Decode in worker processes (crash/hang contained), batches in sampler order."""
+        batches = self._batches()
+        task = _ReadRow(self.reader, tuple(self.paths))
+        if self.workers == 0:
+            for rows in batches:
+                samples = []
+                for pos, i in enumerate(rows):
+                    ok, res = _read_one(task, i)
+                    samples.append((i, res if ok else None, None if ok else res))
+                yield self._make_batch(samples)
+            return
+        from decode.parallel import WorkerPool
+
+        window = max(1, self.prefetch * self.workers)
+        with WorkerPool(task, self.workers, timeout=self.timeout, path_of=task.path_of) as pool:
+            done: dict = {}
+            for b in range(min(window, len(batches))):
+                for pos, i in enumerate(batches[b]):
+                    pool.submit((b, pos), (b, i))
+            for b, rows in enumerate(batches):
+                while any((b, pos) not in done for pos in range(len(rows))):
+                    key, ok, res = pool.next_result()
+                    done[key] = (ok, res)
+                ahead = b + window
+                if ahead < len(batches):
+                    for pos, i in enumerate(batches[ahead]):
+                        pool.submit((ahead, pos), (ahead, i))
+                samples = []
+                for pos, i in enumerate(rows):
+                    ok, res = done.pop((b, pos))
+                    samples.append((i, res if ok else None, None if ok else res))
+                yield self._make_batch(samples)
+
+    def _make_batch(self, samples) -> dict:
         import torch
-        from torch.utils.data import DataLoader
 
-        ds = _RowDataset(self.reader, self.paths)
-        kwargs = dict(batch_sampler=self._batches(), collate_fn=_collate, num_workers=self.workers)
-        if self.workers > 0:
-            kwargs.update(prefetch_factor=self.prefetch, persistent_workers=False)
-        pin = self.device == "cuda"
-        for idx, images, failed in DataLoader(ds, pin_memory=pin, **kwargs):
-            failed = [{"index": i, "path": self.paths[i], "stage": stage, "reason": reason}
-                      for i, (stage, reason) in failed]
-            self.failures.extend(failed)
-            if idx.numel() == 0:
-                if failed:
-                    yield {"image": None, "label": None, "index": idx, "failed": failed}
-                continue
-            if self.device == "cuda":
-                images = images.to("cuda", non_blocking=True)
-            label = None
-            if self.labels is not None:
-                label = torch.from_numpy(self.labels[idx.numpy()]).to(images.device)
-            yield {"image": images, "label": label, "index": idx.to(images.device), "failed": failed}
-
-
-def _collate(samples):
-    import torch
-
-    good = [(i, img) for i, img, err in samples if err is None]
-    failed = [(i, err) for i, img, err in samples if err is not None]
-    idx = torch.tensor([i for i, _ in good], dtype=torch.long)
-    if good:
+        failed = [{"index": i, "path": self.paths[i], "stage": "decode", "reason": getattr(err, "reason", str(err))}
+                  for i, _img, err in samples if err is not None]
+        self.failures.extend(failed)
+        good = [(i, img) for i, img, err in samples if err is None]
+        idx = torch.tensor([i for i, _ in good], dtype=torch.long)
+        if not good:
+            return {"image": None, "label": None, "index": idx, "failed": failed}
         images = torch.from_numpy(np.stack([img for _, img in good])[:, None])
-    else:
-        images = torch.empty((0,), dtype=torch.float32)
-    return idx, images, failed
+        if self.device == "cuda":
+            images = images.pin_memory().to("cuda", non_blocking=True)
+        label = None
+        if self.labels is not None:
+            label = torch.from_numpy(self.labels[idx.numpy()]).to(images.device)
+        return {"image": images, "label": label, "index": idx.to(images.device), "failed": failed}
+
+
+def _read_one(task: _ReadRow, i: int):
+    try:
+        return True, task((0, i))
+    except DicomError as exc:
+        return False, exc
+    except Exception as exc:
+        return False, as_dicom_error(task.paths[i], exc)

@@ -107,8 +107,8 @@ def meta_from_dataset(ds, path: str) -> DicomMeta:
             pixel_representation=int(ds.PixelRepresentation),
             photometric=str(ds.get("PhotometricInterpretation", "")).strip().upper(),
             transfer_syntax=ts,
-            samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
-            number_of_frames=int(ds.get("NumberOfFrames", 1) or 1),
+            samples_per_pixel=int(ds.get("SamplesPerPixel", 1) if ds.get("SamplesPerPixel") is not None else 1),
+            number_of_frames=int(ds.get("NumberOfFrames", 1) if ds.get("NumberOfFrames") not in (None, "") else 1),
             window_centers=centers,
             window_widths=widths,
             voi_lut_function=str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper(),
@@ -244,3 +244,42 @@ def jpeg_sof_info(cs: bytes) -> Optional[CodestreamInfo]:
             return None
         i += 2 + length
     return None
+
+
+def check_codestream(dfile: DicomFile) -> Optional[CodestreamInfo]:
+    """Refuse a codestream whose own header (J2K SIZ, JPEG SOF) disagrees with the DICOM header.
+
+    Catches what a lenient decoder would otherwise turn into wrong pixels: other
+    dimensions, colour components, or a precision that does not fit Bits Allocated.
+
+    Returns:
+        The parsed codestream header, or None for native data / an unparsable header.
+
+    Raises:
+        CorruptDicomError / UnsupportedDicomError naming the file.
+    """
+    from .syntax import J2K_FAMILY, LOSSLESS_JPEG
+
+    meta = dfile.meta
+    if meta.transfer_syntax in J2K_FAMILY:
+        info = j2k_info(dfile.codestream())
+    elif meta.transfer_syntax in LOSSLESS_JPEG:
+        info = jpeg_sof_info(dfile.codestream())
+    else:
+        return None
+    if info is None:
+        return None
+    if info.components in (2, 3, 4):
+        raise UnsupportedDicomError(dfile.path, f"codestream has {info.components} colour components; "
+                                                "greyscale expected")
+    if info.components != 1 or not 1 <= info.precision <= 38:
+        raise CorruptDicomError(dfile.path, f"garbage codestream header ({info.components} components, "
+                                            f"{info.precision}-bit)")
+    if (info.rows, info.columns) != meta.shape:
+        raise CorruptDicomError(dfile.path, f"codestream is {info.rows}x{info.columns}, "
+                                            f"the header says {meta.rows}x{meta.columns}")
+    container = 8 if info.precision <= 8 else 16 if info.precision <= 16 else 32
+    if container != meta.bits_allocated:
+        raise CorruptDicomError(dfile.path, f"codestream precision {info.precision} bits does not fit "
+                                            f"Bits Allocated {meta.bits_allocated}")
+    return info

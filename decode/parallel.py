@@ -1,16 +1,21 @@
-"""Run a function over many files in a process pool; a dying worker takes down only its file.
+"""Worker processes with crash and hang containment, for files that may be hostile.
 
-When a native decoder crashes its worker (SIGSEGV, abort), ``ProcessPoolExecutor``
-breaks. The files that had not finished are then retried one at a time in fresh
-single-worker pools, so the culprit is identified and reported and the rest complete.
+Each worker is a process with its own pipe. A task that makes its worker die (a native
+decoder's SIGSEGV or abort) or run past ``timeout`` seconds is reported as that item's
+failure (a :class:`~decode.errors.CorruptDicomError`); the worker is killed if needed and
+replaced, and every other item completes. Used by ``rsna-mammo decode``, the
+`DicomLoader`'s CPU path, ``prepare`` and the benchmarks.
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterable, Iterator, List, Tuple
+import sys
+import time
+from collections import deque
+from multiprocessing.connection import wait
+from typing import Callable, Hashable, Iterable, Iterator, List, Optional, Tuple
 
 from .errors import CorruptDicomError, DicomError, as_dicom_error
 
@@ -34,43 +39,180 @@ def _call(fn, item):
         return False, as_dicom_error(str(item), exc)
 
 
-def map_files(fn: Callable, items: Iterable, *, workers: int = 0, path_of: Callable = str
-              ) -> Iterator[Tuple[object, bool, object]]:
+def _worker_main(conn, fn) -> None:
+    try:
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                break
+            key, item = msg
+            conn.send((key,) + _call(fn, item))
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        pass
+    finally:
+        conn.close()
+
+
+def _context():
+    """fork where it is safe (Linux, no CUDA context in this process), else spawn."""
+    torch = sys.modules.get("torch")
+    cuda_on = bool(torch is not None and getattr(torch.cuda, "is_initialized", lambda: False)())
+    if sys.platform.startswith("linux") and not cuda_on:
+        return mp.get_context("fork")
+    return mp.get_context("spawn")
+
+
+class _Worker:
+    def __init__(self, ctx, fn):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, fn), daemon=True)
+        self.proc.start()
+        child.close()
+        self.key: Optional[Hashable] = None
+        self.item = None
+        self.started = 0.0
+
+    def stop(self, kill: bool = False) -> None:
+        try:
+            if kill:
+                self.proc.kill()
+            else:
+                self.conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+        self.conn.close()
+
+
+class WorkerPool:
+    """A fixed set of worker processes running ``fn(item)``; results come back by key.
+
+    Args:
+        fn: a picklable top-level callable; exceptions become the item's failure.
+        workers: number of processes (0: all cores).
+        timeout: seconds one item may run before its worker is killed (None: no limit).
+        path_of: names the file an item is about, for crash and timeout reports.
+
+    Use as a context manager; :meth:`close` stops every worker (none is leaked).
+    """
+
+    def __init__(self, fn: Callable, workers: int = 0, *, timeout: Optional[float] = None,
+                 path_of: Callable = str):
+        self.fn = fn
+        self.timeout = timeout
+        self.path_of = path_of
+        self._ctx = _context()
+        self._queue: deque = deque()
+        self._done: deque = deque()
+        self._workers: List[_Worker] = [_Worker(self._ctx, fn) for _ in range(workers or default_workers())]
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def pending(self) -> int:
+        """Items submitted and not yet returned."""
+        return len(self._queue) + sum(w.key is not None for w in self._workers)
+
+    def submit(self, key: Hashable, item) -> None:
+        """Queue ``item``; its result comes back from :meth:`results` under ``key``."""
+        self._queue.append((key, item))
+        self._feed_idle()
+
+    def _feed(self, w: _Worker) -> None:
+        if self._queue:
+            w.key, w.item = self._queue.popleft()
+            w.started = time.monotonic()
+            w.conn.send((w.key, w.item))
+        else:
+            w.key = w.item = None
+
+    def _feed_idle(self) -> None:
+        for w in self._workers:
+            if w.key is None and self._queue:
+                self._feed(w)
+
+    def next_result(self) -> Tuple[Hashable, bool, object]:
+        """Block until one item finishes; return ``(key, ok, result_or_DicomError)``.
+
+        Raises:
+            LookupError: nothing is pending.
+        """
+        while not self._done:
+            if not self.pending:
+                raise LookupError("no item is pending")
+            self._poll()
+        return self._done.popleft()
+
+    def results(self) -> Iterator[Tuple[Hashable, bool, object]]:
+        """Yield ``(key, ok, result_or_DicomError)`` as items finish, until none is pending."""
+        while self._done or self.pending:
+            yield self.next_result()
+
+    def _poll(self) -> None:
+        busy = [w for w in self._workers if w.key is not None]
+        wait_for = None
+        if self.timeout is not None:
+            wait_for = max(0.0, min(w.started + self.timeout for w in busy) - time.monotonic())
+        ready = wait([w.conn for w in busy], timeout=wait_for)
+        now = time.monotonic()
+        for i, w in enumerate(list(self._workers)):
+            if w.key is None:
+                continue
+            failure = None
+            if w.conn in ready:
+                try:
+                    key, ok, res = w.conn.recv()
+                except (EOFError, OSError):
+                    failure = "the decoder crashed its worker process"
+                else:
+                    self._feed(w)
+                    self._done.append((key, ok, res))
+                    continue
+            elif self.timeout is not None and now - w.started >= self.timeout:
+                failure = f"timed out after {self.timeout:g} s (worker killed)"
+            if failure:
+                key, item = w.key, w.item
+                w.stop(kill=True)
+                log.warning("%s: %s", self.path_of(item), failure)
+                self._workers[i] = _Worker(self._ctx, self.fn)
+                self._feed(self._workers[i])
+                self._done.append((key, False, CorruptDicomError(self.path_of(item), failure)))
+
+    def close(self) -> None:
+        """Stop every worker (killing busy ones)."""
+        self._queue.clear()
+        self._done.clear()
+        for w in self._workers:
+            w.stop(kill=w.key is not None)
+        self._workers = []
+
+
+def map_files(fn: Callable, items: Iterable, *, workers: int = 0, timeout: Optional[float] = None,
+              path_of: Callable = str) -> Iterator[Tuple[object, bool, object]]:
     """Yield ``(item, ok, result_or_DicomError)`` for every item, in completion order.
 
     Args:
-        fn: a picklable top-level function ``item -> result``; a :class:`DicomError`
-            (or any exception) it raises becomes that item's failure.
-        workers: processes; 0 means all cores; 1 runs in this process.
-        path_of: names the file an item is about (for crash reports).
+        fn: a picklable top-level function ``item -> result``.
+        workers: processes; 0 means all cores; 1 without ``timeout`` runs in this process.
+        timeout: seconds one item may take before its worker is killed and it is reported.
+        path_of: names the file an item is about (for crash and timeout reports).
     """
     items = list(items)
-    workers = workers or default_workers()
-    if workers <= 1 or len(items) <= 1:
+    workers = min(workers or default_workers(), max(1, len(items)))
+    if (workers <= 1 and timeout is None) or not items:
         for it in items:
             ok, res = _call(fn, it)
             yield it, ok, res
         return
-    pending = list(range(len(items)))
-    done = set()
-    try:
-        with ProcessPoolExecutor(max_workers=min(workers, len(items))) as pool:
-            futs = {pool.submit(_call, fn, items[i]): i for i in pending}
-            for fut in as_completed(futs):
-                i = futs[fut]
-                ok, res = fut.result()
-                done.add(i)
-                yield items[i], ok, res
-    except BrokenProcessPool:
-        left = [i for i in pending if i not in done]
-        log.warning("a worker process died; retrying %d unfinished file(s) one at a time", len(left))
-        for i in left:
-            yield (items[i],) + _isolated(fn, items[i], path_of)
-
-
-def _isolated(fn, item, path_of) -> Tuple[bool, object]:
-    try:
-        with ProcessPoolExecutor(max_workers=1) as pool:
-            return pool.submit(_call, fn, item).result()
-    except BrokenProcessPool:
-        return False, CorruptDicomError(path_of(item), "the decoder crashed its worker process")
+    with WorkerPool(fn, workers, timeout=timeout, path_of=path_of) as pool:
+        for i, it in enumerate(items):
+            pool.submit(i, it)
+        for i, ok, res in pool.results():
+            yield items[i], ok, res

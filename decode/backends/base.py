@@ -8,8 +8,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..dicom import DicomFile, j2k_info
-from ..errors import CorruptDicomError
+from ..dicom import DicomFile, check_codestream, j2k_info
+from ..errors import CorruptDicomError, DicomError
 from ..syntax import J2K_FAMILY
 
 ANY = "*"
@@ -58,9 +58,11 @@ class Backend:
         Raises:
             CorruptDicomError: the decoder failed or its output disagrees with the header.
         """
+        if not self.is_reference:
+            check_codestream(dfile)
         try:
             arr = self.decode_fn(dfile)
-        except CorruptDicomError:
+        except DicomError:
             raise
         except Exception as exc:
             raise CorruptDicomError(dfile.path, f"{self.name} could not decode: {type(exc).__name__}: {exc}") from None

@@ -20,7 +20,7 @@ def decode_native(dfile: DicomFile) -> np.ndarray:
 
 
 def decode_imagecodecs(dfile: DicomFile) -> np.ndarray:
-    """JPEG 2000 (OpenJPEG), HTJ2K (OpenJPH) and lossless JPEG (libjpeg-turbo 3, then liblj92)."""
+    """JPEG 2000 (OpenJPEG), HTJ2K (OpenJPH) and lossless JPEG (libjpeg-turbo 3)."""
     import imagecodecs
 
     ts = dfile.transfer_syntax
@@ -30,12 +30,10 @@ def decode_imagecodecs(dfile: DicomFile) -> np.ndarray:
     if ts in J2K_FAMILY:
         return imagecodecs.jpeg2k_decode(cs)
     if ts in LOSSLESS_JPEG:
-        try:
-            # libjpeg-turbo 3: all predictors, 2-16 bits; faster than liblj92 on full-size SV1
-            # images and stricter (it rejects marker garbage liblj92 decodes silently).
-            return imagecodecs.jpeg8_decode(cs)
-        except Exception:
-            return imagecodecs.ljpeg_decode(cs)
+        # libjpeg-turbo 3: all predictors, 2-16 bits, faster than liblj92 on full-size SV1
+        # images. liblj92 (imagecodecs.ljpeg_decode) is never used: it segfaults on some
+        # corrupt streams (found by the fuzz corpus).
+        return imagecodecs.jpeg8_decode(cs)
     raise CorruptDicomError(dfile.path, f"imagecodecs backend cannot decode transfer syntax {ts}")
 
 
