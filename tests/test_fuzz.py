@@ -1,0 +1,63 @@
+"""Fuzzing read + decode on every CPU backend: truncations, bit flips, garbage, header edits.
+
+Every mutated input must end as a clean DicomError or as pixels; no backend of the default
+path may crash or hang its worker (other backends' native crashes are contained and
+counted); outside corrupt entropy-coded data, decoded pixels must equal pydicom's.
+"""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from decode.fuzz import HEADER_EDITS, Mutation, fuzz_sources, run_fuzz
+
+header_edits = st.sampled_from([(k, v) for k, vs in sorted(HEADER_EDITS.items()) for v in vs])
+mutations = st.one_of(
+    st.builds(Mutation, kind=st.just("truncate"), where=st.floats(0.0, 0.999)),
+    st.builds(Mutation, kind=st.sampled_from(["flip", "garbage"]), where=st.floats(0.0, 1.0),
+              count=st.sampled_from([1, 4, 64])),
+    header_edits.map(lambda kv: Mutation("header", key=kv[0], value=kv[1])),
+)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    return fuzz_sources(str(tmp_path_factory.mktemp("fuzz_src")))
+
+
+def _check(sources, muts, folder):
+    counts, problems = run_fuzz(sources, muts, folder, workers=2, timeout=20)
+    assert not problems, problems  # no crash or hang on the default path, no mismatch
+    assert counts["inputs"] == len(muts) and counts["checks"] > 0
+    return counts
+
+
+# Each example is a batch of 25 inputs; shrinking a batch is slow and the problems list
+# already names each failing mutation, so no shrink phase.
+NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
+
+
+@settings(max_examples=4, deadline=None, derandomize=True, phases=NO_SHRINK, suppress_health_check=list(HealthCheck))
+@given(muts=st.lists(mutations, min_size=25, max_size=25))
+def test_fuzz_read_decode_all_backends(sources, muts, tmp_path_factory):
+    _check(sources, muts, str(tmp_path_factory.mktemp("fuzz")))
+
+
+def test_header_edits_exhaustive(sources, tmp_path):
+    muts = [Mutation("header", key=k, value=v) for k, vs in sorted(HEADER_EDITS.items()) for v in vs]
+    counts = _check(sources, muts, str(tmp_path))
+    assert counts["error"] > 0 and counts["exact"] > 0
+
+
+def test_truncation_at_many_offsets(sources, tmp_path):
+    muts = [Mutation("truncate", where=k / 40) for k in range(40)]
+    counts = _check(sources, muts, str(tmp_path))
+    assert counts["lenient"] == 0  # a truncated file never decodes where pydicom refuses
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, derandomize=True, phases=NO_SHRINK, suppress_health_check=list(HealthCheck))
+@given(muts=st.lists(mutations, min_size=40, max_size=40))
+def test_fuzz_long(sources, muts, tmp_path_factory):
+    _check(sources, muts, str(tmp_path_factory.mktemp("fuzz_long")))
