@@ -79,6 +79,8 @@ def meta_from_dataset(ds, path: str) -> DicomMeta:
     ts = str(getattr(fm, "TransferSyntaxUID", "") or "")
     if not ts:
         raise UnsupportedDicomError(path, "no Transfer Syntax UID in the file meta")
+    if not decodable_syntax(ts):
+        raise UnsupportedDicomError(path, f"no decoder for transfer syntax {ts}")
     try:
         from pydicom.uid import UID
 
@@ -128,6 +130,20 @@ def meta_from_dataset(ds, path: str) -> DicomMeta:
         raise CorruptDicomError(path, f"malformed header: {type(exc).__name__}: {exc}") from None
 
 
+def decodable_syntax(ts: str) -> bool:
+    """Whether some backend here (or pydicom with its installed plugins) decodes ``ts``."""
+    from .backends import BACKENDS
+
+    if any(n != "pydicom" and b.handles(ts) and b.available() for n, b in BACKENDS.items()):
+        return True
+    try:
+        from pydicom.pixels import get_decoder
+
+        return bool(get_decoder(ts).is_available)
+    except Exception:  # unknown UID, or pydicom has no decoder class for it
+        return False
+
+
 def read_dicom(path: str | os.PathLike) -> DicomFile:
     """Read and validate one DICOM file.
 
@@ -147,6 +163,8 @@ def read_dicom(path: str | os.PathLike) -> DicomFile:
     path = os.fspath(path)
     if os.path.isdir(path):
         raise UnreadableDicomError(path, "is a directory, not a file")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise UnreadableDicomError(path, "not a regular file (device, FIFO or socket)")
     try:
         size = os.path.getsize(path)
     except OSError as exc:
