@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -28,8 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", metavar="HxW", help="resize with padding to HxW (voi/crop stages)")
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="decode backend (default: auto)")
     p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],
-                   help="where to decode (this command decodes on the CPU; cuda needs the GPU loader)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="cuda: nvImageCodec batch decode + CuPy VOI/crop/resize on the GPU (needs CuPy and "
+                        "nvImageCodec); cpu: CPU backends in worker processes; auto (default): cuda when available")
     p.add_argument("--no-flip", action="store_true", help="crop stage: keep the original orientation")
     p.add_argument("--png", action="store_true", help="also write an 8-bit <stem>.png to look at")
     p.add_argument("--summary", metavar="FILE", help="write a JSON summary of the run")
@@ -84,28 +86,48 @@ def to_png8(img: np.ndarray) -> np.ndarray:
     return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
-def run_job(job: DecodeJob) -> dict:
-    """Decode one file and write its outputs (runs in a worker process)."""
-    t0 = time.perf_counter()
-    dec = decode_file(job.path, job.backend)
-    res = preprocess(dec.pixels, dec.meta, stage=job.stage, size=job.size, flip=job.flip)
-    img = np.ascontiguousarray(res.image)
+def write_outputs(job: DecodeJob, img: np.ndarray, info: dict) -> dict:
+    """Write ``<out>.npy`` (and the PNG) atomically; returns the summary row."""
     atomic_write(job.out + ".npy", lambda f: np.save(f, img))
     if job.png:
         import imagecodecs
 
         data = imagecodecs.png_encode(to_png8(img))
         atomic_write(job.out + ".png", data)
-    return {"path": job.path, "out": job.out + ".npy", "backend": dec.backend, "shape": list(img.shape),
-            "dtype": str(img.dtype), "transfer_syntax": dec.meta.transfer_syntax, "box": list(res.box),
-            "flipped": res.flipped, "seconds": round(time.perf_counter() - t0, 4)}
+    return {"path": job.path, "out": job.out + ".npy", "shape": list(img.shape), "dtype": str(img.dtype), **info}
+
+
+def run_job(job: DecodeJob) -> dict:
+    """Decode one file and write its outputs (runs in a worker process)."""
+    t0 = time.perf_counter()
+    dec = decode_file(job.path, job.backend)
+    res = preprocess(dec.pixels, dec.meta, stage=job.stage, size=job.size, flip=job.flip)
+    img = np.ascontiguousarray(res.image)
+    return write_outputs(job, img, {"backend": dec.backend, "device": "cpu",
+                                    "transfer_syntax": dec.meta.transfer_syntax, "box": list(res.box),
+                                    "flipped": res.flipped, "seconds": round(time.perf_counter() - t0, 4)})
+
+
+def resolve_decode_device(device: str) -> Tuple[str, Optional[str]]:
+    """``(device to use, reason the GPU is not used)``: ``auto`` → cuda when the GPU path runs here."""
+    if device == "cpu":
+        return "cpu", None
+    from .cli_decode_gpu import gpu_unavailable_reason
+
+    why = gpu_unavailable_reason()
+    if why is None:
+        return "cuda", None
+    return ("error" if device == "cuda" else "cpu"), why
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.device == "cuda":
-        print("rsna-mammo decode: --device cuda needs the GPU loader (DicomLoader); use --device cpu",
+    device, why = resolve_decode_device(args.device)
+    if device == "error":
+        print(f"rsna-mammo decode: --device cuda is not available here: {why}; use --device cpu or auto",
               file=sys.stderr)
         return 2
+    if why and args.device == "auto":
+        logging.getLogger(__name__).info("decoding on the CPU (%s)", why)
     size = parse_size(args.size) if args.size else None
     paths = find_dicoms(args.files)
     os.makedirs(args.out, exist_ok=True)
@@ -113,7 +135,14 @@ def run(args: argparse.Namespace) -> int:
             for p, o in zip(paths, output_stems(paths, args.out))]
     t0 = time.perf_counter()
     ok, failed = [], []
-    for job, good, res in map_files(run_job, jobs, workers=args.workers or default_workers()):
+    if device == "cuda":
+        from .cli_decode_gpu import default_batch_size, run_gpu
+
+        results = run_gpu(jobs, workers=args.workers or default_workers(), batch_size=default_batch_size(),
+                          write=write_outputs)
+    else:
+        results = map_files(run_job, jobs, workers=args.workers or default_workers())
+    for job, good, res in results:
         if good:
             ok.append(res)
         else:
@@ -127,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         summary = {"files": len(jobs), "ok": len(ok), "failed": len(failed), "unaccounted": unaccounted,
                    "seconds": round(elapsed, 3), "images_per_s": round(len(ok) / elapsed, 3) if elapsed else None,
                    "stage": args.stage, "size": list(size) if size else None, "backend": args.backend,
+                   "device": device,
                    "workers": args.workers or default_workers(), "results": sorted(ok, key=lambda r: r["path"]),
                    "errors": failed}
         atomic_write(args.summary, json.dumps(summary, indent=2))

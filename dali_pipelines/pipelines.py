@@ -1,0 +1,397 @@
+"""DALI decode graphs and the runner that drives them, with per-sample fallback.
+
+:func:`make_decode_pipeline` builds the batch pipeline::
+
+    fn.external_source(DicomSource, parallel=True, batch=False, py_start_method="spawn")
+      ├─ is_raw → raw pixels decoded on the CPU in the worker (``.gpu()`` on a GPU)
+      └─ else   → fn.decoders.image(device="mixed" | "cpu", output_type=ANY_DATA, dtype=UINT16)
+    → (image HWC uint16, params float32[7], info int32[11], message uint8[n])
+
+``device="cuda"`` decodes on the GPU (nvJPEG2000 / nvJPEG through nvImageCodec);
+``device="cpu"`` builds the same graph with ``device_id=None`` (JPEG 2000 / HTJ2K
+decode on the CPU there; lossless JPEG is routed to the workers' CPU backend).
+
+:class:`DecodeRunner` runs it epoch by epoch. A batch that still fails inside DALI (a
+codestream whose body is corrupt) does not stop anything: its samples are decoded one
+by one with a batch-1 pipeline, and the ones that fail there too go to the CPU backend.
+The pipeline is never rebuilt for an error. At start a tiny 12-bit probe of every codec
+is decoded and compared; a codec the GPU decodes wrongly (e.g. nvJPEG's all-zero
+9–15-bit lossless JPEG before 13.0.2) is routed to the CPU for the whole run.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Iterator, List, Literal, Optional, Sequence, Tuple
+
+import numpy as np
+
+from decode.backends.depth import SYNTAX_CODES, classify, probe_codestreams, undo_stretch
+from decode.backends.nvimgcodec_backend import CPU_SYNTAXES, GPU_SYNTAXES
+from decode.decoding import decode_file
+from decode.errors import DicomError, as_dicom_error
+
+from . import handoff
+from .source import I, INFO, PARAMS, ROUTE_DECODER, ROUTE_ERROR, ROUTE_PAD, ROUTE_RAW, ROUTES, DicomSource, \
+    pack_raw, unpack_raw
+
+log = logging.getLogger(__name__)
+
+Device = Literal["cuda", "cpu"]
+DEVICES = ("cuda", "cpu")
+SOURCE_LAYOUTS = ["", "HWC", "", "", "", ""]
+#: Shared-memory hint per sample: a full-size 16-bit raw frame (3328×2560×2 bytes).
+BYTES_PER_SAMPLE_HINT = 3328 * 2560 * 2
+
+
+def _check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
+
+
+def _decoder(data, device: Device):
+    from nvidia.dali import fn, types
+
+    return fn.decoders.image(data, device="mixed" if device == "cuda" else "cpu", output_type=types.ANY_DATA,
+                             dtype=types.UINT16)
+
+
+def make_decode_pipeline(source: DicomSource, *, batch_size: int, device: Device = "cuda", device_id: int = 0,
+                         num_threads: int = 2, py_workers: int = 2, prefetch: int = 2):
+    """The batch decode pipeline (not built; :class:`DecodeRunner` builds it).
+
+    Args:
+        source: the per-sample callback (picklable; runs in spawned workers).
+        batch_size: samples per batch (> 1 for throughput).
+        device: ``"cuda"`` (decoder ``"mixed"``) or ``"cpu"`` (``device_id=None``).
+        device_id: the GPU (ignored on the CPU).
+        num_threads: DALI CPU threads.
+        py_workers: worker processes of the external source.
+        prefetch: batches prepared ahead (pipeline and source queues).
+
+    Returns:
+        A DALI ``Pipeline`` with outputs ``(image HWC uint16, params, info, message)``.
+    """
+    _check_device(device)
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # inherited by the workers; silences per-frame J2K warnings
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    from nvidia.dali import fn, pipeline_def
+
+    @pipeline_def(enable_conditionals=True)
+    def graph():
+        cs, raw, is_raw, params, info, message = fn.external_source(
+            source=source, num_outputs=6, parallel=True, batch=False, layout=SOURCE_LAYOUTS,
+            prefetch_queue_depth=prefetch + 1, bytes_per_sample_hint=BYTES_PER_SAMPLE_HINT)
+        if is_raw:
+            image = raw.gpu() if device == "cuda" else raw
+        else:
+            image = _decoder(cs, device)
+        return image, params, info, message
+
+    return graph(batch_size=batch_size, num_threads=max(1, num_threads),
+                 device_id=None if device == "cpu" else device_id, py_num_workers=max(1, py_workers),
+                 py_start_method="spawn", prefetch_queue_depth=max(1, prefetch))
+
+
+def make_single_pipeline(*, device: Device = "cuda", device_id: int = 0, num_threads: int = 1):
+    """Batch-1 pipeline fed through ``run(codestream=[...])``: retries and codec probes."""
+    _check_device(device)
+    from nvidia.dali import fn, pipeline_def
+
+    @pipeline_def
+    def graph():
+        return _decoder(fn.external_source(name="codestream", no_copy=False), device)
+
+    pipe = graph(batch_size=1, num_threads=max(1, num_threads), device_id=None if device == "cpu" else device_id,
+                 prefetch_queue_depth=1)
+    pipe.build()
+    return pipe
+
+
+def close_pipeline(pipe) -> None:
+    """Stop a pipeline and its worker processes (DALI has no public close)."""
+    if pipe is None:
+        return
+    pool = getattr(pipe, "_py_pool", None)
+    try:
+        pipe._shutdown()
+    except Exception as exc:  # pragma: no cover - best effort
+        log.debug("pipeline shutdown: %s", exc)
+    if pool is not None:
+        try:
+            pool.close()
+        except Exception as exc:  # pragma: no cover
+            log.debug("worker pool close: %s", exc)
+
+
+@dataclass
+class DecodedSample:
+    """One decoded frame: stored values on the device, with its GPU record."""
+
+    index: int
+    image: object  # (H, W) stored values: CuPy on "cuda", numpy on "cpu"
+    params: np.ndarray  # float32 PARAMS
+    info: np.ndarray  # int32 INFO
+    route: str  # "decoder", "raw" (worker CPU), "retry" (batch-1 decoder), "cpu" (fallback backend)
+    message: str = ""
+
+
+@dataclass
+class DecodedBatch:
+    """A batch in row order; ``failed`` lists ``(index, reason)`` of rows that produced nothing."""
+
+    samples: List[DecodedSample]
+    failed: List[Tuple[int, str]] = field(default_factory=list)
+    fell_back: bool = False  # the batch failed in DALI and was decoded sample by sample
+    keep: object = None  # the DALI outputs the samples' memory belongs to
+
+
+class DecodeRunner:
+    """Drives :func:`make_decode_pipeline` epoch by epoch (see the module docstring).
+
+    Args:
+        paths: DICOM files, one per row.
+        batch_size: rows per DALI batch.
+        device: ``"cuda"`` or ``"cpu"``.
+        device_id: the GPU.
+        workers: external-source worker processes.
+        threads: DALI CPU threads.
+        prefetch: batches ahead.
+        backend: CPU backend for routed and fallback samples.
+        probe: check each codec on a tiny image first (GPU) and route wrong ones to the CPU.
+        fail_indices: test hook, see :class:`~dali_pipelines.source.DicomSource`.
+    """
+
+    def __init__(self, paths: Sequence[str], *, batch_size: int, device: Device = "cuda", device_id: int = 0,
+                 workers: int = 2, threads: int = 2, prefetch: int = 2, backend: str = "auto", probe: bool = True,
+                 fail_indices: Sequence[int] = ()):
+        _check_device(device)
+        self.paths = [os.fspath(p) for p in paths]
+        self.batch_size = int(batch_size)
+        self.device = device
+        self.device_id = device_id
+        self.workers, self.threads, self.prefetch = workers, threads, prefetch
+        self.backend = backend
+        self.probe = probe
+        self.fail_indices = tuple(fail_indices)
+        self.syntaxes = frozenset(GPU_SYNTAXES if device == "cuda" else CPU_SYNTAXES)
+        self.modes = {ts: "exact" for ts in self.syntaxes}  # "scaled": undo the decoder's 16-bit stretch
+        self.stats = {"batches": 0, "batch_failures": 0, "retried": 0, "retry_failures": 0, "cpu_fallback": 0,
+                      "routed_raw": 0, "errors": 0, "rebuilds": 0}
+        self._tmp: Optional[str] = None
+        self._pipe = None
+        self._single = None
+        self._epoch = 0
+        self._dirty = False
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> "DecodeRunner":
+        """Start the workers (before this process touches CUDA), then build and probe."""
+        if self._pipe is not None:
+            return self
+        self._tmp = self._tmp or tempfile.mkdtemp(prefix="rsna-dali-")
+        self.source = DicomSource(self.paths, os.path.join(self._tmp, "plan"), backend=self.backend,
+                                  fail_indices=self.fail_indices)
+        self._pipe = make_decode_pipeline(self.source, batch_size=self.batch_size, device=self.device,
+                                          device_id=self.device_id, num_threads=self.threads,
+                                          py_workers=self.workers, prefetch=self.prefetch)
+        self._pipe.start_py_workers()  # spawned workers first, CUDA afterwards
+        self._single = make_single_pipeline(device=self.device, device_id=self.device_id)
+        if self.probe:
+            self.syntaxes = self._probe(self.syntaxes)
+        self._epoch = 0
+        return self
+
+    def close(self) -> None:
+        close_pipeline(self._pipe)
+        close_pipeline(self._single)
+        self._pipe = self._single = None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _probe(self, syntaxes: frozenset) -> frozenset:
+        """Decode a 12-bit probe per syntax; returns the syntaxes to keep and fills ``self.modes``."""
+        for ts, (cs, expected) in probe_codestreams(syntaxes).items():
+            with self._on_stream():
+                mode = classify(self.decode_one(cs), expected, 12)
+            if mode is None:
+                self.modes.pop(ts, None)
+                log.warning("the decoder returns wrong pixels for a 12-bit %s probe (nvJPEG before 13.0.2 returns "
+                            "all-zero 9-15-bit lossless JPEG); that syntax is decoded on the CPU this run", ts)
+            else:
+                self.modes[ts] = mode
+                if mode == "scaled":
+                    log.info("the decoder stretches %s to 16 bits; undone per sample", ts)
+        return frozenset(t for t in syntaxes if t in self.modes)
+
+    def _exact(self, image, info: np.ndarray):
+        """Undo the decoder's dynamic-range stretch (in place) when the probe found one."""
+        code = int(info[I["syntax"]])
+        if 0 <= code < len(SYNTAX_CODES) and self.modes.get(SYNTAX_CODES[code]) == "scaled":
+            undo_stretch(image, int(info[I["precision"]]))
+        return image
+
+    # -- decoding ---------------------------------------------------------------------------
+    def decode_one(self, codestream: np.ndarray):
+        """Decode one codestream with the batch-1 pipeline: ``(H, W)`` uint16 on the device, or None.
+
+        The output is the decoder's (possibly stretched, see :mod:`decode.backends.depth`).
+        """
+        try:
+            out = self._run(self._single, codestream=[np.asarray(codestream, np.uint8)])
+            return handoff.dali_to_array(out[0][0])[..., 0]
+        except Exception as exc:
+            log.debug("single decode failed: %s", exc)
+            return None
+
+    def _run(self, pipe, **inputs):
+        """One iteration; on the GPU the outputs are ready in the caller's stream order (no host wait)."""
+        if self.device == "cuda":
+            return pipe.run(handoff.current_stream_ptr(), **inputs)
+        return pipe.run(**inputs)
+
+    def _on_stream(self):
+        """CuPy work on the stream the outputs were bound to (a no-op context on the CPU)."""
+        if self.device == "cuda":
+            return handoff.cupy_stream(handoff.current_stream_ptr())
+        return contextlib.nullcontext()
+
+    def epoch(self, rows: Sequence[int]) -> Iterator[DecodedBatch]:
+        """Decode ``rows`` in order, one :class:`DecodedBatch` per ``batch_size`` rows.
+
+        Every row ends in a batch's ``samples`` or ``failed``. Stopping early is allowed
+        (the next epoch then starts a fresh pipeline).
+        """
+        rows = [int(r) for r in rows]
+        if not rows:  # an empty shard: nothing to schedule
+            return
+        self.start()
+        if self._dirty:
+            self._restart()
+        padded = self.source.plan.write(self._epoch, rows, batch_size=self.batch_size, syntaxes=self.syntaxes)
+        if self._epoch > 0:
+            self._pipe.reset()
+        nb = len(padded) // self.batch_size
+        self._dirty = True
+        for k in range(nb):
+            expected = [int(r) for r in padded[k * self.batch_size:(k + 1) * self.batch_size]]
+            try:
+                outs = self._run(self._pipe)
+            except StopIteration:
+                log.error("the pipeline ended after %d of %d batches; decoding the rest one by one", k, nb)
+                with self._on_stream():
+                    batch = self._fallback(expected)
+                yield batch
+                continue
+            except Exception as exc:
+                self.stats["batch_failures"] += 1
+                log.warning("a decode batch failed (%s); decoding its %d samples one by one",
+                            " ".join(str(exc).split())[:300], sum(r >= 0 for r in expected))
+                with self._on_stream():
+                    batch = self._fallback(expected)
+                yield batch
+                continue
+            self.stats["batches"] += 1
+            with self._on_stream():
+                batch = self._unpack(outs, expected)
+            yield batch
+        self._finish_epoch()
+
+    def _finish_epoch(self) -> None:
+        for _ in range(self.prefetch + 2):  # the source's StopIteration closes the epoch
+            try:
+                self._run(self._pipe)
+            except StopIteration:
+                break
+            except Exception:
+                continue
+        self._epoch += 1
+        self._dirty = False
+
+    def _restart(self) -> None:
+        log.info("previous epoch was not finished; starting a fresh decode pipeline")
+        close_pipeline(self._pipe)
+        close_pipeline(self._single)
+        self._pipe = None
+        self.stats["rebuilds"] += 1
+        self._dirty = False
+        self.start()
+
+    def _unpack(self, outs, expected: List[int]) -> DecodedBatch:
+        images, params_tl, info_tl, msg_tl = outs
+        params = np.asarray(params_tl.as_array())  # CPU outputs on both devices
+        infos = np.asarray(info_tl.as_array())
+        batch = DecodedBatch([], keep=outs)
+        for j in range(len(infos)):
+            info, route = infos[j], int(infos[j][I["route"]])
+            row = int(info[I["index"]])
+            if route == ROUTE_PAD:
+                continue
+            message = bytes(np.asarray(msg_tl[j])).decode("utf-8", "replace")
+            if route == ROUTE_ERROR:
+                self.stats["errors"] += 1
+                batch.failed.append((row, message))
+                continue
+            if route == ROUTE_RAW:
+                self.stats["routed_raw"] += 1
+            image = unpack_raw(handoff.dali_to_array(images[j]), info)
+            if route == ROUTE_DECODER:
+                image = self._exact(image, info)
+            batch.samples.append(DecodedSample(row, image, params[j].copy(), info.copy(), ROUTES[route], message))
+        got = sorted([s.index for s in batch.samples] + [i for i, _ in batch.failed])
+        if got != sorted(r for r in expected if r >= 0):
+            log.error("batch rows %s differ from the plan %s", got, [r for r in expected if r >= 0])
+        return batch
+
+    def _fallback(self, rows: List[int]) -> DecodedBatch:
+        """Decode a failed batch sample by sample: batch-1 decoder, then the CPU backend."""
+        batch = DecodedBatch([], fell_back=True)
+        for row in rows:
+            if row < 0:
+                continue
+            rec = self.source.record(row, self.syntaxes)
+            if rec.route == ROUTE_ERROR:
+                self.stats["errors"] += 1
+                batch.failed.append((row, rec.message))
+                continue
+            if rec.route == ROUTE_RAW:
+                image = unpack_raw(handoff.to_device(rec.raw, self.device), rec.info)
+                batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "raw", rec.message))
+                continue
+            self.stats["retried"] += 1
+            arr = self.decode_one(rec.codestream)
+            if arr is not None:
+                image = self._exact(unpack_raw(arr, rec.info), rec.info)
+                batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "retry"))
+                continue
+            self.stats["retry_failures"] += 1
+            try:
+                dec = decode_file(self.paths[row], self.backend)
+            except DicomError as exc:
+                batch.failed.append((row, exc.reason))
+                continue
+            except Exception as exc:
+                batch.failed.append((row, as_dicom_error(self.paths[row], exc).reason))
+                continue
+            self.stats["cpu_fallback"] += 1
+            log.warning("%s: the %s decoder failed on it; decoded with %s on the CPU", self.paths[row], self.device,
+                        dec.backend)
+            image = unpack_raw(handoff.to_device(pack_raw(dec.pixels), self.device), rec.info)
+            batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "cpu", dec.backend))
+        return batch
+
+
+__all__ = ["BYTES_PER_SAMPLE_HINT", "DEVICES", "DecodeRunner", "DecodedBatch", "DecodedSample", "INFO", "PARAMS",
+           "ROUTE_DECODER", "close_pipeline", "make_decode_pipeline", "make_single_pipeline"]

@@ -1,0 +1,76 @@
+"""Named synthetic DICOM cases for the DALI / GPU tests (imported by test_dali_cpu and test_gpu)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from decode import syntax as TS
+from decode.synth import make_mammogram, to_stored, write_dicom
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    transfer_syntax: str
+    bits: int
+    photometric: str = "MONOCHROME2"
+    voi: Optional[str] = "LINEAR"  # None: no window (min-max)
+    kind: str = "u16"  # u16 | i16 | u8
+    extra: Dict[str, object] = field(default_factory=dict)
+    expect: str = "ok"  # ok | error
+
+
+#: Decodable on the GPU (``decoder`` route on a GPU; J2K family also on the DALI CPU pipeline).
+GPU_CASES = (
+    Case("J2K_16_12_MONO2", TS.JPEG2000_LOSSLESS, 12),
+    Case("J2K_16_14_MONO1", TS.JPEG2000_LOSSLESS, 14, "MONOCHROME1", "SIGMOID"),
+    Case("J2K_16_16_MONO2", TS.JPEG2000_LOSSLESS, 16),
+    Case("HTJ2K_16_12_MONO1", TS.HTJ2K_LOSSLESS, 12, "MONOCHROME1"),
+    Case("JLL_16_12_MONO1", TS.JPEG_LOSSLESS_SV1, 12, "MONOCHROME1"),
+    Case("JLL_16_14_MONO2", TS.JPEG_LOSSLESS_SV1, 14, "MONOCHROME2", "SIGMOID"),
+    Case("JLL_16_16_MONO2", TS.JPEG_LOSSLESS_SV1, 16),
+)
+#: Routed to the CPU in the worker (raw pixels through the second branch) or failing.
+CPU_CASES = (
+    Case("NATIVE_16_12_MONO2", TS.EXPLICIT_LE, 12, voi=None),
+    Case("J2K_SIGNED_16_12", TS.JPEG2000_LOSSLESS, 12, kind="i16"),
+    Case("J2K_8_8_MONO2", TS.JPEG2000_LOSSLESS, 8, kind="u8"),
+    Case("J2K_ROWS_MISMATCH", TS.JPEG2000_LOSSLESS, 12, extra={"Rows": 30}, expect="error"),
+)
+
+
+def write_case(folder: str, case: Case, *, shape: Tuple[int, int] = (48, 40), seed: int = 0,
+               side: str = "L") -> str:
+    """Write ``case`` as ``folder/<name>.dcm`` (a synthetic mammogram) and return the path."""
+    rng = np.random.default_rng(seed)
+    img = make_mammogram(rng, *shape, side=side, cancer=bool(seed % 2))
+    stored, (c, w) = to_stored(img, case.bits, case.photometric)
+    if case.kind == "i16":
+        stored = (stored.astype(np.int32) - (1 << (case.bits - 1))).astype(np.int16)
+        c -= 1 << (case.bits - 1)
+    elif case.kind == "u8":
+        stored = stored.astype(np.uint8)
+    window = None if case.voi is None else ([c], [w])
+    return write_dicom(os.path.join(folder, f"{case.name}.dcm"), stored, transfer_syntax=case.transfer_syntax,
+                       bits_stored=case.bits, photometric=case.photometric, window=window,
+                       voi_function=case.voi if case.voi and case.voi != "LINEAR" else None,
+                       extra=dict(case.extra) or None, laterality=side)
+
+
+def write_corrupt(folder: str, good_path: str, name: str = "CORRUPT_TRUNCATED") -> str:
+    """A copy of ``good_path`` cut in the middle of its pixel data."""
+    data = open(good_path, "rb").read()
+    path = os.path.join(folder, f"{name}.dcm")
+    with open(path, "wb") as f:
+        f.write(data[: len(data) * 2 // 3])
+    return path
+
+
+def pydicom_pixels(path: str) -> np.ndarray:
+    """The reference: pydicom's ``pixel_array``."""
+    import pydicom
+
+    return pydicom.dcmread(path).pixel_array
