@@ -21,8 +21,11 @@ test: venv
 demo: venv
 	$(BIN)/python -m training.demo --out runs/demo
 
+# Reference runs, named by machine and date (e.g. cpu-2core-epyc-2026-11-27-decode.json), then the report.
 bench: venv
-	$(BIN)/python -m benchmarks.decode_speedup --json benchmarks/results/decode-speedup-cpu.json
+	$(BIN)/rsna-mammo bench decode --files 6 --repeats 3 --json 'benchmarks/results/{machine}-{date}-decode.json'
+	$(BIN)/python -m benchmarks.decode_speedup --files 6 --repeats 3 --json 'benchmarks/results/{machine}-{date}-decode-speedup.json'
+	$(BIN)/rsna-mammo bench report benchmarks/results/*-decode*.json --out runs/bench-report
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

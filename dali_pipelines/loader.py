@@ -13,7 +13,7 @@ is the sampler's (or 0..N−1), sharded by ``shard=(rank, world)`` with no overl
 
 ``device="cpu"`` decodes and preprocesses in worker processes with the CPU backends;
 ``"cuda"`` / ``"auto"`` use the GPU pipeline when CUDA, DALI and CuPy are present
-(see :mod:`dali_pipelines.gpu`), else the CPU path moved to the device.
+(see :mod:`dali_pipelines.gpu_loader`), else the CPU path moved to the device.
 """
 from __future__ import annotations
 

@@ -18,12 +18,20 @@ COMMANDS: Dict[str, str] = {
     "decode": "decode.cli_decode",
     "synth": "decode.cli_synth",
     "env": "decode.env",
+    "train": "training.train_cli",
+    "predict": "training.predict_cli",
+    "prepare": "training.prepare_cli",
+    "bench": "benchmarks.cli",
 }
 
 HELPS = {
     "decode": "decode DICOM files to .npy (raw stored values, VOI or cropped float32)",
     "synth": "write a synthetic RSNA-layout dataset (train.csv, test.csv, *_images/*.dcm)",
     "env": "print versions of Python, the codecs, torch, DALI, CuPy, nvImageCodec, CUDA and the GPU",
+    "train": "train a classifier streaming raw DICOMs (AMP, EMA, balanced sampler, breast-level pF1, resume, torchrun)",
+    "predict": "write a complete submission (one row per prediction_id) and errors.csv from raw DICOMs",
+    "prepare": "decode once: lossless HTJ2K transcode or a preprocessed-tensor cache (atomic, resumable, sharded)",
+    "bench": "throughput benchmarks (decode, pipeline, train, infer) and their report",
 }
 
 

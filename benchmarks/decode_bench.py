@@ -1,0 +1,391 @@
+"""``rsna-mammo bench decode``: images/s per decode backend and transfer syntax.
+
+For every transfer syntax present in the data, side by side in one run:
+
+* ``baseline`` rows: a plain serial ``pydicom.dcmread(path).pixel_array`` loop and a
+  plain ``dicomsdl.open(path).pixelData(storedvalue=True)`` loop;
+* the project's default, ``rsna-mammo decode``'s path: ``decode_file(path, "auto")``
+  in a process pool over all cores (:func:`decode.parallel.map_files`), reported as
+  backend ``auto`` with its worker count;
+* per-core rows (``workers=1``): ``auto`` and every available registry backend that
+  decodes the syntax, through :func:`decode.decoding.decode_file` (no fallback).
+
+The first pass over the files is the warm-up and the exactness gate: every output is
+hashed and compared with pydicom's ``pixel_array``; a backend whose output differs on
+any file (or that fails on one) is reported ``exact=false`` with no speed. Then the
+configurations are timed in interleaved rounds (``--repeats``) so that load changes on
+a shared machine hit them alike; each row reports the median and the spread.
+``summary.cpu_s_per_image`` adds this process's CPU seconds per image for the serial
+rows: a per-core figure that load from other jobs does not distort.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import statistics
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .ratios import decode_summary  # noqa: F401  (re-exported: the summary of a decode run)
+from .schema import BenchResult
+
+log = logging.getLogger(__name__)
+
+
+def pixel_digest(arr: np.ndarray) -> str:
+    """Hash of dtype, shape and values: equal digests ⇔ ``np.array_equal`` with equal dtype."""
+    arr = np.ascontiguousarray(arr)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(arr.view(np.uint8).reshape(-1).data)
+    return h.hexdigest()
+
+
+# --- decoders measured (top-level so a process pool can pickle them) -------------------
+
+def decode_pydicom_loop(path: str) -> np.ndarray:
+    """The pydicom baseline: ``dcmread(path).pixel_array``."""
+    import pydicom
+
+    return pydicom.dcmread(path).pixel_array
+
+
+def decode_dicomsdl_loop(path: str) -> np.ndarray:
+    """The dicomsdl baseline: ``dicomsdl.open(path).pixelData(storedvalue=True)``."""
+    import dicomsdl
+
+    return np.asarray(dicomsdl.open(path).pixelData(storedvalue=True))
+
+
+BASELINE_DECODERS: Dict[str, Callable[[str], np.ndarray]] = {
+    "pydicom": decode_pydicom_loop,
+    "dicomsdl": decode_dicomsdl_loop,
+}
+
+
+def _pool_job(job: Tuple[str, str, bool]) -> Tuple[Tuple[int, ...], Optional[str], str]:
+    """Worker: decode ``path`` as ``rsna-mammo decode`` does; return shape, digest (if asked), backend."""
+    from decode.decoding import decode_file
+
+    path, backend, check = job
+    dec = decode_file(path, backend)
+    return dec.pixels.shape, (pixel_digest(dec.pixels) if check else None), dec.backend
+
+
+# --- the run ----------------------------------------------------------------------------
+
+@dataclass
+class Config:
+    """One measured configuration within one transfer syntax."""
+
+    stage: str
+    backend: str
+    workers: int
+    seconds: List[float] = field(default_factory=list)
+    cpu_seconds: List[float] = field(default_factory=list)  # this process's CPU time per pass (serial rows)
+    exact: Optional[bool] = None
+    peak_mb: float = 0.0
+    picked: Counter = field(default_factory=Counter)
+    errors: List[dict] = field(default_factory=list)  # {"path", "backend", "reason"}
+
+    def fail(self, path: str, reason: str) -> None:
+        self.exact = False
+        self.errors.append({"path": path, "backend": self.label, "reason": reason})
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}{' (baseline)' if self.stage == 'baseline' else ''} w{self.workers}"
+
+
+@dataclass
+class Group:
+    """The files of one transfer syntax."""
+
+    transfer_syntax: str
+    paths: List[str]
+    shapes: List[Tuple[int, int]]
+
+    @property
+    def pixels(self) -> int:
+        return int(sum(h * w for h, w in self.shapes))
+
+    @property
+    def size(self) -> Tuple[Optional[int], Optional[int]]:
+        if not self.shapes:
+            return None, None
+        return Counter(self.shapes).most_common(1)[0][0]
+
+
+def scan(paths: Sequence[str], limit: int = 0) -> Tuple[Dict[str, Group], List[dict]]:
+    """Group files by transfer syntax (header only); unreadable files become error rows."""
+    import pydicom
+
+    groups: Dict[str, Group] = {}
+    errors = []
+    for p in paths:
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+            ts = str(ds.file_meta.TransferSyntaxUID)
+            shape = (int(ds.Rows), int(ds.Columns))
+        except Exception as exc:
+            errors.append({"path": p, "backend": None, "reason": f"cannot read header: {type(exc).__name__}: {exc}"})
+            continue
+        g = groups.setdefault(ts, Group(ts, [], []))
+        if limit and len(g.paths) >= limit:
+            continue
+        g.paths.append(p)
+        g.shapes.append(shape)
+    return groups, errors
+
+
+def project_backends(ts: str, wanted: Optional[Sequence[str]] = None) -> List[str]:
+    """``auto`` plus the available registry backends that decode ``ts`` (filtered by ``wanted``)."""
+    from decode.backends import BACKENDS, available_backends
+
+    names = ["auto"] + [n for n in available_backends() if BACKENDS[n].handles(ts)]
+    if wanted:
+        unknown = [w for w in wanted if w != "auto" and w not in BACKENDS]
+        if unknown:
+            raise ValueError(f"unknown backend(s) {', '.join(unknown)}; allowed: auto, {', '.join(BACKENDS)}")
+        names = [n for n in names if n in wanted]
+    return names
+
+
+def _serial_pass(cfg: Config, decode: Callable[[str], np.ndarray], group: Group, refs: Optional[Dict[str, str]],
+                 bar) -> None:
+    """One pass over the group in this process; on the first pass (refs given) check exactness."""
+    from decode.errors import DicomError
+
+    for p in group.paths:
+        try:
+            arr = decode(p)
+        except Exception as exc:  # a failing file fails the gate
+            cfg.fail(p, exc.reason if isinstance(exc, DicomError) else f"{type(exc).__name__}: {exc}")
+            arr = None
+        if refs is not None and arr is not None:
+            if cfg.backend == "pydicom" and cfg.stage == "baseline":
+                refs[p] = pixel_digest(arr)
+            elif pixel_digest(arr) != refs.get(p):
+                if cfg.exact is not False:
+                    log.warning("%s: %s output differs from pydicom's pixel_array", p, cfg.label)
+                cfg.exact = False
+        if bar is not None:
+            bar.update(1)
+
+
+def _pool_pass(cfg: Config, group: Group, refs: Optional[Dict[str, str]], bar) -> None:
+    """One pass through the project's process pool (``rsna-mammo decode``'s path)."""
+    from decode.parallel import map_files
+
+    jobs = [(p, cfg.backend, refs is not None) for p in group.paths]
+    for (path, _b, _c), ok, res in map_files(_pool_job, jobs, workers=cfg.workers, path_of=lambda j: j[0]):
+        if not ok:
+            cfg.fail(path, getattr(res, "reason", str(res)))
+        elif refs is not None:
+            _shape, digest, used = res
+            cfg.picked[used] += 1
+            if digest != refs.get(path):
+                if cfg.exact is not False:
+                    log.warning("%s: %s output differs from pydicom's pixel_array", path, cfg.label)
+                cfg.exact = False
+        if bar is not None:
+            bar.update(1)
+
+
+def _run_pass(cfg: Config, group: Group, refs: Optional[Dict[str, str]], bar) -> None:
+    from decode.decoding import decode_file
+
+    if cfg.stage == "baseline":
+        _serial_pass(cfg, BASELINE_DECODERS[cfg.backend], group, refs, bar)
+    elif cfg.workers > 1:
+        _pool_pass(cfg, group, refs, bar)
+    else:
+        def dec(p, _b=cfg.backend):
+            d = decode_file(p, _b, fallback=_b == "auto")  # named backends: no silent pydicom fallback
+            if refs is not None:
+                cfg.picked[d.backend] += 1
+            return d.pixels
+
+        _serial_pass(cfg, dec, group, refs, bar)
+
+
+def bench_group(group: Group, *, backends: Optional[Sequence[str]], workers: int, repeats: int,
+                bar=None) -> Tuple[List[BenchResult], List[Config]]:
+    """Measure every configuration on one transfer syntax's files (see the module docstring)."""
+    import time
+
+    from .measure import PeakHostMemory, summarize
+
+    ts = group.transfer_syntax
+    configs = [Config("baseline", name, 1) for name in BASELINE_DECODERS if _baseline_available(name)]
+    names = project_backends(ts, backends)
+    if "auto" in names and workers > 1:
+        configs.append(Config("decode", "auto", workers))
+    configs += [Config("decode", n, 1) for n in names]
+    refs: Dict[str, str] = {}
+    for cfg in configs:  # warm-up + exactness gate (pydicom baseline first: it makes the references)
+        if bar is not None:
+            bar.set_description(f"{_short(ts)} {cfg.label} check")
+        _run_pass(cfg, group, refs, bar)
+        if cfg.exact is None:
+            cfg.exact = True
+    timed = [c for c in configs if c.exact]
+    for r in range(repeats):  # interleaved rounds
+        for cfg in timed:
+            if bar is not None:
+                bar.set_description(f"{_short(ts)} {cfg.label} {r + 1}/{repeats}")
+            with PeakHostMemory() as mem:
+                t0, c0 = time.perf_counter(), time.process_time()
+                _run_pass(cfg, group, None, bar)
+                cfg.seconds.append(time.perf_counter() - t0)
+                if cfg.workers == 1:
+                    cfg.cpu_seconds.append(time.process_time() - c0)
+            cfg.peak_mb = max(cfg.peak_mb, mem.peak_mb or 0.0)
+    for cfg in configs:
+        if cfg.exact is False and bar is not None:
+            bar.update(repeats * len(group.paths))
+    height, width = group.size
+    rows = []
+    for cfg in configs:
+        stats = summarize(cfg.seconds, len(group.paths), group.pixels) if cfg.exact else \
+            {"images_per_s": None, "mpix_per_s": None, "spread": None}
+        rows.append(BenchResult(stage=cfg.stage, backend=cfg.backend, device="cpu", transfer_syntax=ts,
+                                height=height, width=width, images=len(group.paths), workers=cfg.workers,
+                                batch_size=1, peak_host_mb=cfg.peak_mb if cfg.exact else None, peak_gpu_mb=None,
+                                exact=cfg.exact, **stats))
+    return rows, configs
+
+
+def _baseline_available(name: str) -> bool:
+    from decode.backends import module_available
+
+    if module_available(name):
+        return True
+    log.warning("baseline %s is not installed; its rows are missing", name)
+    return False
+
+
+def _short(ts: str) -> str:
+    from decode.syntax import short_name
+
+    return short_name(ts)
+
+
+# --- CLI --------------------------------------------------------------------------------
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="DIR", help="folder searched for *.dcm (default: synthesize full-size files)")
+    p.add_argument("--backends", metavar="A,B", help="project backends to measure (default: auto and every "
+                   "available one); the pydicom and dicomsdl baselines are always measured")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="decode device (default: auto)")
+    p.add_argument("--workers", type=int, default=0, help="processes of the default (auto) row (default: all cores)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up pass (default: 3)")
+    p.add_argument("--limit", type=int, default=0, help="with --data: at most N files per transfer syntax")
+    p.add_argument("--files", type=int, default=6, help="without --data: synthetic files per codec (default: 6)")
+    p.add_argument("--size", default="3328x2560", metavar="HxW", help="synthetic image size (default: 3328x2560)")
+    p.add_argument("--bits", type=int, default=12, help="synthetic Bits Stored (default: 12)")
+    p.add_argument("--cache", metavar="DIR", help="synthetic file cache (default: ~/.cache/rsna-mammo/bench)")
+    p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def resolve_device(device: str) -> str:
+    """This build's decode backends run on the CPU; ``cuda`` arrives with the GPU backends."""
+    if device == "cuda":
+        raise ValueError("bench decode --device cuda: no GPU decode backend is registered in this build; "
+                         "allowed here: auto, cpu")
+    return "cpu"
+
+
+def run(args: argparse.Namespace) -> int:
+    from decode.chain import parse_size
+    from decode.cli_decode import find_dicoms
+    from decode.parallel import default_workers
+
+    from .machine import expand_path, machine_record
+    from .schema import dump, make_document, options_of
+    from .synthdata import default_cache, synthesize
+
+    device = resolve_device(args.device)
+    if args.repeats < 1:
+        raise ValueError("--repeats must be >= 1")
+    workers = args.workers or default_workers()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    progress = not args.no_progress
+    synthetic = None
+    if args.data:
+        paths = find_dicoms([args.data])
+        if not paths:
+            raise ValueError(f"no *.dcm files under {args.data}")
+    else:
+        size = parse_size(args.size)
+        cache = args.cache or default_cache()
+        made = synthesize(cache, size=size, files=args.files, bits=args.bits, progress=progress)
+        paths = [p for ps in made.values() for p in ps]
+        synthetic = {"cache": os.path.abspath(cache), "height": size[0], "width": size[1], "bits": args.bits,
+                     "files_per_codec": args.files, "photometric": "MONOCHROME2"}
+    groups, errors = scan(paths, args.limit)
+    total = sum((len(project_backends(ts, backends)) + 3) * (args.repeats + 1) * len(g.paths)
+                for ts, g in groups.items())
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="img", disable=None, file=sys.stderr)
+    rows, picks, cpu_per_image = [], {}, {}
+    try:
+        for ts in sorted(groups):
+            group_rows, configs = bench_group(groups[ts], backends=backends, workers=workers,
+                                              repeats=args.repeats, bar=bar)
+            rows += group_rows
+            for cfg in configs:
+                errors += cfg.errors
+                if cfg.cpu_seconds:  # load-independent per-core figure (median CPU seconds per image)
+                    cpu_per_image.setdefault(ts, {})[cfg.label] = round(
+                        statistics.median(cfg.cpu_seconds) / len(groups[ts].paths), 4)
+                if cfg.backend == "auto" and cfg.picked:
+                    picks.setdefault(ts, dict(cfg.picked))
+    finally:
+        if bar is not None:
+            bar.close()
+    machine = machine_record(with_torch=False)
+    config = {"command": "bench decode", "options": options_of(args), "device": device, "data": args.data,
+              "synthetic": synthetic, "files": {ts: len(g.paths) for ts, g in groups.items()},
+              "repeats": args.repeats, "workers": workers, "backends": backends, "auto_picks": picks,
+              "timing": "interleaved rounds; perf_counter around a full pass over the files"}
+    summary = {"ratios": decode_summary(rows), "cpu_s_per_image": cpu_per_image, "errors": errors}
+    doc = make_document(machine, config, rows, summary)
+    print(render_rows(rows, summary["ratios"]))
+    for e in errors:
+        print(f"error: {e['backend'] or 'scan'}: {e['path']}: {e['reason']}", file=sys.stderr)
+    if args.json:
+        out = dump(doc, expand_path(args.json, machine))
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def render_rows(rows: Sequence[BenchResult], ratios: Dict[str, dict]) -> str:
+    """A plain-text table of a decode run and its ratios (for the terminal)."""
+    from decode.syntax import short_name
+
+    lines = [f"{'codec':14s} {'backend':22s} {'workers':>7s} {'img/s':>8s} {'MPix/s':>8s} {'spread':>7s} "
+             f"{'peak MB':>8s} exact"]
+    for r in rows:
+        name = f"{r.backend}{' (baseline)' if r.is_baseline else ''}"
+        ips = f"{r.images_per_s:8.3f}" if r.images_per_s is not None else f"{'-':>8s}"
+        mps = f"{r.mpix_per_s:8.1f}" if r.mpix_per_s is not None else f"{'-':>8s}"
+        spr = f"{r.spread:7.2f}" if r.spread is not None else f"{'-':>7s}"
+        mem = f"{r.peak_host_mb:8.0f}" if r.peak_host_mb is not None else f"{'-':>8s}"
+        lines.append(f"{short_name(r.transfer_syntax or ''):14s} {name:22s} {r.workers:7d} {ips} {mps} {spr} {mem} "
+                     f"{r.exact}")
+    for ts, s in ratios.items():
+        lines.append(f"{short_name(ts)}: default (auto, {s['default_workers']} workers) = "
+                     f"{s['default_vs_pydicom']}x pydicom; per core auto = {s['per_core_vs_pydicom']}x pydicom, "
+                     f"{s['per_core_vs_fastest_single']}x the fastest single library ({s['fastest_single']})")
+    return "\n".join(lines)

@@ -1,0 +1,324 @@
+"""Benchmark suite: result schema, exactness gate, report, and small real runs of every bench."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from benchmarks import schema
+from benchmarks.schema import BenchResult
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _row(**kw) -> BenchResult:
+    base = dict(stage="decode", backend="auto", device="cpu", transfer_syntax="1.2.840.10008.1.2.4.90", height=64,
+                width=48, images=2, images_per_s=10.0, mpix_per_s=0.03, spread=0.1, workers=2, batch_size=1,
+                peak_host_mb=100.0, peak_gpu_mb=None, exact=True)
+    base.update(kw)
+    return BenchResult(**base)
+
+
+def _machine() -> dict:
+    return {"cpu": "AMD EPYC", "cpu_count": 2, "cpus_usable": 2, "gpu": None, "gpu_count": 0, "driver": None,
+            "cuda": None, "python": "3.11.7", "versions": {"pydicom": "3.0"}, "git_commit": "0" * 40,
+            "git_dirty": False, "date": "2026-11-27T10:00:00+00:00"}
+
+
+@pytest.fixture
+def decode_doc() -> dict:
+    """A decode result document as `bench decode` writes it, one backend failing the gate."""
+    j2k, ljpeg = "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70"
+    rows = []
+    for ts, scale in ((j2k, 1.0), (ljpeg, 6.0)):
+        rows += [_row(stage="baseline", backend="pydicom", transfer_syntax=ts, workers=1, images_per_s=1.0 * scale),
+                 _row(stage="baseline", backend="dicomsdl", transfer_syntax=ts, workers=1, images_per_s=1.1 * scale),
+                 _row(backend="auto", transfer_syntax=ts, workers=2, images_per_s=2.0 * scale),
+                 _row(backend="auto", transfer_syntax=ts, workers=1, images_per_s=1.2 * scale),
+                 _row(backend="imagecodecs", transfer_syntax=ts, workers=1, images_per_s=1.2 * scale),
+                 _row(backend="broken", transfer_syntax=ts, workers=1, images_per_s=None, mpix_per_s=None,
+                      spread=None, peak_host_mb=None, exact=False)]
+    return schema.make_document(_machine(), {"command": "bench decode"}, rows)
+
+
+# --- schema --------------------------------------------------------------------------------
+
+def test_schema_rows_have_exactly_the_issue_fields(decode_doc):
+    assert schema.ROW_FIELDS == ("stage", "backend", "device", "transfer_syntax", "height", "width", "images",
+                                 "images_per_s", "mpix_per_s", "spread", "workers", "batch_size", "peak_host_mb",
+                                 "peak_gpu_mb", "exact")
+    doc = json.loads(json.dumps(decode_doc))
+    rows = schema.validate(doc)
+    assert len(rows) == 12 and all(isinstance(r, BenchResult) for r in rows)
+    assert set(doc) == {"machine", "config", "results"}
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(stage="warp"), "stage 'warp' is not one of: baseline, decode"),
+    (dict(device="tpu"), "device 'tpu' is not one of: cpu, cuda"),
+    (dict(workers=0), "workers"),
+    (dict(images_per_s=-1.0), "images_per_s"),
+    (dict(exact="yes"), "exact"),
+    (dict(exact=False), "no speed"),
+])
+def test_schema_rejects_bad_rows(change, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _row(**change)
+
+
+def test_validate_names_the_problem(decode_doc):
+    bad = json.loads(json.dumps(decode_doc))
+    bad["results"][3]["extra"] = 1
+    with pytest.raises(ValueError, match=r"results\[3\].*unexpected \['extra'\]"):
+        schema.validate(bad)
+    bad = json.loads(json.dumps(decode_doc))
+    del bad["machine"]["git_commit"]
+    with pytest.raises(ValueError, match="git_commit"):
+        schema.validate(bad)
+    with pytest.raises(ValueError, match="lacks results"):
+        schema.validate({"machine": {}, "config": {}})
+
+
+def test_dump_is_atomic_json_and_loads(tmp_path, decode_doc):
+    path = schema.dump(decode_doc, str(tmp_path / "r.json"))
+    assert schema.load(path) == json.loads(json.dumps(decode_doc))
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json: not JSON"):
+        schema.load(str(tmp_path / "bad.json"))
+
+
+def test_machine_record_and_slug():
+    from benchmarks.machine import expand_path, machine_record, machine_slug
+
+    rec = machine_record(with_torch=False)
+    assert all(k in rec for k in schema.MACHINE_KEYS)
+    assert rec["versions"]["pydicom"] and rec["cpu_count"] >= 1
+    assert re.fullmatch(r"[a-z0-9-]+", machine_slug(rec))
+    assert machine_slug({**rec, "cpu": "AMD EPYC 7B13", "cpus_usable": 2, "gpu": None}) == "cpu-2core-epyc"
+    assert machine_slug({"cpu": "Intel(R) Xeon(R) Platinum 8480+", "cpus_usable": 16, "gpu": "NVIDIA H100 80GB HBM3",
+                         "gpu_count": 1}) == "h100x1-16core-xeon"
+    assert expand_path("r/{machine}-{date}.json", {"cpu": "AMD EPYC", "cpus_usable": 2,
+                                                    "date": "2026-11-27T10:00:00"}) == "r/cpu-2core-epyc-2026-11-27.json"
+
+
+def test_nothing_in_the_library_imports_benchmarks():
+    offenders = []
+    for pkg in ("decode", "dali_pipelines", "training"):
+        for path in glob.glob(os.path.join(REPO, pkg, "**", "*.py"), recursive=True):
+            text = open(path, encoding="utf-8").read()
+            if re.search(r"^\s*(from|import)\s+benchmarks\b", text, re.M):
+                offenders.append(path)
+    assert offenders == []
+
+
+# --- the exactness gate, on real files with a real (deliberately wrong) backend -----------
+
+@pytest.fixture(scope="module")
+def tiny_codec_files(tmp_path_factory):
+    from benchmarks.synthdata import synthesize
+
+    cache = str(tmp_path_factory.mktemp("bench_cache"))
+    return cache, synthesize(cache, size=(64, 48), files=2, workers=1, progress=False)
+
+
+@pytest.fixture
+def wrong_backend():
+    """A real imagecodecs decode with every pixel off by one, registered under a name (removed after)."""
+    from decode.backends import AUTO_ORDER, BACKENDS, Backend, register_backend
+    from decode.backends.codecs import decode_imagecodecs
+    from decode.syntax import J2K_FAMILY, LOSSLESS_JPEG
+
+    def off_by_one(dfile):
+        return decode_imagecodecs(dfile).astype(np.uint16) + 1
+
+    made = []
+
+    def register(first: bool = False) -> str:
+        register_backend(Backend("wrong_plus_one", frozenset(J2K_FAMILY | LOSSLESS_JPEG), ("imagecodecs",),
+                                 off_by_one, "test: wrong on purpose"), first=first)
+        made.append(1)
+        return "wrong_plus_one"
+
+    order = list(AUTO_ORDER)
+    yield register
+    BACKENDS.pop("wrong_plus_one", None)
+    AUTO_ORDER[:] = order
+
+
+def test_exactness_gate_flags_a_wrong_backend(tiny_codec_files, wrong_backend):
+    from benchmarks.decode_bench import bench_group, scan
+
+    _cache, made = tiny_codec_files
+    name = wrong_backend(first=False)
+    groups, errors = scan([p for ps in made.values() for p in ps])
+    assert errors == [] and len(groups) == 2
+    for ts, group in groups.items():
+        rows, _ = bench_group(group, backends=["auto", "imagecodecs", name], workers=1, repeats=1)
+        by = {(r.stage, r.backend, r.workers): r for r in rows}
+        wrong = by[("decode", name, 1)]
+        assert wrong.exact is False and wrong.images_per_s is None and wrong.mpix_per_s is None
+        for key in (("baseline", "pydicom", 1), ("baseline", "dicomsdl", 1), ("decode", "auto", 1),
+                    ("decode", "imagecodecs", 1)):
+            assert by[key].exact is True and by[key].images_per_s > 0, key
+
+
+def test_exactness_gate_flags_auto_when_auto_picks_a_wrong_backend(tiny_codec_files, wrong_backend):
+    """Made the first choice of ``auto``, the wrong backend fails the default pool row too."""
+    from benchmarks.decode_bench import bench_group, scan
+
+    _cache, made = tiny_codec_files
+    wrong_backend(first=True)
+    groups, _ = scan(made["1.2.840.10008.1.2.4.90"])
+    rows, configs = bench_group(groups["1.2.840.10008.1.2.4.90"], backends=["auto"], workers=2, repeats=1)
+    autos = [r for r in rows if r.backend == "auto"]
+    assert {r.workers for r in autos} == {1, 2}
+    assert all(r.exact is False and r.images_per_s is None for r in autos)
+    assert all(r.exact for r in rows if r.stage == "baseline")
+
+
+# --- small real runs --------------------------------------------------------------------------
+
+def test_bench_decode_small_run_writes_valid_json(tmp_path, tiny_codec_files, capsys):
+    from training.cli import main
+
+    cache, _ = tiny_codec_files
+    rc = main(["bench", "decode", "--size", "64x48", "--files", "2", "--repeats", "1", "--cache", cache,
+               "--no-progress", "--json", str(tmp_path / "{machine}-{date}-decode.json")])
+    assert rc == 0
+    [path] = glob.glob(str(tmp_path / "cpu-*core-*-????-??-??-decode.json")) or \
+        glob.glob(str(tmp_path / "*-decode.json"))
+    doc = schema.load(path)
+    rows = schema.validate(doc)
+    for ts in ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70"):
+        mine = [r for r in rows if r.transfer_syntax == ts]
+        assert {r.backend for r in mine if r.stage == "baseline"} == {"pydicom", "dicomsdl"}
+        assert any(r.backend == "auto" and r.workers == doc["config"]["workers"] for r in mine)
+        assert all(r.exact and r.images_per_s > 0 and r.height == 64 and r.width == 48 for r in mine)
+    assert set(doc["summary"]["ratios"]) == {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70"}
+    assert "x pydicom" in capsys.readouterr().out
+
+
+def test_bench_decode_refuses_unknown_backend_and_cuda(tiny_codec_files, capsys):
+    from training.cli import main
+
+    cache, _ = tiny_codec_files
+    assert main(["bench", "decode", "--size", "64x48", "--files", "2", "--cache", cache, "--backends", "nope",
+                 "--no-progress"]) == 2
+    assert "unknown backend(s) nope; allowed: auto, native" in capsys.readouterr().err
+    assert main(["bench", "decode", "--device", "cuda", "--no-progress"]) == 2
+    assert "allowed here: auto, cpu" in capsys.readouterr().err
+
+
+def test_report_renders_table_and_plot_from_fixture(tmp_path, decode_doc, capsys):
+    from training.cli import main
+
+    src = schema.dump(decode_doc, str(tmp_path / "cpu-2core-epyc-2026-11-27-decode.json"))
+    out = tmp_path / "report"
+    assert main(["bench", "report", src, "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "| stage | codec | backend |" in md and "pydicom (baseline)" in md and "dicomsdl (baseline)" in md
+    assert "**WRONG**" in md and "2.00×" in md
+    assert "j2k-lossless: the default (`auto`, 2 workers) decodes 2.00× the serial pydicom loop" in md
+    png = (out / "decode.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert "![decode images/s" in capsys.readouterr().out
+    # a file that is not a result document: one line naming it, the others still render, exit 1
+    (tmp_path / "other.json").write_text(json.dumps({"machine": {}, "config": {}}))
+    assert main(["bench", "report", src, str(tmp_path / "other.json"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "other.json: result document lacks results" in err and "report.md" in err
+
+
+def test_decode_summary_ratios(decode_doc):
+    from benchmarks.decode_bench import decode_summary
+
+    rows = schema.validate(decode_doc)
+    rows.append(_row(backend="nvjpeg", device="cuda", transfer_syntax="1.2.840.10008.1.2.4.70", workers=1,
+                     batch_size=16, images_per_s=60.0))
+    s = decode_summary(rows)["1.2.840.10008.1.2.4.70"]
+    assert s["default_vs_pydicom"] == 2.0 and s["default_workers"] == 2 and s["per_core_vs_pydicom"] == 1.2
+    assert s["fastest_single"] == "imagecodecs" and s["per_core_vs_fastest_single"] == 1.0
+    assert s["gpu_best"] == "nvjpeg (batch 16)" and s["gpu_vs_pydicom"] == 10.0
+
+
+def test_decode_speedup_small_run(tmp_path, tiny_codec_files):
+    from benchmarks.decode_speedup import main
+
+    cache, _ = tiny_codec_files
+    out = tmp_path / "speedup.json"
+    assert main(["--size", "64x48", "--files", "2", "--repeats", "1", "--cache", cache, "--json", str(out)]) == 0
+    doc = schema.load(str(out))
+    rows = schema.validate(doc)
+    assert {(r.stage, r.backend) for r in rows} == {("baseline", "pydicom"), ("decode", "auto")}
+    assert all(r.exact for r in rows) and len(rows) == 4
+    assert set(doc["summary"]["speedup_vs_pydicom"]) == {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70"}
+
+
+def test_bench_pipeline_small_run(tmp_path, tiny_dataset):
+    from training.cli import main
+
+    out = tmp_path / "pipe.json"
+    assert main(["bench", "pipeline", "--data", tiny_dataset, "--limit", "2", "--size", "32x24", "--batch-size", "2",
+                 "--repeats", "1", "--workers", "1", "--device", "cpu", "--json", str(out)]) == 0
+    doc = schema.load(str(out))
+    rows = schema.validate(doc)
+    stages = {r.stage for r in rows}
+    assert {"read", "decode", "voi", "crop", "resize", "collate", "loader"} <= stages
+    assert all(r.images_per_s and r.images_per_s > 0 for r in rows)
+    loader = [r for r in rows if r.stage == "loader"]
+    assert all(r.images == 2 and r.height == 32 and r.width == 24 for r in loader)
+
+
+def test_bench_train_and_infer_small_run(tmp_path, tiny_dataset):
+    from training.cli import main
+
+    out = tmp_path / "train.json"
+    common = ["--model", "test_resnet", "--size", "64x32", "--batch-size", "2", "--steps", "1", "--warmup", "1",
+              "--repeats", "1", "--device", "cpu"]
+    assert main(["bench", "train", *common, "--data", tiny_dataset, "--workers", "1", "--json", str(out)]) == 0
+    doc = schema.load(str(out))
+    rows = schema.validate(doc)
+    assert [(r.stage, r.backend) for r in rows] == [("train", "memory"), ("train", "loader")]
+    assert all(r.images == 2 and r.images_per_s > 0 for r in rows)
+    assert doc["summary"]["loader_vs_memory"] > 0 and doc["config"]["model"] == "test_resnet"
+    out = tmp_path / "infer.json"
+    assert main(["bench", "infer", *common, "--no-loader", "--json", str(out)]) == 0
+    assert [(r.stage, r.backend) for r in schema.validate(schema.load(str(out)))] == [("infer", "memory")]
+
+
+@pytest.mark.gpu
+def test_bench_pipeline_and_infer_on_gpu(tmp_path, tiny_dataset):
+    from training.cli import main
+
+    out = tmp_path / "pipe.json"
+    assert main(["bench", "pipeline", "--data", tiny_dataset, "--limit", "2", "--size", "32x24", "--batch-size", "2",
+                 "--repeats", "1", "--workers", "1", "--device", "cuda", "--json", str(out)]) == 0
+    rows = schema.validate(schema.load(str(out)))
+    h2d = [r for r in rows if r.stage == "h2d"]
+    assert h2d and all(r.device == "cuda" and r.images_per_s > 0 for r in h2d)
+    out = tmp_path / "infer.json"
+    assert main(["bench", "infer", "--model", "test_resnet", "--size", "64x32", "--batch-size", "2", "--steps", "2",
+                 "--repeats", "1", "--device", "cuda", "--data", tiny_dataset, "--workers", "1",
+                 "--json", str(out)]) == 0
+    rows = schema.validate(schema.load(str(out)))
+    assert all(r.device == "cuda" and r.peak_gpu_mb is not None for r in rows)
+
+
+def test_bench_help_lists_every_subcommand(capsys):
+    from training.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("decode", "pipeline", "train", "infer", "report"):
+        assert name in out
+        with pytest.raises(SystemExit) as e:
+            main(["bench", name, "--help"])
+        assert e.value.code == 0
+        assert f"usage: rsna-mammo bench {name}" in capsys.readouterr().out
