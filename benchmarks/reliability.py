@@ -108,7 +108,7 @@ def main(argv: List[str] = None) -> int:
     ap.add_argument("--soak-epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    from decode.env import collect
+    from benchmarks.machine import machine_record
 
     tmp = tempfile.mkdtemp(prefix="rsna-reliability-")
     try:
@@ -125,7 +125,7 @@ def main(argv: List[str] = None) -> int:
     default_hangs = sum(v for k, v in fuzz["hung"].items() if k in ("native", "imagecodecs", "pydicom"))
     doc = {
         "date": datetime.date.today().isoformat(),
-        "machine": collect(with_torch=False),
+        "machine": machine_record(),
         "config": {"fuzz_inputs": args.fuzz, "soak_files": args.soak_files, "soak_epochs": args.soak_epochs,
                    "seed": args.seed},
         "summary": {
