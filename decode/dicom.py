@@ -268,7 +268,8 @@ def check_codestream(dfile: DicomFile) -> Optional[CodestreamInfo]:
     """Refuse a codestream whose own header (J2K SIZ, JPEG SOF) disagrees with the DICOM header.
 
     Catches what a lenient decoder would otherwise turn into wrong pixels: other
-    dimensions, colour components, or a precision that does not fit Bits Allocated.
+    dimensions, colour components, a precision that does not fit Bits Allocated, or
+    encapsulated data under a native transfer syntax.
 
     Returns:
         The parsed codestream header, or None for native data / an unparsable header.
@@ -276,9 +277,12 @@ def check_codestream(dfile: DicomFile) -> Optional[CodestreamInfo]:
     Raises:
         CorruptDicomError / UnsupportedDicomError naming the file.
     """
-    from .syntax import J2K_FAMILY, LOSSLESS_JPEG
+    from .syntax import J2K_FAMILY, LOSSLESS_JPEG, NATIVE_LE
 
     meta = dfile.meta
+    if meta.transfer_syntax in NATIVE_LE and "PixelData" in dfile.ds and dfile.ds["PixelData"].is_undefined_length:
+        raise CorruptDicomError(dfile.path, f"encapsulated Pixel Data under native transfer syntax "
+                                            f"{meta.transfer_syntax}")
     if meta.transfer_syntax in J2K_FAMILY:
         info = j2k_info(dfile.codestream())
     elif meta.transfer_syntax in LOSSLESS_JPEG:
