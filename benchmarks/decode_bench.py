@@ -291,6 +291,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="3328x2560", metavar="HxW", help="synthetic image size (default: 3328x2560)")
     p.add_argument("--bits", type=int, default=12, help="synthetic Bits Stored (default: 12)")
     p.add_argument("--cache", metavar="DIR", help="synthetic file cache (default: ~/.cache/rsna-mammo/bench)")
+    p.add_argument("--caches", action="store_true",
+                   help="also measure the decode-once caches beside the raw figures: the HTJ2K transcode and "
+                        "the tensor cache (rsna-mammo prepare) of full-size JPEG 2000 files (summary.caches)")
+    p.add_argument("--cache-size", default="2048x1024", metavar="HxW", help="tensor cache size for --caches")
     p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -301,6 +305,24 @@ def resolve_device(device: str) -> str:
         raise ValueError("bench decode --device cuda: no GPU decode backend is registered in this build; "
                          "allowed here: auto, cpu")
     return "cpu"
+
+
+def measure_caches(args: argparse.Namespace, workers: int) -> dict:
+    """HTJ2K transcode and tensor cache vs raw JPEG 2000, in this run (see benchmarks.prepare_bench)."""
+    import tempfile
+
+    from decode.chain import parse_size
+
+    from .prepare_bench import run_bench
+
+    h, w = parse_size(args.size)
+    with tempfile.TemporaryDirectory(prefix="bench-caches-") as work:
+        res = run_bench(work, files=args.files, height=h, width=w, size=parse_size(args.cache_size),
+                        repeats=args.repeats, workers=workers)
+    ratios = res["summary"]["ratios"]
+    print(f"caches: HTJ2K decodes {ratios['htj2k_vs_j2k_decode']}x faster than JPEG 2000; the tensor cache "
+          f"feeds {ratios['tensor_cache_vs_j2k_decode_chain']}x faster than JPEG 2000 decode+chain", file=sys.stderr)
+    return {"rows": res["rows"], **res["summary"]}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -360,6 +382,8 @@ def run(args: argparse.Namespace) -> int:
               "repeats": args.repeats, "workers": workers, "backends": backends, "auto_picks": picks,
               "timing": "interleaved rounds; perf_counter around a full pass over the files"}
     summary = {"ratios": decode_summary(rows), "cpu_s_per_image": cpu_per_image, "errors": errors}
+    if args.caches:
+        summary["caches"] = measure_caches(args, workers)
     doc = make_document(machine, config, rows, summary)
     print(render_rows(rows, summary["ratios"]))
     for e in errors:

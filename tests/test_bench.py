@@ -322,3 +322,20 @@ def test_bench_help_lists_every_subcommand(capsys):
             main(["bench", name, "--help"])
         assert e.value.code == 0
         assert f"usage: rsna-mammo bench {name}" in capsys.readouterr().out
+
+
+def test_bench_decode_reports_caches_beside_raw(tmp_path):
+    """--caches adds the HTJ2K transcode and tensor-cache figures to the same JSON."""
+    from training.cli import main as cli_main
+
+    out = tmp_path / "caches.json"
+    rc = cli_main(["bench", "decode", "--size", "96x64", "--files", "2", "--repeats", "1", "--caches",
+                   "--cache-size", "48x32", "--cache", str(tmp_path / "c"), "--no-progress", "--json", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    caches = doc["summary"]["caches"]
+    assert caches["htj2k_bit_exact"] is True
+    assert set(caches["ratios"]) >= {"htj2k_vs_j2k_decode", "tensor_cache_vs_j2k_decode_chain"}
+    stages = {(r["stage"], r["transfer_syntax"]) for r in caches["rows"]}
+    assert ("decode", "1.2.840.10008.1.2.4.201") in stages and ("read", None) in stages
+    assert any(r["stage"] == "baseline" for r in doc["results"])
