@@ -1,0 +1,86 @@
+"""Screening metrics against hand-computed values and the Kaggle reference scorer."""
+import math
+
+import numpy as np
+import pytest
+
+from training.metrics import (aggregate_breasts, best_threshold, binarized_pf1, breast_metrics, pfbeta,
+                              roc_auc)
+
+LABELS = [1, 0, 1, 0]
+SCORES = [0.8, 0.4, 0.6, 0.2]
+
+
+def kaggle_pfbeta(labels, predictions, beta=1):
+    """The competition's scorer, verbatim in logic."""
+    y_true_count = ctp = cfp = 0
+    for idx in range(len(labels)):
+        prediction = min(max(predictions[idx], 0), 1)
+        if labels[idx]:
+            y_true_count += 1
+            ctp += prediction
+        else:
+            cfp += prediction
+    beta_squared = beta * beta
+    c_precision = ctp / (ctp + cfp)
+    c_recall = ctp / y_true_count
+    if c_precision > 0 and c_recall > 0:
+        return (1 + beta_squared) * (c_precision * c_recall) / (beta_squared * c_precision + c_recall)
+    return 0
+
+
+def test_pf1_hand_computed():
+    # pTP = 1.4, pFP = 0.6: precision 0.7, recall 0.7
+    assert pfbeta(LABELS, SCORES) == pytest.approx(0.7)
+    # beta=2: 5 * 0.49 / (4*0.7 + 0.7)
+    assert pfbeta(LABELS, SCORES, beta=2) == pytest.approx(5 * 0.49 / 3.5)
+    assert pfbeta([0, 0], [0.3, 0.2]) == 0.0  # no positives
+    assert pfbeta([1, 0], [0.0, 0.0]) == 0.0
+    assert pfbeta([1, 0], [1.7, -0.3]) == 1.0  # clipped to [0, 1]
+
+
+def test_pf1_matches_kaggle_scorer():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y = (rng.random(50) < 0.3).astype(int)
+        y[0] = 1
+        p = rng.random(50)
+        assert pfbeta(y, p) == pytest.approx(kaggle_pfbeta(y, p))
+
+
+def test_binarized_pf1_and_threshold_search():
+    assert binarized_pf1(LABELS, SCORES, 0.5) == 1.0
+    assert binarized_pf1(LABELS, SCORES, 0.3) == pytest.approx(0.8)  # P=2/3, R=1
+    assert binarized_pf1(LABELS, SCORES, 0.7) == pytest.approx(2 / 3)  # P=1, R=1/2
+    f, t = best_threshold(LABELS, SCORES)
+    assert (f, t) == (pytest.approx(1.0), 0.6)  # the highest threshold with the best score
+    f, t = best_threshold([1, 0, 0, 1, 0], [0.9, 0.7, 0.1, 0.3, 0.2])
+    # t=0.9: P1 R.5 → .667; t=0.7: P.5 R.5 → .5; t=0.3: P2/3 R1 → .8; t=0.2: P.5 R1 → .667
+    assert (f, t) == (pytest.approx(0.8), 0.3)
+    assert best_threshold([0, 0], [0.0, 0.0]) == (0.0, 0.5)
+
+
+def test_auc_hand_computed_with_ties():
+    assert roc_auc(LABELS, SCORES) == 1.0
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert roc_auc([1, 0], [0.5, 0.5]) == 0.5
+    assert roc_auc([1, 0, 0], [0.5, 0.5, 0.2]) == pytest.approx(0.75)
+    assert math.isnan(roc_auc([1, 1], [0.1, 0.2]))
+
+
+def test_breast_aggregation_mean_and_max():
+    ids = ["a", "a", "b", "b", "c"]
+    s = [0.2, 0.6, 0.1, 0.3, 0.9]
+    y = [0, 1, 0, 0, 1]
+    mean = aggregate_breasts(ids, s, y, agg="mean")
+    assert mean.ids == ("a", "b", "c")
+    np.testing.assert_allclose(mean.scores, [0.4, 0.2, 0.9])
+    np.testing.assert_array_equal(mean.labels, [1, 0, 1])
+    mx = aggregate_breasts(ids, s, y, agg="max")
+    np.testing.assert_allclose(mx.scores, [0.6, 0.3, 0.9])
+    with pytest.raises(ValueError, match="mean, max"):
+        aggregate_breasts(ids, s, agg="median")
+    m = breast_metrics(ids, s, y, agg="mean")
+    assert m["auc"] == 1.0 and m["breasts"] == 3 and m["positives"] == 2
+    assert m["pf1"] == pytest.approx(pfbeta([1, 0, 1], [0.4, 0.2, 0.9]))
+    assert m["bin_pf1"] == 1.0 and m["threshold"] == 0.4

@@ -1,0 +1,140 @@
+"""The manifest: Kaggle ``train.csv`` / ``test.csv`` → one row per image with its DICOM path.
+
+Paths are ``<data>/{split}_images/<patient_id>/<image_id>.dcm``. Ids come from a CSV, so
+they are data, not trusted: an id that is empty, absolute, contains a path separator or
+is ``.``/``..`` — anything that would make the path leave the data root — is refused
+for that row (``path == ""`` and ``path_error`` says why); the rest of the manifest loads.
+The check is lexical (symlinks under the data root are followed as the user set them up).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+
+
+class UnsafePathError(ValueError):
+    """A CSV id would make an image path leave the data root."""
+
+
+def resolve_image_path(root: str, split_dir: str, patient_id: str, image_id: str) -> str:
+    """``root/split_dir/<patient_id>/<image_id>.dcm``, refusing anything that leaves ``root``.
+
+    Raises:
+        UnsafePathError: an id is empty, absolute, has a separator, is ``.``/``..``, or the
+            normalised path is not inside ``root``.
+    """
+    for what, value in (("patient_id", patient_id), ("image_id", image_id)):
+        v = str(value)
+        if (not v or v in (".", "..") or "/" in v or "\\" in v or "\x00" in v or os.path.isabs(v)
+                or (os.altsep and os.altsep in v)):
+            raise UnsafePathError(f"{what} {v!r} would leave the data root")
+    root_n = os.path.normpath(os.path.abspath(root))
+    path = os.path.normpath(os.path.join(root_n, split_dir, str(patient_id), f"{image_id}.dcm"))
+    if os.path.commonpath([root_n, path]) != root_n:
+        raise UnsafePathError(f"{path} is outside the data root {root_n}")
+    return path
+
+
+def split_of_csv(csv: str) -> str:
+    """``train*.csv`` → ``"train"``, anything else → ``"test"``."""
+    return "train" if os.path.basename(csv).lower().startswith("train") else "test"
+
+
+def load_manifest(data: str, split: Optional[str] = None, *, csv: Optional[str] = None,
+                  images: Optional[str] = None) -> "pd.DataFrame":
+    """Read a Kaggle CSV and resolve every image path.
+
+    Args:
+        data: the dataset root (holds ``train.csv``, ``test.csv``, ``*_images/``).
+        split: ``"train"`` or ``"test"`` (default: from the CSV name).
+        csv: CSV file (default ``<data>/<split>.csv``); a relative name is looked up in ``data``.
+        images: image folder under ``data`` (default ``<split>_images``).
+
+    Returns:
+        DataFrame with the CSV columns (``patient_id``, ``image_id`` as str) plus
+        ``prediction_id`` (``{patient_id}_{laterality}`` unless the CSV has it),
+        ``path`` (absolute; ``""`` when refused) and ``path_error`` (``""`` when fine).
+    """
+    import pandas as pd
+
+    if split is None:
+        split = split_of_csv(csv) if csv else "train"
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+    csv = csv or f"{split}.csv"
+    if not os.path.isabs(csv) and not os.path.exists(csv):
+        csv = os.path.join(data, csv)
+    if not os.path.exists(csv):
+        raise ValueError(f"{csv}: no such CSV file")
+    df = pd.read_csv(csv, dtype={"patient_id": str, "image_id": str, "laterality": str,
+                                 "prediction_id": str}, keep_default_na=False)
+    missing = [c for c in ("patient_id", "image_id", "laterality") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{csv}: missing column(s) {', '.join(missing)}")
+    if "prediction_id" not in df.columns or (df["prediction_id"] == "").any():
+        built = df["patient_id"].astype(str) + "_" + df["laterality"].astype(str)
+        if "prediction_id" in df.columns:
+            df["prediction_id"] = df["prediction_id"].where(df["prediction_id"] != "", built)
+        else:
+            df["prediction_id"] = built
+    if "cancer" in df.columns:
+        df["cancer"] = pd.to_numeric(df["cancer"], errors="coerce").fillna(0).astype(np.int64)
+    folder = images or f"{split}_images"
+    paths, errors = [], []
+    for pid, iid in zip(df["patient_id"], df["image_id"]):
+        try:
+            paths.append(resolve_image_path(data, folder, pid, iid))
+            errors.append("")
+        except UnsafePathError as exc:
+            paths.append("")
+            errors.append(str(exc))
+    df["path"], df["path_error"] = paths, errors
+    bad = int((df["path_error"] != "").sum())
+    if bad:
+        log.warning("%s: %d row(s) refused (path would leave the data root)", csv, bad)
+    return df.reset_index(drop=True)
+
+
+def assign_folds(df: "pd.DataFrame", *, folds: int = 4, seed: int = 42) -> np.ndarray:
+    """Fold number per row: grouped by patient, stratified by cancer.
+
+    Patients with any positive image are dealt round-robin over the folds after a
+    seeded shuffle, then the negatives continue the deal from the least-filled fold, so
+    every fold gets ⌊P/K⌋ or ⌈P/K⌉ positive patients and about the same patient count.
+
+    Returns:
+        int64 array [len(df)] with values in ``0..folds-1``.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2 (got {folds})")
+    label = df["cancer"] if "cancer" in df.columns else np.zeros(len(df), dtype=np.int64)
+    per_patient = (np.asarray(label) > 0).astype(np.int64)
+    import pandas as pd
+
+    pat = pd.Series(per_patient, index=df["patient_id"].astype(str)).groupby(level=0).max()
+    rng = np.random.default_rng(seed)
+    fold_of = {}
+    counts = np.zeros(folds, dtype=np.int64)
+    for cls in (1, 0):
+        ids = np.array(sorted(pat.index[pat.to_numpy() == cls]), dtype=object)
+        rng.shuffle(ids)
+        start = int(np.argmin(counts)) if cls == 0 else 0
+        for j, pid in enumerate(ids):
+            f = (start + j) % folds
+            fold_of[pid] = f
+            counts[f] += 1
+    return np.array([fold_of[str(p)] for p in df["patient_id"]], dtype=np.int64)
+
+
+def breast_prior(df: "pd.DataFrame") -> float:
+    """Fraction of breasts (prediction_ids) with cancer; 0 when the frame has no labels."""
+    if "cancer" not in df.columns or len(df) == 0:
+        return 0.0
+    return float((df.groupby("prediction_id")["cancer"].max() > 0).mean())

@@ -1,0 +1,226 @@
+"""Batch inference: checkpoint + CSV of images → a complete submission and an error report.
+
+Every image is streamed through the same :class:`~dali_pipelines.loader.DicomLoader` as in
+training. The submission has exactly one row per ``prediction_id`` of the CSV; an image
+that cannot be used is listed in ``errors.csv`` (``image_id,path,reason``) and a breast
+whose images all failed gets the training prior (and its rows in ``errors.csv`` say so).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from decode.atomic import atomic_write
+
+from .metrics import aggregate_breasts
+
+log = logging.getLogger(__name__)
+
+CKPT_FORMAT = "rsna-mammo-ckpt/1"
+
+
+def load_checkpoint(path: str) -> dict:
+    """Read a checkpoint written by ``rsna-mammo train`` (``torch.load(weights_only=True)``)."""
+    import torch
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: checkpoint not found")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
+        raise ValueError(f"{path}: not an rsna-mammo checkpoint (format {CKPT_FORMAT})")
+    return ck
+
+
+def model_from_checkpoint(ck: dict, device: str):
+    """The inference model of a checkpoint (EMA weights when the run used EMA), in eval mode."""
+    import torch
+
+    from .model import create_model
+
+    model = create_model(ck["model_name"])
+    model.load_state_dict(ck["model"])
+    model = model.to(device).eval()
+    if ck.get("config", {}).get("channels_last", True):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def autocast_dtype(amp: str, device: str):
+    """``torch`` dtype for autocast, or None for float32 (``auto``: bf16 on CUDA only)."""
+    import torch
+
+    if amp == "off" or (amp == "auto" and not device.startswith("cuda")):
+        return None
+    return torch.float16 if amp == "fp16" else torch.bfloat16
+
+
+def autocast_ctx(device: str, dtype):
+    """``torch.autocast`` for ``dtype`` on ``device``'s type, or a no-op for float32."""
+    import contextlib
+
+    import torch
+
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if str(device).startswith("cuda") else "cpu", dtype=dtype)
+
+
+def infer(model, loader, *, device: str, amp: str = "auto", tta: bool = False, channels_last: bool = True,
+          progress: Optional[Callable] = None) -> Tuple[np.ndarray, np.ndarray, List[dict]]:
+    """Run ``model`` over ``loader``'s rows (this process's shard).
+
+    Returns:
+        ``(row indices int64 [N], probabilities float64 [N] in [0, 1], failures)``;
+        with ``tta`` the probability averages the image and its vertical flip.
+    """
+    import torch
+
+    dtype = autocast_dtype(amp, device)
+    idx, probs, failed = [], [], []
+    bar = progress(total=len(loader), desc="infer", unit="batch") if progress else None
+    n_img = 0
+    import time
+
+    t0 = time.perf_counter()
+    model.eval()
+    with torch.inference_mode():
+        for batch in loader:
+            failed.extend(batch["failed"])
+            if batch["image"] is not None and batch["index"].numel():
+                x = batch["image"].to(device, non_blocking=True)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast_ctx(device, dtype):
+                    p = torch.sigmoid(model(x).float().reshape(-1))
+                    if tta:
+                        p = 0.5 * (p + torch.sigmoid(model(x.flip(2)).float().reshape(-1)))
+                idx.append(batch["index"].cpu().numpy())
+                probs.append(p.double().cpu().numpy())
+                n_img += len(idx[-1])
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(img_s=f"{n_img / max(time.perf_counter() - t0, 1e-9):.1f}")
+    if bar is not None:
+        bar.close()
+    if not idx:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64), failed
+    return np.concatenate(idx).astype(np.int64), np.concatenate(probs), failed
+
+
+def parse_threshold(value: str) -> Optional[str | float]:
+    """``none`` → None, ``best`` → ``"best"``, a number in [0, 1] → float."""
+    v = str(value).strip().lower()
+    if v == "none":
+        return None
+    if v == "best":
+        return "best"
+    try:
+        t = float(v)
+    except ValueError:
+        raise ValueError(f"threshold {value!r}: allowed none, best or a number in [0, 1]") from None
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"threshold {value!r} must be in [0, 1]")
+    return t
+
+
+def predict(*, data: str, ckpt: str, out: str, csv: Optional[str] = None, images: Optional[str] = None,
+            device: str = "auto", tta: bool = False, agg: Optional[str] = None, threshold: str = "none",
+            batch_size: Optional[int] = None, workers: Optional[int] = None,
+            progress: Optional[Callable] = None) -> Dict[str, object]:
+    """Write the submission ``out`` and ``errors.csv`` beside it (rank 0 under torchrun).
+
+    Returns:
+        Summary: ``rows``, ``images``, ``failed_images``, ``prior_breasts`` (list of ids),
+        ``images_per_s``, ``threshold``, paths written.
+    """
+    import time
+
+    from dali_pipelines.loader import DicomLoader
+    from decode.parallel import default_workers
+
+    from .distributed import all_gather_objects, barrier, init_distributed
+    from .manifest import load_manifest
+
+    thr = parse_threshold(threshold)
+    info = init_distributed(device)
+    ck = load_checkpoint(ckpt)
+    cfg = ck.get("config", {})
+    agg = agg or cfg.get("agg", "mean")
+    if agg not in ("mean", "max"):
+        raise ValueError(f"unknown aggregation {agg!r}; allowed: mean, max")
+    size = tuple(int(v) for v in ck["img_size"])
+    man = load_manifest(data, csv=csv or "test.csv", images=images)
+    ok_rows = np.flatnonzero(man["path_error"].to_numpy() == "")
+    dev = "cuda" if info.device.startswith("cuda") else "cpu"
+    model = model_from_checkpoint(ck, info.device)
+    n_workers = default_workers() if workers is None else workers
+    loader = DicomLoader([man["path"].iloc[i] for i in ok_rows], batch_size=batch_size or 2 * int(cfg.get("batch_size", 8)),
+                         size=size, device=dev, workers=n_workers, shard=(info.rank, info.world),
+                         backend=cfg.get("backend", "auto"), data_root=data)
+    t0 = time.perf_counter()
+    idx, probs, failed = infer(model, loader, device=info.device, amp=cfg.get("amp", "auto"), tta=tta,
+                               channels_last=bool(cfg.get("channels_last", True)),
+                               progress=progress if info.is_main else None)
+    seconds = time.perf_counter() - t0
+    parts = all_gather_objects((idx, probs, failed, len(idx), seconds))
+    summary: Dict[str, object] = {}
+    if info.is_main:
+        idx = np.concatenate([p[0] for p in parts])
+        probs = np.concatenate([p[1] for p in parts])
+        failed = [f for p in parts for f in p[2]]
+        n_done, secs = sum(p[3] for p in parts), max(p[4] for p in parts)
+        summary = _write_outputs(man, ok_rows, idx, probs, failed, out=out, agg=agg, thr=thr, ck=ck)
+        summary["images_per_s"] = round(n_done / max(secs, 1e-9), 2)
+        summary["seconds"] = round(secs, 2)
+    barrier()
+    return summary
+
+
+def _write_outputs(man, ok_rows, idx, probs, failed, *, out, agg, thr, ck) -> Dict[str, object]:
+    import pandas as pd
+
+    prior = float(ck.get("prior", 0.0))
+    rows = ok_rows[idx] if len(idx) else np.zeros(0, np.int64)  # loader index → manifest row
+    scored = aggregate_breasts(man["prediction_id"].iloc[rows].tolist(), probs, agg=agg)
+    score_of = dict(zip(scored.ids, scored.scores))
+    pids = list(dict.fromkeys(man["prediction_id"].tolist()))  # CSV order, one per breast
+    prior_breasts = [p for p in pids if p not in score_of]
+    scores = np.array([score_of.get(p, prior) for p in pids], dtype=np.float64)
+    t = ck.get("threshold", 0.5) if thr == "best" else thr
+    errors = []
+    for i, reason in zip(np.flatnonzero(man["path_error"].to_numpy() != ""), man["path_error"]
+                         [man["path_error"] != ""]):
+        errors.append((man["image_id"].iloc[i], man["path"].iloc[i] or _intended(man, i), f"path: {reason}", i))
+    for f in failed:
+        i = int(ok_rows[int(f["index"])])
+        errors.append((man["image_id"].iloc[i], man["path"].iloc[i], f"{f['stage']}: {f['reason']}", i))
+    prior_set = set(prior_breasts)
+    err = pd.DataFrame([(iid, path, reason + (f" [breast {man['prediction_id'].iloc[i]}: all images failed, "
+                                              f"predicted the training prior {prior:.4f}]"
+                                              if man["prediction_id"].iloc[i] in prior_set else ""))
+                        for iid, path, reason, i in sorted(errors, key=lambda e: e[3])],
+                       columns=["image_id", "path", "reason"])
+    if t is None:
+        sub = pd.DataFrame({"prediction_id": pids, "cancer": scores})
+        text = sub.to_csv(index=False, float_format="%.6f", lineterminator="\n")
+    else:
+        sub = pd.DataFrame({"prediction_id": pids, "cancer": (scores >= float(t)).astype(np.int64)})
+        text = sub.to_csv(index=False, lineterminator="\n")
+    atomic_write(out, text)
+    err_path = os.path.join(os.path.dirname(os.path.abspath(out)), "errors.csv")
+    atomic_write(err_path, err.to_csv(index=False, lineterminator="\n"))
+    for p in prior_breasts:
+        log.warning("breast %s: all images failed; predicted the training prior %.4f", p, prior)
+    return {"submission": out, "errors": err_path, "rows": len(pids), "images": len(man),
+            "failed_images": len(err), "prior_breasts": prior_breasts, "prior": prior, "agg": agg,
+            "threshold": None if t is None else float(t)}
+
+
+def _intended(man, i: int) -> str:
+    return f"{man['patient_id'].iloc[i]}/{man['image_id'].iloc[i]}.dcm"

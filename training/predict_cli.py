@@ -1,0 +1,43 @@
+"""``rsna-mammo predict``: a complete submission from a checkpoint and raw test DICOMs."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+HELP = "predict one row per prediction_id from raw DICOMs; errors.csv lists every image that could not be used"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset root holding the CSV and its images")
+    p.add_argument("--ckpt", required=True, metavar="FILE", help="checkpoint (RUN/best.pt); gives model and size")
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="submission (errors.csv goes beside it)")
+    p.add_argument("--csv", default="test.csv", help="image list (default test.csv; train*.csv reads train_images)")
+    p.add_argument("--images", metavar="SUBDIR", help="image folder under --data (default <split>_images)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--tta", action="store_true", help="average with the vertically flipped image")
+    p.add_argument("--agg", choices=["mean", "max"], help="breast aggregation (default: the checkpoint's)")
+    p.add_argument("--threshold", default="none", metavar="none|best|X",
+                   help="none: probabilities; best: binarize at the validation threshold; X: at X")
+    p.add_argument("--batch-size", type=int, help="default: twice the training batch")
+    p.add_argument("--workers", type=int, help="decode processes (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .distributed import cleanup, env_world
+    from .predict import parse_threshold, predict
+    from .train_cli import progress_factory
+
+    parse_threshold(args.threshold)  # bad values fail before any work
+    try:
+        summary = predict(data=args.data, ckpt=args.ckpt, out=args.out, csv=args.csv, images=args.images,
+                          device=args.device, tta=args.tta, agg=args.agg, threshold=args.threshold,
+                          batch_size=args.batch_size, workers=args.workers,
+                          progress=progress_factory(not args.no_progress))
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(json.dumps(summary))
+    finally:
+        if env_world() > 1:
+            cleanup()
+    return 0

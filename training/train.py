@@ -1,0 +1,334 @@
+"""The training loop, streaming raw DICOMs through :class:`~dali_pipelines.loader.DicomLoader`.
+
+AdamW with linear warm-up and cosine decay, AMP (bf16 on CUDA), channels_last, EMA,
+gradient accumulation, a balanced sampler, soft positive labels, on-device batch
+augmentation, breast-level validation each epoch (AUC, pF1, binarized pF1 at the searched
+threshold), DDP under torchrun. Writes ``RUN/{best,last}.pt``, ``RUN/metrics.json`` and
+``RUN/config.yaml`` atomically; ``resume=True`` continues from ``last.pt`` and ends where
+an uninterrupted run would have (the order, augmentations and dropout of every epoch are
+seeded from ``(seed, epoch, rank)``; optimizer, scheduler, EMA, sampler and RNG states are
+restored).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from decode.atomic import atomic_write
+
+from .config import TrainConfig, save_yaml
+from .predict import CKPT_FORMAT, autocast_ctx, autocast_dtype, infer
+
+log = logging.getLogger(__name__)
+
+
+class WarmupCosine:
+    """LR factor: linear warm-up over ``warmup`` steps, then cosine to ``min_ratio``."""
+
+    def __init__(self, total: int, warmup: int, min_ratio: float):
+        self.total, self.warmup, self.min_ratio = max(1, total), max(0, warmup), min_ratio
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def rng_state() -> dict:
+    """Torch (CPU, CUDA), numpy and Python RNG states, as weights_only-loadable objects."""
+    import torch
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                                        int(has_gauss), float(cached)],
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    v, internal, gauss = state["python"]
+    random.setstate((v, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> int:
+    """Seed every global RNG for one epoch of one process; returns the seed."""
+    import torch
+
+    s = (int(seed) * 1_000_003 + int(epoch) * 7919 + int(rank) * 104_729) % (2 ** 31)
+    torch.manual_seed(s)
+    np.random.seed(s)
+    random.seed(s)
+    return s
+
+
+def save_checkpoint(path: str, obj: dict) -> str:
+    import torch
+
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def _json_safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _select_key(m: dict, select: str):
+    """Sort key of an epoch record for best.pt: the chosen metric, then AUC, then pF1."""
+    def val(x):
+        return -1.0 if x is None or not math.isfinite(x) else float(x)
+
+    return (val(m.get(f"val_{select}")), val(m.get("val_auc")), val(m.get("val_pf1")))
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] = None,
+          progress: Optional[Callable] = None) -> dict:
+    """Train one fold; returns the metrics dict also written to ``RUN/metrics.json``.
+
+    Args:
+        cfg: the run's options (``cfg.data`` and ``cfg.out`` are required).
+        resume: continue from ``RUN/last.pt`` when it exists.
+        stop_after: stop after this many epochs in this call, as an interruption would
+            (checkpoints are complete; a later ``resume`` finishes the run).
+        progress: a ``tqdm``-like factory for progress bars (CLI), None for silence.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from dali_pipelines.loader import DicomLoader
+    from decode.parallel import default_workers
+
+    from .augment import augment_batch
+    from .distributed import all_gather_objects, barrier, broadcast_module, init_distributed
+    from .ema import ModelEma
+    from .manifest import assign_folds, breast_prior, load_manifest
+    from .metrics import breast_metrics
+    from .model import create_model
+    from .sampler import BalancedSampler
+
+    if not cfg.data:
+        raise ValueError("train needs --data (the folder holding train.csv and train_images/)")
+    info = init_distributed(cfg.device)
+    device = info.device
+    dev_kind = "cuda" if device.startswith("cuda") else "cpu"
+    if dev_kind == "cuda":
+        torch.backends.cudnn.benchmark = True
+    man = load_manifest(cfg.data, "train")
+    man = man[man["path_error"] == ""].reset_index(drop=True)
+    if "cancer" not in man.columns:
+        raise ValueError(f"{cfg.data}/train.csv has no 'cancer' column")
+    fold_of = assign_folds(man, folds=cfg.folds, seed=cfg.seed)
+    tr, va = man[fold_of != cfg.fold].reset_index(drop=True), man[fold_of == cfg.fold].reset_index(drop=True)
+    prior = breast_prior(tr)
+    labels = tr["cancer"].to_numpy(np.float32)
+    workers = cfg.workers if cfg.workers is not None else max(
+        1, default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", info.world)))
+    sampler = BalancedSampler(labels, batch_size=cfg.batch_size, pos_ratio=cfg.pos_ratio, world=info.world,
+                              seed=cfg.seed, max_batches=cfg.steps_per_epoch)
+    common = dict(size=cfg.img_size, device=dev_kind, workers=workers, shard=(info.rank, info.world),
+                  backend=cfg.backend, data_root=cfg.data)
+    train_loader = DicomLoader(tr["path"].tolist(), labels, batch_size=cfg.batch_size, sampler=sampler, **common)
+    val_loader = DicomLoader(va["path"].tolist(), va["cancer"].to_numpy(np.float32),
+                             batch_size=cfg.val_batch_size or 2 * cfg.batch_size, **common)
+    say = log.info if info.is_main else log.debug
+    say("fold %d/%d: %d train images (%d positive), %d validation images; breast prior %.4f; %s x%d",
+             cfg.fold, cfg.folds, len(tr), int(labels.sum()), len(va), prior, device, info.world)
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate,
+                         drop_path_rate=cfg.drop_path_rate, head_prior=cfg.pos_ratio * cfg.pos_label).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    lr = cfg.effective_lr()
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    batches = len(train_loader)
+    steps_per_epoch = math.ceil(batches / cfg.accum)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(steps_per_epoch * cfg.epochs,
+                                                                round(cfg.warmup_epochs * steps_per_epoch),
+                                                                cfg.min_lr_ratio))
+    amp_dtype = autocast_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler(dev_kind, enabled=amp_dtype == torch.float16)
+    net = model
+    if info.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if dev_kind == "cuda"
+                                                        else None)
+
+    out = cfg.out
+    last_path, best_path = os.path.join(out, "last.pt"), os.path.join(out, "best.pt")
+    start_epoch, history, best, global_step = 0, [], None, 0
+    if resume and os.path.exists(last_path):
+        ck = torch.load(last_path, map_location="cpu", weights_only=True)
+        if ck.get("model_name") != cfg.model or tuple(ck.get("img_size", ())) != tuple(cfg.img_size):
+            raise ValueError(f"{last_path} is for {ck.get('model_name')} at {ck.get('img_size')}, not "
+                             f"{cfg.model} at {list(cfg.img_size)}")
+        if int(ck["config"].get("epochs", cfg.epochs)) != cfg.epochs:
+            log.warning("resuming a %s-epoch run with epochs=%d: the LR schedule changes from here on",
+                        ck["config"].get("epochs"), cfg.epochs)
+        model.load_state_dict(ck["model"])
+        if ema is not None and ck.get("ema"):
+            ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        sampler.load_state_dict(ck["sampler"])
+        if ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
+        set_rng_state(ck["rng"][info.rank] if info.rank < len(ck["rng"]) else ck["rng"][0])
+        start_epoch, history, best = int(ck["epoch"]), list(ck["history"]), ck.get("best")
+        global_step = int(ck["global_step"])
+        say("resumed from %s at epoch %d", last_path, start_epoch)
+    elif resume:
+        log.warning("--resume: %s not found, starting from scratch", last_path)
+    if info.is_main:
+        os.makedirs(out, exist_ok=True)
+        save_yaml(cfg, os.path.join(out, "config.yaml"))
+
+    t_start = time.perf_counter()
+    epochs_run = 0
+    for epoch in range(start_epoch, cfg.epochs):
+        gen = torch.Generator(device=device).manual_seed(seed_epoch(cfg.seed, epoch, info.rank) + 1)
+        train_loader.set_epoch(epoch)
+        net.train()
+        t0 = time.perf_counter()
+        n_img, loss_sum, micro = 0, 0.0, 0
+        bar = progress(total=batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch") \
+            if progress and info.is_main else None
+        opt.zero_grad(set_to_none=True)
+        for b_i, batch in enumerate(train_loader):
+            x, y = batch["image"], batch["label"]
+            empty = x is None or x.shape[0] == 0
+            if empty:  # every row of this batch failed: keep the step (and DDP) in lockstep
+                x = torch.zeros((1, 1, *cfg.img_size), device=device)
+                y = torch.zeros(1, device=device)
+            x = augment_batch(x.to(device, non_blocking=True), cfg.augment, gen)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            target = torch.where(y.to(device) > 0.5, cfg.pos_label, 0.0).float()
+            micro += 1
+            sync = micro % cfg.accum == 0 or b_i == batches - 1
+            ctx = net.no_sync() if info.enabled and not sync else _null()
+            with ctx:
+                with autocast_ctx(device, amp_dtype):
+                    logits = net(x).float().reshape(-1)
+                loss = F.binary_cross_entropy_with_logits(logits, target) * (0.0 if empty else 1.0)
+                scaler.scale(loss / cfg.accum).backward()
+            if sync:
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                opt.zero_grad(set_to_none=True)
+                sched.step()
+                global_step += 1
+                if ema is not None:
+                    ema.update(model)
+            if not empty:
+                n_img += x.shape[0]
+                loss_sum += float(loss.detach()) * x.shape[0]
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / max(n_img, 1):.4f}",
+                                img_s=f"{n_img / max(time.perf_counter() - t0, 1e-9):.1f}")
+        if bar is not None:
+            bar.close()
+        train_s = time.perf_counter() - t0
+        parts = all_gather_objects((n_img, loss_sum))
+        n_all, loss_all = sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+        # validation, breast level, with the weights best.pt would hold
+        eval_model = ema.module if ema is not None else model
+        if ema is not None:
+            broadcast_module(ema.module)
+        t1 = time.perf_counter()
+        idx, probs, failed = infer(eval_model, val_loader, device=device, amp=cfg.amp,
+                                   channels_last=cfg.channels_last)
+        val_s = time.perf_counter() - t1
+        gathered = all_gather_objects((idx, probs, len(failed)))
+        idx = np.concatenate([g[0] for g in gathered])
+        probs = np.concatenate([g[1] for g in gathered])
+        m = breast_metrics(va["prediction_id"].iloc[idx].tolist(), probs, va["cancer"].to_numpy()[idx], agg=cfg.agg)
+        rec = {"epoch": epoch + 1, "train_loss": loss_all / max(n_all, 1), "lr": float(sched.get_last_lr()[0]),
+               "train_images": n_all, "train_seconds": round(train_s, 3),
+               "train_images_per_s": round(n_all / max(train_s, 1e-9), 2),
+               "val_auc": m["auc"], "val_pf1": m["pf1"], "val_bin_pf1": m["bin_pf1"], "threshold": m["threshold"],
+               "val_breasts": m["breasts"], "val_failed": sum(g[2] for g in gathered),
+               "val_images_per_s": round(len(idx) / max(val_s, 1e-9), 2)}
+        history.append({k: _json_safe(v) for k, v in rec.items()})
+        say("epoch %d/%d: loss %.4f, %.1f img/s train, val AUC %.4f pF1 %.4f bin-pF1 %.4f @%.3f",
+                 epoch + 1, cfg.epochs, rec["train_loss"], rec["train_images_per_s"], m["auc"], m["pf1"],
+                 m["bin_pf1"], m["threshold"])
+        common_ck = {"format": CKPT_FORMAT, "model_name": cfg.model, "img_size": list(cfg.img_size),
+                     "config": cfg.to_dict(), "prior": prior, "agg": cfg.agg}
+        is_best = best is None or _select_key(rec, cfg.select) > _select_key(best, cfg.select)
+        if is_best:
+            best = dict(history[-1])
+        if info.is_main:
+            if is_best:
+                save_checkpoint(best_path, {**common_ck, "kind": "best", "epoch": epoch + 1,
+                                            "threshold": float(m["threshold"]), "metrics": dict(history[-1]),
+                                            "model": eval_model.state_dict()})
+            rngs = all_gather_objects(rng_state())
+            save_checkpoint(last_path, {**common_ck, "kind": "last", "epoch": epoch + 1, "global_step": global_step,
+                                        "threshold": float(best["threshold"]), "model": model.state_dict(),
+                                        "ema": ema.state_dict() if ema is not None else None,
+                                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                                        "sampler": {**sampler.state_dict(), "epoch": epoch + 1},
+                                        "rng": rngs, "history": history, "best": best})
+            _write_metrics(cfg, history, best, prior, info.world, device)
+        else:
+            all_gather_objects(rng_state())
+        barrier()
+        epochs_run += 1
+        if stop_after is not None and epochs_run >= stop_after and epoch + 1 < cfg.epochs:
+            log.info("stopping after %d epoch(s) as asked; --resume continues", epochs_run)
+            break
+        if cfg.time_limit_s and time.perf_counter() - t_start > cfg.time_limit_s and epoch + 1 < cfg.epochs:
+            log.warning("time limit %.0f s reached after epoch %d of %d", cfg.time_limit_s, epoch + 1, cfg.epochs)
+            break
+    return _metrics_dict(cfg, history, best, prior, info.world, device)
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _metrics_dict(cfg, history, best, prior, world, device) -> dict:
+    best = best or {}
+    tr = [h["train_images_per_s"] for h in history]
+    va = [h["val_images_per_s"] for h in history]
+    return {"val_auc": best.get("val_auc"), "val_pf1": best.get("val_pf1"), "val_bin_pf1": best.get("val_bin_pf1"),
+            "threshold": best.get("threshold"), "best_epoch": best.get("epoch"), "epochs_done": len(history),
+            "epochs": cfg.epochs, "train_images_per_s": round(float(np.mean(tr)), 2) if tr else None,
+            "val_images_per_s": round(float(np.mean(va)), 2) if va else None, "prior": prior,
+            "model": cfg.model, "img_size": list(cfg.img_size), "device": device, "world": world,
+            "select": cfg.select, "history": history}
+
+
+def _write_metrics(cfg, history, best, prior, world, device) -> None:
+    d = _metrics_dict(cfg, history, best, prior, world, device)
+    atomic_write(os.path.join(cfg.out, "metrics.json"), json.dumps(d, indent=2) + "\n")
