@@ -31,3 +31,23 @@ def atomic_write(path: str, data: Union[bytes, str, Callable]) -> str:
             pass
         raise
     return path
+
+
+def remove_stale_temps(folder: str) -> list:
+    """Delete temporary files :func:`atomic_write` left in ``folder`` when a writer was killed.
+
+    Only call when no other process is writing there. Returns the removed paths.
+    """
+    import re
+
+    pattern = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+    removed = []
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if pattern.match(name):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                    removed.append(os.path.join(folder, name))
+                except OSError:
+                    pass
+    return removed

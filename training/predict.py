@@ -217,8 +217,10 @@ def _write_outputs(man, ok_rows, idx, probs, failed, *, out, agg, thr, ck) -> Di
     atomic_write(err_path, err.to_csv(index=False, lineterminator="\n"))
     for p in prior_breasts:
         log.warning("breast %s: all images failed; predicted the training prior %.4f", p, prior)
-    return {"submission": out, "errors": err_path, "rows": len(pids), "images": len(man),
-            "failed_images": len(err), "prior_breasts": prior_breasts, "prior": prior, "agg": agg,
+    used = len(set(rows.tolist()))
+    return {"submission": out, "errors": err_path, "rows": len(pids), "images": len(man), "ok_images": used,
+            "failed_images": len(err), "unaccounted_images": len(man) - used - len(err),
+            "prior_breasts": prior_breasts, "prior": prior, "agg": agg,
             "threshold": None if t is None else float(t)}
 
 

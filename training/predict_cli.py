@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 HELP = "predict one row per prediction_id from raw DICOMs; errors.csv lists every image that could not be used"
 
@@ -37,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
                           progress=progress_factory(not args.no_progress))
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(summary))
+            print(f"{summary['ok_images']} ok, {summary['failed_images']} failed, "
+                  f"{summary['unaccounted_images']} unaccounted; {summary['rows']} prediction rows written "
+                  f"({len(summary['prior_breasts'])} from the prior)", file=sys.stderr)
     finally:
         if env_world() > 1:
             cleanup()

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from decode.atomic import atomic_write
+from decode.atomic import atomic_write, remove_stale_temps
 
 from .config import TrainConfig, save_yaml
 from .predict import CKPT_FORMAT, autocast_ctx, autocast_dtype, infer
@@ -131,6 +131,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
     if dev_kind == "cuda":
         torch.backends.cudnn.benchmark = True
     man = load_manifest(cfg.data, "train")
+    refused = man[man["path_error"] != ""]
+    errors = {("manifest", r.path or r.image_id): (r.image_id, r.path, "manifest", r.path_error)
+              for r in refused.itertuples()}
     man = man[man["path_error"] == ""].reset_index(drop=True)
     if "cancer" not in man.columns:
         raise ValueError(f"{cfg.data}/train.csv has no 'cancer' column")
@@ -202,6 +205,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
         log.warning("--resume: %s not found, starting from scratch", last_path)
     if info.is_main:
         os.makedirs(out, exist_ok=True)
+        for stale in remove_stale_temps(out):  # left by a run killed while writing
+            log.info("removed %s", stale)
         save_yaml(cfg, os.path.join(out, "config.yaml"))
 
     t_start = time.perf_counter()
@@ -209,6 +214,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
     for epoch in range(start_epoch, cfg.epochs):
         gen = torch.Generator(device=device).manual_seed(seed_epoch(cfg.seed, epoch, info.rank) + 1)
         train_loader.set_epoch(epoch)
+        expected = set(train_loader.rows())
+        ok_rows, failed_rows = set(), {}
         net.train()
         t0 = time.perf_counter()
         n_img, loss_sum, micro = 0, 0.0, 0
@@ -217,7 +224,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
         opt.zero_grad(set_to_none=True)
         for b_i, batch in enumerate(train_loader):
             x, y = batch["image"], batch["label"]
+            failed_rows.update({f["index"]: f for f in batch["failed"]})
             empty = x is None or x.shape[0] == 0
+            if not empty:
+                ok_rows.update(batch["index"].tolist())
             if empty:  # every row of this batch failed: keep the step (and DDP) in lockstep
                 x = torch.zeros((1, 1, *cfg.img_size), device=device)
                 y = torch.zeros(1, device=device)
@@ -254,8 +264,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
         if bar is not None:
             bar.close()
         train_s = time.perf_counter() - t0
-        parts = all_gather_objects((n_img, loss_sum))
+        parts = all_gather_objects((n_img, loss_sum, expected, ok_rows, failed_rows))
         n_all, loss_all = sum(p[0] for p in parts), sum(p[1] for p in parts)
+        exp_all = set().union(*(p[2] for p in parts))
+        ok_all = set().union(*(p[3] for p in parts))
+        fail_all = {k: v for p in parts for k, v in p[4].items()}
+        for i, f in fail_all.items():
+            errors[("train", f["path"])] = (tr["image_id"].iloc[i], f["path"], f"train {f['stage']}", f["reason"])
 
         # validation, breast level, with the weights best.pt would hold
         eval_model = ema.module if ema is not None else model
@@ -265,15 +280,24 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
         idx, probs, failed = infer(eval_model, val_loader, device=device, amp=cfg.amp,
                                    channels_last=cfg.channels_last)
         val_s = time.perf_counter() - t1
-        gathered = all_gather_objects((idx, probs, len(failed)))
+        gathered = all_gather_objects((idx, probs, failed))
         idx = np.concatenate([g[0] for g in gathered])
         probs = np.concatenate([g[1] for g in gathered])
+        val_failed = [f for g in gathered for f in g[2]]
+        for f in val_failed:
+            errors[("val", f["path"])] = (va["image_id"].iloc[f["index"]], f["path"], f"validation {f['stage']}",
+                                          f["reason"])
         m = breast_metrics(va["prediction_id"].iloc[idx].tolist(), probs, va["cancer"].to_numpy()[idx], agg=cfg.agg)
         rec = {"epoch": epoch + 1, "train_loss": loss_all / max(n_all, 1), "lr": float(sched.get_last_lr()[0]),
                "train_images": n_all, "train_seconds": round(train_s, 3),
                "train_images_per_s": round(n_all / max(train_s, 1e-9), 2),
                "val_auc": m["auc"], "val_pf1": m["pf1"], "val_bin_pf1": m["bin_pf1"], "threshold": m["threshold"],
-               "val_breasts": m["breasts"], "val_failed": sum(g[2] for g in gathered),
+               "train_rows": len(exp_all), "train_ok": len(ok_all & exp_all),
+               "train_failed": len(set(fail_all) - ok_all),
+               "train_unaccounted": len(exp_all - ok_all - set(fail_all)),
+               "val_breasts": m["breasts"], "val_rows": len(va), "val_failed": len(val_failed),
+               "val_unaccounted": len(va) - len(idx) - len(val_failed),
+               "manifest_refused": len(refused),
                "val_images_per_s": round(len(idx) / max(val_s, 1e-9), 2)}
         history.append({k: _json_safe(v) for k, v in rec.items()})
         say("epoch %d/%d: loss %.4f, %.1f img/s train, val AUC %.4f pF1 %.4f bin-pF1 %.4f @%.3f",
@@ -298,6 +322,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
                                         "sampler": {**sampler.state_dict(), "epoch": epoch + 1},
                                         "rng": rngs, "history": history, "best": best})
             _write_metrics(cfg, history, best, prior, info.world, device)
+            _write_errors(out, errors)
         else:
             all_gather_objects(rng_state())
         barrier()
@@ -327,6 +352,25 @@ def _metrics_dict(cfg, history, best, prior, world, device) -> dict:
             "val_images_per_s": round(float(np.mean(va)), 2) if va else None, "prior": prior,
             "model": cfg.model, "img_size": list(cfg.img_size), "device": device, "world": world,
             "select": cfg.select, "history": history}
+
+
+def _write_errors(out: str, errors: dict) -> None:
+    """``RUN/errors.csv``: every row that could not be used (image_id, path, stage, reason)."""
+    import csv
+    import io
+
+    old = os.path.join(out, "errors.csv")
+    rows = {}
+    if os.path.exists(old):  # keep what earlier (resumed) runs recorded
+        with open(old, newline="") as f:
+            for r in csv.DictReader(f):
+                rows[(r["stage"], r["path"])] = (r["image_id"], r["path"], r["stage"], r["reason"])
+    rows.update({(v[2], v[1]): v for v in errors.values()})
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["image_id", "path", "stage", "reason"])
+    w.writerows(sorted(rows.values(), key=lambda v: (v[2], v[1])))
+    atomic_write(old, buf.getvalue())
 
 
 def _write_metrics(cfg, history, best, prior, world, device) -> None:

@@ -91,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
         if int(os.environ.get("RANK", "0")) == 0:
             short = {k: v for k, v in metrics.items() if k != "history"}
             print(json.dumps({"out": cfg.out, "best": os.path.join(cfg.out, "best.pt"), **short}))
+            if metrics.get("history"):
+                h = metrics["history"][-1]
+                print(f"last epoch: train {h['train_ok']} ok, {h['train_failed']} failed, "
+                      f"{h['train_unaccounted']} unaccounted; validation {h['val_rows'] - h['val_failed']} ok, "
+                      f"{h['val_failed']} failed, {h['val_unaccounted']} unaccounted; "
+                      f"{h['manifest_refused']} refused by the manifest (see {cfg.out}/errors.csv)", file=sys.stderr)
     finally:
         if env_world() > 1:
             cleanup()
