@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Tuple
+from typing import Callable, Literal, Optional, Tuple
 
 import numpy as np
 
@@ -27,8 +27,9 @@ class Preprocessed:
     flipped: bool
 
 
-def preprocess(raw, meta: DicomMeta, *, stage: Stage = "crop", size: Optional[Tuple[int, int]] = None,
-               flip: bool = True, window_index: int = 0, params: Optional[WindowParams] = None) -> Preprocessed:
+def preprocess(raw, meta: Optional[DicomMeta], *, stage: Stage = "crop", size: Optional[Tuple[int, int]] = None,
+               flip: bool = True, window_index: int = 0, params: Optional[WindowParams] = None,
+               voi: Optional[Callable] = None) -> Preprocessed:
     """Run the chain on one decoded frame (numpy or CuPy; the result stays on that device).
 
     Args:
@@ -38,13 +39,14 @@ def preprocess(raw, meta: DicomMeta, *, stage: Stage = "crop", size: Optional[Tu
             (VOI, breast box, crop, optional flip, optional resize+pad).
         size: ``(H, W)`` for resize with padding (``voi`` and ``crop`` stages).
         flip: mirror so every breast faces the same side (chest wall left).
+        voi: replaces :func:`apply_voi` (``raw -> float32 [0, 1]``), e.g. the fused GPU kernel.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
-    full = (0, meta.rows, 0, meta.columns)
+    full = (0, raw.shape[0], 0, raw.shape[1])
     if stage == "raw":
         return Preprocessed(raw, full, False)
-    img = apply_voi(raw, meta, index=window_index, params=params)
+    img = voi(raw) if voi is not None else apply_voi(raw, meta, index=window_index, params=params)
     box, flipped = full, False
     if stage == "crop":
         box = breast_bbox(img)

@@ -19,10 +19,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .chain import STAGES, Preprocessed, Stage
-from .crop import breast_bbox, crop, flip_to_left
+from .chain import Preprocessed, Stage, preprocess
 from .meta import DicomMeta
-from .resize import resize_pad
 from .voi import apply_voi, window_params
 from .xp import array_module
 
@@ -164,25 +162,12 @@ def preprocess_image(raw, params: np.ndarray, *, meta: Optional[DicomMeta] = Non
         flip: mirror so the chest wall is on the left.
         out_dtype: float32 or float16 (the chain computes in float32 and casts at the end).
     """
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
     dt = _check_dtype(out_dtype)
-    h, w = raw.shape
-    full = (0, h, 0, w)
-    if stage == "raw":
-        return Preprocessed(raw, full, False)
-    img = apply_voi_record(raw, params, meta=meta, out_dtype=np.float32)
-    box, flipped = full, False
-    if stage == "crop":
-        box = breast_bbox(img)
-        img = crop(img, box)
-        if flip:
-            img, flipped = flip_to_left(img)
-    if size is not None:
-        img = resize_pad(img, size)
-    elif flipped:
-        img = img.copy()
-    return Preprocessed(img.astype(dt, copy=False), box, flipped)
+    res = preprocess(raw, meta, stage=stage, size=size, flip=flip,
+                     voi=lambda r: apply_voi_record(r, params, meta=meta, out_dtype=np.float32))
+    if stage != "raw":
+        res.image = res.image.astype(dt, copy=False)
+    return res
 
 
 def preprocess_batch(raws: Sequence, params: Sequence[np.ndarray], *, size: Tuple[int, int],
