@@ -84,6 +84,7 @@ def run_soak(folder: str, files: int, epochs: int, workers: int = 2) -> Dict[str
             f.write(sources[i % len(sources)])
         paths.append(p)
     me = psutil.Process()
+    before = {c.pid for c in me.children(recursive=True)}  # e.g. multiprocessing's resource tracker
     rss, seen, failed = [], 0, 0
     loader = DicomLoader(paths, batch_size=32, size=(32, 32), device="cpu", workers=workers)
     t0 = time.perf_counter()
@@ -93,7 +94,7 @@ def run_soak(folder: str, files: int, epochs: int, workers: int = 2) -> Dict[str
             seen += 0 if batch["image"] is None else batch["image"].shape[0]
             failed += len(batch["failed"])
         rss.append(me.memory_info().rss / 2**20)
-    leaked = [c.pid for c in me.children(recursive=True) if c.is_running()]
+    leaked = [c.pid for c in me.children(recursive=True) if c.is_running() and c.pid not in before]
     return {"files": files, "epochs": epochs, "images": seen, "failed": failed,
             "unaccounted": files * epochs - seen - failed, "seconds": round(time.perf_counter() - t0, 1),
             "rss_mb_per_epoch": [round(r, 1) for r in rss],
