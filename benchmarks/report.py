@@ -51,7 +51,26 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _cache_lines(c: dict) -> List[str]:
+    """The decode-once figures of ``bench decode --caches`` as a small table."""
+    spi = c.get("seconds_per_image", {})
+    ratios = c.get("ratios", {})
+    out = ["", "Decode once (`--caches`, one process, s/image):", "",
+           "| path | s/image | × faster than JPEG 2000 |", "| --- | ---: | ---: |",
+           f"| JPEG 2000 decode | {_fmt(spi.get('j2k_decode'), '.4g')} | 1× |",
+           f"| HTJ2K transcode decode (bit-exact: {c.get('htj2k_bit_exact')}) | {_fmt(spi.get('htj2k_decode'), '.4g')}"
+           f" | {_fmt(ratios.get('htj2k_vs_j2k_decode'), '.1f')}× |",
+           f"| JPEG 2000 decode + chain | {_fmt(spi.get('j2k_decode_chain'), '.4g')} | 1× |",
+           f"| tensor cache read | {_fmt(spi.get('tensor_cache_read'), '.4g')}"
+           f" | {_fmt(ratios.get('tensor_cache_vs_j2k_decode_chain'), '.0f')}× |",
+           f"| tensor cache through DicomLoader | {_fmt(spi.get('tensor_cache_loader'), '.4g')}"
+           f" | {_fmt(ratios.get('tensor_cache_loader_vs_j2k_decode_chain'), '.0f')}× |", ""]
+    return out
+
+
 def _summary_lines(key: str, value) -> List[str]:
+    if key == "caches" and isinstance(value, dict):
+        return _cache_lines(value)
     if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
         return [f"- {key}, {_name(k)}: " + ", ".join(f"{kk} {vv}" for kk, vv in v.items())
                 for k, v in value.items()]
