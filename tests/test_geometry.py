@@ -112,3 +112,14 @@ def test_parse_size():
 def test_unknown_stage_lists_allowed():
     with pytest.raises(ValueError, match="raw, voi, crop"):
         preprocess(np.zeros((4, 4), np.uint16), None, stage="bogus")
+
+
+@pytest.mark.parametrize("shape,out", [((2900, 1800), (1024, 636)), ((37, 53), (100, 90)), ((64, 48), (64, 20)),
+                                       ((1, 37), (1, 5)), ((300, 200), (7, 3))])
+def test_banded_resize_equals_dense_matrix_resampling(shape, out):
+    from decode.resize import resample_weights
+
+    rng = np.random.default_rng(1)
+    img = rng.random(shape).astype(np.float32)
+    dense = resample_weights(shape[0], out[0]) @ img @ resample_weights(shape[1], out[1]).T
+    assert np.abs(resize(img, out) - dense).max() < 1e-5
