@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flip", action="store_true", help="crop stage: keep the original orientation")
     p.add_argument("--png", action="store_true", help="also write an 8-bit <stem>.png to look at")
     p.add_argument("--summary", metavar="FILE", help="write a JSON summary of the run")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                   help="seconds one file may take before its worker is killed and the file reported "
+                        "(CPU path; 0: no limit; default 600)")
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         results = run_gpu(jobs, workers=args.workers or default_workers(), batch_size=default_batch_size(),
                           write=write_outputs)
     else:
-        results = map_files(run_job, jobs, workers=args.workers or default_workers())
+        results = map_files(run_job, jobs, workers=args.workers or default_workers(),
+                            timeout=args.timeout if args.timeout > 0 else None)
     for job, good, res in results:
         if good:
             ok.append(res)
