@@ -8,10 +8,11 @@ torch's or CuPy's, so their counters would miss it).
 from __future__ import annotations
 
 import logging
-import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+
+from benchmarks.measure import Timer
 
 log = logging.getLogger("gpu_check")
 
@@ -22,32 +23,6 @@ def to_host(arr) -> np.ndarray:
     from dali_pipelines.handoff import to_host as _to_host
 
     return _to_host(arr)
-
-
-class Timer:
-    """CUDA events on the current stream (``device="cuda"``), ``perf_counter`` on the CPU."""
-
-    def __init__(self, device: str):
-        self.device = device
-
-    def __enter__(self):
-        if self.device == "cuda":
-            import torch
-
-            self._start, self._end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            self._start.record()
-        else:
-            self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device == "cuda":
-            self._end.record()
-            self._end.synchronize()
-            self.seconds = self._start.elapsed_time(self._end) / 1000.0
-        else:
-            self.seconds = time.perf_counter() - self._t0
-        return False
 
 
 class GpuMemory:

@@ -162,3 +162,33 @@ def time_cpu(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> List
         fn()
         out.append(time.perf_counter() - t0)
     return out
+
+
+class Timer:
+    """Times a ``with`` block: CUDA events on the current stream (``device="cuda"``),
+    ``perf_counter`` on the CPU. ``seconds`` is the last block, ``windows`` every block."""
+
+    def __init__(self, device: str):
+        self.cuda = device == "cuda"
+        self.seconds: float = 0.0
+        self.windows: List[float] = []
+
+    def __enter__(self):
+        if self.cuda:
+            import torch
+
+            self._start, self._end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self._start.record()
+        else:
+            self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self._end.record()
+            self._end.synchronize()
+            self.seconds = self._start.elapsed_time(self._end) / 1000.0
+        else:
+            self.seconds = time.perf_counter() - self._t0
+        self.windows.append(self.seconds)
+        return False

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from typing import Callable, Iterator, List, Literal, Optional, Tuple
 
+from .measure import Timer
 from .schema import BenchResult
 
 log = logging.getLogger(__name__)
@@ -66,32 +66,6 @@ def make_step(model, mode: Mode, device: str, amp: bool) -> Callable:
     return infer
 
 
-class _Window:
-    """Times windows of steps: CUDA events on a GPU, perf_counter on the CPU."""
-
-    def __init__(self, device: str):
-        self.cuda = device == "cuda"
-        self.seconds: List[float] = []
-
-    def __enter__(self):
-        if self.cuda:
-            import torch
-
-            self._start, self._end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            self._start.record()
-        else:
-            self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            self._end.record()
-            self._end.synchronize()
-            self.seconds.append(self._start.elapsed_time(self._end) / 1000.0)
-        else:
-            self.seconds.append(time.perf_counter() - self._t0)
-
-
 def bench_memory(step, *, device: str, batch_size: int, size: Tuple[int, int], steps: int, warmup: int,
                  repeats: int) -> List[float]:
     """Seconds per window of ``steps`` steps on one batch already on ``device``."""
@@ -101,12 +75,12 @@ def bench_memory(step, *, device: str, batch_size: int, size: Tuple[int, int], s
     y = (torch.arange(batch_size, device=device) % 2).float()
     for _ in range(warmup):
         step(x, y)
-    timer = _Window(device)
+    timer = Timer(device)
     for _ in range(repeats):
         with timer:
             for _ in range(steps):
                 step(x, y)
-    return timer.seconds
+    return timer.windows
 
 
 def bench_loader(step, loader, *, device: str, steps: int, warmup: int, repeats: int) -> Tuple[List[float], int]:
@@ -130,12 +104,12 @@ def bench_loader(step, loader, *, device: str, steps: int, warmup: int, repeats:
 
     for _ in range(warmup):
         run_step()
-    timer = _Window(device)
+    timer = Timer(device)
     images = 0
     for _ in range(repeats):
         with timer:
             images = sum(run_step() for _ in range(steps))
-    return timer.seconds, images
+    return timer.windows, images
 
 
 def add_arguments(p: argparse.ArgumentParser, mode: str = "train") -> None:

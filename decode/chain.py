@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional, Tuple
 
-import numpy as np
-
 from .crop import Box, breast_bbox, crop, flip_to_left
 from .meta import DicomMeta
 from .resize import resize_pad

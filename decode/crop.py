@@ -87,7 +87,6 @@ def crop(img, box: Box):
 
 def needs_flip(img) -> bool:
     """True when the breast is on the right (more signal in the right half)."""
-    xp = array_module(img)
     w = img.shape[1]
     left = float(img[:, : w // 2].sum())
     right = float(img[:, w - w // 2:].sum())

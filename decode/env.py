@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import platform
-import sys
 from typing import Dict, Optional
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from decode.corpus import build_corpus
 from decode.decoding import decode_file
-from decode.errors import CorruptDicomError, DicomError, UnreadableDicomError, UnsupportedDicomError
+from decode.errors import CorruptDicomError, DicomError, UnsupportedDicomError
 from training.cli import main
 
 

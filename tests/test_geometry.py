@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from decode.chain import parse_size, preprocess
-from decode.crop import breast_bbox, crop, flip_to_left, otsu_threshold
+from decode.crop import breast_bbox, flip_to_left, otsu_threshold
 from decode.resize import fit_size, resize, resize_pad
 from decode.synth import make_mammogram
 
