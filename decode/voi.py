@@ -113,14 +113,20 @@ def apply_voi(raw, meta: DicomMeta, *, index: int = 0, params: Optional[WindowPa
     xp = xp or array_module(raw)
     p = params or window_params(meta, index)
     if p.kind in ("linear", "sigmoid", "step"):
-        x = (modality(raw, meta, xp) if meta.modality_lut is not None else raw).astype(np.float32)
-        t = (x - np.float32(p.center)) * np.float32(p.scale) + np.float32(p.offset)
+        # one float32 buffer, updated in place: t = (x − center)·scale + offset
+        y = (modality(raw, meta, xp) if meta.modality_lut is not None else raw).astype(np.float32)
+        y -= np.float32(p.center)
+        y *= np.float32(p.scale)
+        y += np.float32(p.offset)
         if p.kind == "linear":
-            y = xp.clip(t, 0.0, 1.0)
+            xp.clip(y, 0.0, 1.0, out=y)
         elif p.kind == "sigmoid":
-            y = 1.0 / (1.0 + xp.exp(-t))
+            xp.negative(y, out=y)
+            xp.exp(y, out=y)
+            y += np.float32(1.0)
+            xp.reciprocal(y, out=y)
         else:
-            y = (t > 0).astype(np.float32)
+            y = (y > 0).astype(np.float32)
     elif p.kind == "lut":
         lut = meta.voi_lut
         y = lut_lookup(modality(raw, meta, xp), lut, xp).astype(np.float32) / np.float32(2 ** lut.bits - 1)
@@ -131,5 +137,5 @@ def apply_voi(raw, meta: DicomMeta, *, index: int = 0, params: Optional[WindowPa
         y = (x - lo) / xp.where(span > 0, span, 1).astype(np.float32)
     y = y.astype(np.float32, copy=False)
     if p.invert:
-        y = 1.0 - y
-    return y.astype(np.float32, copy=False)
+        xp.subtract(np.float32(1.0), y, out=y)
+    return y
