@@ -158,7 +158,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             summary["pytest"] = run_pytest(args.out, max(30.0, min(args.pytest_timeout, budget.left() - 90)))
             save()
         exact_by = run_checks(device, groups, paths, ts_of, refs, args, workers, chain_size, checks, summary, save)
-        run_benches(device, groups, paths, args, workers, size, chain_size, exact_by, rows, row_bits, budget, save)
+        try:
+            run_benches(device, groups, paths, args, workers, size, chain_size, exact_by, rows, row_bits, budget,
+                        save)
+        except Exception as exc:
+            _record_error(summary.setdefault("errors", {}), "benches", exc)
         summary["goals"] = goals(rows, row_bits)
         save()
     finally:
@@ -166,6 +170,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             shutil.rmtree(data, ignore_errors=True)
     print(json.dumps({"checks": checks, "json": out_json, "skipped": budget.skipped}, indent=2))
     return 0 if all(checks.values()) else 1
+
+
+def _record_error(errors: dict, name: str, exc: BaseException) -> None:
+    """Log a phase that raised and keep its reason in ``summary.errors`` (its check stays False)."""
+    log.exception("gpu_check: %s raised", name)
+    errors[name] = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
 def run_checks(device, groups, paths, ts_of, refs, args, workers, chain_size, checks, summary, save) -> dict:
@@ -178,35 +188,47 @@ def run_checks(device, groups, paths, ts_of, refs, args, workers, chain_size, ch
     from decode.backends.nvimgcodec_backend import CPU_SYNTAXES, GPU_SYNTAXES, NvImageCodecDecoder
     from decode.syntax import JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1, short_name
 
-    with DecodeRunner(paths, batch_size=args.batch, device=device, workers=workers, threads=4) as runner:
-        dali = check_dali(runner, paths, refs, ts_of)
-        decoder = NvImageCodecDecoder(device=device)
-        decoder.calibrate(GPU_SYNTAXES if device == "cuda" else CPU_SYNTAXES)
-        nv = check_nvimgcodec(decoder, paths, refs, ts_of)
-        summary["dali"] = {"exact": {short_name(k): v for k, v in dali["exact"].items()},
-                           "routes": {short_name(k): v for k, v in dali["routes"].items()},
-                           "modes": {short_name(k): v for k, v in dali["modes"].items()},
-                           "syntaxes_on_decoder": sorted(short_name(s) for s in runner.syntaxes)}
-        summary["nvimgcodec"] = {"exact": {short_name(k): v for k, v in nv.items()},
-                                 "modes": {short_name(k): v for k, v in decoder.modes.items()}}
-        exact_by = {("dali", ts): bool(v) for ts, v in dali["exact"].items()}
-        exact_by.update({("nvimgcodec", ts): bool(v) for ts, v in nv.items()})
-        checks["j2k_exact"] = bool(dali["exact"].get(JPEG2000_LOSSLESS) and nv.get(JPEG2000_LOSSLESS))
-        checks["jll_exact"] = bool(dali["exact"].get(JPEG_LOSSLESS_SV1) and nv.get(JPEG_LOSSLESS_SV1))
-        zc = check_zero_copy(dali["keep"], decoder, paths[0])
-        checks["zero_copy"] = zc["ok"]
-        summary["zero_copy"] = zc
-        del dali
+    errors = summary.setdefault("errors", {})  # a check that raises is False, the others still run
+    exact_by: dict = {}
+    try:
+        with DecodeRunner(paths, batch_size=args.batch, device=device, workers=workers, threads=4) as runner:
+            dali = check_dali(runner, paths, refs, ts_of)
+            decoder = NvImageCodecDecoder(device=device)
+            decoder.calibrate(GPU_SYNTAXES if device == "cuda" else CPU_SYNTAXES)
+            nv = check_nvimgcodec(decoder, paths, refs, ts_of)
+            summary["dali"] = {"exact": {short_name(k): v for k, v in dali["exact"].items()},
+                               "routes": {short_name(k): v for k, v in dali["routes"].items()},
+                               "modes": {short_name(k): v for k, v in dali["modes"].items()},
+                               "syntaxes_on_decoder": sorted(short_name(s) for s in runner.syntaxes)}
+            summary["nvimgcodec"] = {"exact": {short_name(k): v for k, v in nv.items()},
+                                     "modes": {short_name(k): v for k, v in decoder.modes.items()}}
+            exact_by = {("dali", ts): bool(v) for ts, v in dali["exact"].items()}
+            exact_by.update({("nvimgcodec", ts): bool(v) for ts, v in nv.items()})
+            checks["j2k_exact"] = bool(dali["exact"].get(JPEG2000_LOSSLESS) and nv.get(JPEG2000_LOSSLESS))
+            checks["jll_exact"] = bool(dali["exact"].get(JPEG_LOSSLESS_SV1) and nv.get(JPEG_LOSSLESS_SV1))
+            zc = check_zero_copy(dali["keep"], decoder, paths[0])
+            checks["zero_copy"] = zc["ok"]
+            summary["zero_copy"] = zc
+            del dali
+    except Exception as exc:
+        _record_error(errors, "dali_nvimgcodec", exc)
     save()
     voi_paths = [groups[(ts, 12)][0] for ts in (JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1)] + \
                 [groups[(JPEG2000_LOSSLESS, 14)][0]]
-    voi = check_voi(voi_paths, refs, device, chain_size)
-    checks["voi_match"] = voi["ok"]
-    summary["voi"] = voi
-    fb = check_fallback(groups[(JPEG2000_LOSSLESS, 12)][:4] + groups[(JPEG_LOSSLESS_SV1, 12)][:4], refs,
-                        workers=2, device=device)
-    checks["fallback"] = fb["ok"]
-    summary["fallback"] = fb
+    try:
+        voi = check_voi(voi_paths, refs, device, chain_size)
+        checks["voi_match"] = voi["ok"]
+        summary["voi"] = voi
+    except Exception as exc:
+        _record_error(errors, "voi_match", exc)
+    save()
+    try:
+        fb = check_fallback(groups[(JPEG2000_LOSSLESS, 12)][:4] + groups[(JPEG_LOSSLESS_SV1, 12)][:4], refs,
+                            workers=2, device=device)
+        checks["fallback"] = fb["ok"]
+        summary["fallback"] = fb
+    except Exception as exc:
+        _record_error(errors, "fallback", exc)
     save()
     return exact_by
 

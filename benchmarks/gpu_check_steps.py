@@ -148,17 +148,20 @@ def check_zero_copy(dali_keep, decoder, path: str) -> Dict[str, object]:
     from decode.dicom import read_dicom
 
     device = "cuda" if decoder.device == "cuda" else "cpu"
-    batch = next(b for b in dali_keep if b.keep is not None)
-    tensor = batch.keep[0][0]  # sample 0 of a batch that came out of the pipeline
-    arr = handoff.dali_to_array(tensor)
-    t = handoff.to_torch(arr)
-    dali_ok = t.device.type == device and handoff.data_ptr(tensor) == handoff.data_ptr(arr) == t.data_ptr()
+    dali_ok, nv_ok, pointers = False, False, []
+    batch = next((b for b in dali_keep if b.keep is not None), None)  # None: every DALI batch fell back
+    if batch is not None:
+        tensor = batch.keep[0][0]  # sample 0 of a batch that came out of the pipeline
+        arr = handoff.dali_to_array(tensor)
+        t = handoff.to_torch(arr)
+        dali_ok = t.device.type == device and handoff.data_ptr(tensor) == handoff.data_ptr(arr) == t.data_ptr()
+        pointers = [hex(handoff.data_ptr(tensor)), hex(t.data_ptr())]
     img = decoder.decode_images([read_dicom(path).codestream()])[0]
-    arr2 = handoff.nvimgcodec_to_array(img)
-    t2 = handoff.to_torch(arr2)
-    nv_ok = t2.device.type == device and handoff.data_ptr(img) == handoff.data_ptr(arr2) == t2.data_ptr()
-    return {"ok": bool(dali_ok and nv_ok), "dali": bool(dali_ok), "nvimgcodec": bool(nv_ok),
-            "pointers": [hex(handoff.data_ptr(tensor)), hex(t.data_ptr())]}
+    if img is not None:  # None: nvImageCodec could not decode it
+        arr2 = handoff.nvimgcodec_to_array(img)
+        t2 = handoff.to_torch(arr2)
+        nv_ok = t2.device.type == device and handoff.data_ptr(img) == handoff.data_ptr(arr2) == t2.data_ptr()
+    return {"ok": bool(dali_ok and nv_ok), "dali": bool(dali_ok), "nvimgcodec": bool(nv_ok), "pointers": pointers}
 
 
 def check_fallback(paths: Sequence[str], refs, workers: int, device: str) -> Dict[str, object]:
