@@ -327,12 +327,11 @@ def measure_caches(args: argparse.Namespace, workers: int) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from decode.chain import parse_size
-    from decode.cli_decode import find_dicoms
     from decode.parallel import default_workers
 
     from .machine import expand_path, machine_record
     from .schema import dump, make_document, options_of
-    from .synthdata import default_cache, synthesize
+    from .synthdata import bench_files, default_cache
 
     device = resolve_device(args.device)
     if args.repeats < 1:
@@ -341,15 +340,10 @@ def run(args: argparse.Namespace) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
     progress = not args.no_progress
     synthetic = None
-    if args.data:
-        paths = find_dicoms([args.data])
-        if not paths:
-            raise ValueError(f"no *.dcm files under {args.data}")
-    else:
-        size = parse_size(args.size)
-        cache = args.cache or default_cache()
-        made = synthesize(cache, size=size, files=args.files, bits=args.bits, progress=progress)
-        paths = [p for ps in made.values() for p in ps]
+    size = parse_size(args.size)
+    cache = args.cache or default_cache()
+    paths = bench_files(args.data, cache=cache, size=size, files=args.files, bits=args.bits, progress=progress)
+    if not args.data:
         synthetic = {"cache": os.path.abspath(cache), "height": size[0], "width": size[1], "bits": args.bits,
                      "files_per_codec": args.files, "photometric": "MONOCHROME2"}
     groups, errors = scan(paths, args.limit)

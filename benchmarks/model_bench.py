@@ -137,13 +137,12 @@ def run(args: argparse.Namespace, mode: str = "train") -> int:
 
     from dali_pipelines.loader import DicomLoader, resolve_device
     from decode.chain import parse_size
-    from decode.cli_decode import find_dicoms
     from decode.parallel import default_workers
 
     from .machine import expand_path, machine_record
     from .measure import PeakHostMemory, gpu_peak_mb, reset_gpu_peak, summarize
     from .schema import dump, make_document, options_of
-    from .synthdata import default_cache, synthesize
+    from .synthdata import bench_files
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
@@ -171,13 +170,7 @@ def run(args: argparse.Namespace, mode: str = "train") -> int:
     rows.append(row("memory", secs, args.steps * args.batch_size, 1, mem.peak_mb))
     files: List[str] = []
     if not args.no_loader:
-        if args.data:
-            files = find_dicoms([args.data])
-            if not files:
-                raise ValueError(f"no *.dcm files under {args.data}")
-        else:
-            made = synthesize(args.cache or default_cache(), size=parse_size(args.data_size), files=args.files)
-            files = [p for ps in made.values() for p in ps]
+        files = bench_files(args.data, cache=args.cache, size=parse_size(args.data_size), files=args.files)
         need = (args.warmup + args.steps * args.repeats + 1) * args.batch_size
         sampler = [i % len(files) for i in range(need)]
         labels = [float(i % 2) for i in range(len(files))]

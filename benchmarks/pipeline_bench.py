@@ -224,26 +224,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dali_pipelines.loader import resolve_device
     from decode.chain import parse_size
-    from decode.cli_decode import find_dicoms
     from decode.parallel import default_workers
 
     from .decode_bench import scan
     from .machine import expand_path, machine_record
     from .schema import dump, make_document, options_of
-    from .synthdata import default_cache, synthesize
+    from .synthdata import bench_files
 
     if args.repeats < 1 or args.batch_size < 1 or args.limit < 1:
         raise ValueError("--repeats, --batch-size and --limit must be >= 1")
     size = parse_size(args.size)
     device = resolve_device(args.device)
     workers = args.workers or default_workers()
-    if args.data:
-        paths = find_dicoms([args.data])
-        if not paths:
-            raise ValueError(f"no *.dcm files under {args.data}")
-    else:
-        made = synthesize(args.cache or default_cache(), size=parse_size(args.data_size), files=args.limit)
-        paths = [p for ps in made.values() for p in ps]
+    paths = bench_files(args.data, cache=args.cache, size=parse_size(args.data_size), files=args.limit)
     groups, errors = scan(paths, args.limit)
     from tqdm import tqdm
 

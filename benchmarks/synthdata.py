@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from decode import syntax as TS
 
@@ -84,3 +84,21 @@ def synthesize(cache: str, *, size: Tuple[int, int] = FULL_SIZE, files: int = 6,
         if bar is not None:
             bar.close()
     return out
+
+
+def bench_files(data: Optional[str], *, cache: Optional[str] = None, size: Tuple[int, int] = FULL_SIZE,
+                files: int = 6, bits: int = 12, progress: bool = True) -> List[str]:
+    """The files a benchmark runs on: ``*.dcm`` under ``data``, or synthetic full-size ones.
+
+    Raises:
+        ValueError: ``data`` holds no ``*.dcm`` file.
+    """
+    from decode.cli_decode import find_dicoms
+
+    if data:
+        paths = find_dicoms([data])
+        if not paths:
+            raise ValueError(f"no *.dcm files under {data}")
+        return paths
+    made = synthesize(cache or default_cache(), size=size, files=files, bits=bits, progress=progress)
+    return [p for ps in made.values() for p in ps]

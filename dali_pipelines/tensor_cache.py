@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -117,34 +116,26 @@ def write_shard(root: str, name: str, arrays: Sequence[np.ndarray]) -> Tuple[str
     Returns:
         ``(shard path relative to root, shard size in bytes, [(offset, checksum), ...])``.
     """
-    folder = os.path.join(root, SHARD_DIR)
-    os.makedirs(folder, exist_ok=True)
     rel = f"{SHARD_DIR}/{name}{SHARD_SUFFIX}"
     final = os.path.join(root, rel)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}{SHARD_SUFFIX}.", suffix=".tmp", dir=folder)
     placed: List[Tuple[int, str]] = []
-    try:
-        with os.fdopen(fd, "wb") as f:
-            offset = 0
-            for arr in arrays:
-                a = np.ascontiguousarray(arr, dtype="<u2")
-                f.write(a.tobytes())
-                placed.append((offset, pixel_checksum(a)))
-                offset += a.nbytes
-            f.flush()
-            os.fsync(f.fileno())
+
+    def write(f) -> None:
+        offset = 0
+        for arr in arrays:
+            a = np.ascontiguousarray(arr, dtype="<u2")
+            f.write(a.tobytes())
+            placed.append((offset, pixel_checksum(a)))
+            offset += a.nbytes
+
+    def read_back(tmp: str) -> None:
         for (off, checksum), arr in zip(placed, arrays):
             back = np.fromfile(tmp, dtype="<u2", count=int(np.prod(arr.shape)), offset=off).reshape(arr.shape)
             if pixel_checksum(back) != checksum:
                 raise OSError(f"shard {rel}: data read back differs at offset {off}")
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return rel, offset, placed
+
+    atomic_write(final, write, verify=read_back)
+    return rel, os.path.getsize(final), placed
 
 
 def entry_problem(root: str, entry: dict, *, full: bool = False, shard_sizes: Optional[Dict[str, int]] = None

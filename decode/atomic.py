@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 
-def atomic_write(path: str, data: Union[bytes, str, Callable]) -> str:
-    """Write ``data`` (bytes, text, or ``writer(binary_file)``) to ``path`` atomically."""
+def atomic_write(path: str, data: Union[bytes, str, Callable], *,
+                 verify: Optional[Callable[[str], None]] = None) -> str:
+    """Write ``data`` (bytes, text, or ``writer(binary_file)``) to ``path`` atomically.
+
+    ``verify(temporary_path)``, when given, runs after the data is fsynced and before the
+    rename; if it raises, the temporary file is removed and ``path`` is left untouched.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -23,6 +28,8 @@ def atomic_write(path: str, data: Union[bytes, str, Callable]) -> str:
                 f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        if verify is not None:
+            verify(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:

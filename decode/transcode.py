@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -29,6 +28,7 @@ from typing import Optional
 import numpy as np
 
 from . import syntax as TS
+from .atomic import atomic_write
 from .decoding import decode_file, decode_pixels
 from .dicom import read_dicom
 from .errors import DicomError, as_dicom_error
@@ -172,28 +172,17 @@ def transcode_file(src: str | os.PathLike, dst: str | os.PathLike, *, backend: s
     except Exception as exc:
         raise TranscodeError(src, f"HTJ2K encode failed: {type(exc).__name__}: {exc}") from None
     ds = htj2k_dataset(dfile.ds, cs)
-    folder = os.path.dirname(os.path.abspath(dst))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise WriteError(dst, f"cannot create a file in {folder}: {exc.strerror or exc}") from None
-    try:
+    def write(f) -> None:
         try:
-            with os.fdopen(fd, "wb") as f:
-                ds.save_as(f, enforce_file_format=True)
-                f.flush()
-                os.fsync(f.fileno())
+            ds.save_as(f, enforce_file_format=True)
         except Exception as exc:
             raise WriteError(dst, f"cannot write: {type(exc).__name__}: {exc}") from None
-        _verify(tmp, dst, pixels, dec.meta, verify_backend)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    try:
+        atomic_write(dst, write, verify=lambda tmp: _verify(tmp, dst, pixels, dec.meta, verify_backend))
+    except OSError as exc:
+        raise WriteError(dst, f"cannot write in {os.path.dirname(os.path.abspath(dst))}: "
+                              f"{exc.strerror or exc}") from None
     return TranscodeResult(src=src, dst=dst, source_syntax=dec.meta.transfer_syntax, shape=tuple(pixels.shape),
                            dtype=str(pixels.dtype), pixel_checksum=pixel_checksum(pixels),
                            bytes_in=os.path.getsize(src), bytes_out=os.path.getsize(dst),
