@@ -4,11 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test test-fast lint format demo bench clean
 
 venv: $(STAMP)
 
-$(STAMP): setup.py Makefile
+$(STAMP): setup.py pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
@@ -17,6 +17,18 @@ $(STAMP): setup.py Makefile
 
 test: venv
 	$(BIN)/python -m pytest -q tests
+
+# Everything but the tests marked slow (fuzzing, soak, full-size images).
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 demo: venv
 	$(BIN)/python -m training.demo --out runs/demo

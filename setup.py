@@ -1,4 +1,5 @@
 """Install rsna-mammo: GPU-accelerated DICOM decode and data loading for mammography."""
+
 from setuptools import setup
 
 setup(
@@ -26,7 +27,15 @@ setup(
     ],
     extras_require={
         "gpu": ["nvidia-dali-cuda130", "cupy-cuda13x", "nvidia-nvimgcodec-cu13"],
-        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.7", "psutil>=5.9", "torchvision"],
+        "test": [
+            "pytest>=7",
+            "pytest-timeout>=2.2",
+            "ruff==0.17.6",
+            "hypothesis>=6",
+            "matplotlib>=3.7",
+            "psutil>=5.9",
+            "torchvision",
+        ],
     },
     entry_points={"console_scripts": ["rsna-mammo=training.cli:main"]},
 )

@@ -5,7 +5,17 @@
 committed reference runs live in ``benchmarks/results/``. Nothing in ``decode``,
 ``dali_pipelines`` or ``training`` imports this package.
 """
+
 from .schema import BASELINES, ROW_FIELDS, SCHEMA_VERSION, STAGES, BenchResult, dump, load, make_document, validate
 
-__all__ = ["BASELINES", "ROW_FIELDS", "SCHEMA_VERSION", "STAGES", "BenchResult", "dump", "load", "make_document",
-           "validate"]
+__all__ = [
+    "BASELINES",
+    "ROW_FIELDS",
+    "SCHEMA_VERSION",
+    "STAGES",
+    "BenchResult",
+    "dump",
+    "load",
+    "make_document",
+    "validate",
+]

@@ -3,6 +3,7 @@
 Each sub-subcommand lives in its own module with ``add_arguments(parser)`` and
 ``run(args) -> int``; only the one invoked is imported (no torch at import time).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,15 @@ HELP = "throughput benchmarks: decode backends, loader stages, model train/infer
 
 #: sub-subcommand → (module, help)
 SUBCOMMANDS = {
-    "decode": ("benchmarks.decode_bench", "images/s per decode backend and transfer syntax, against the "
-                                          "pydicom and dicomsdl baselines in the same run"),
-    "pipeline": ("benchmarks.pipeline_bench", "images/s of each loader stage (read, decode, VOI, crop, resize, "
-                                              "host→device, collate) and of the loader end to end"),
+    "decode": (
+        "benchmarks.decode_bench",
+        "images/s per decode backend and transfer syntax, against the pydicom and dicomsdl baselines in the same run",
+    ),
+    "pipeline": (
+        "benchmarks.pipeline_bench",
+        "images/s of each loader stage (read, decode, VOI, crop, resize, "
+        "host→device, collate) and of the loader end to end",
+    ),
     "train": ("benchmarks.model_bench", "training images/s of a timm backbone: data from the loader vs in memory"),
     "infer": ("benchmarks.model_bench", "inference images/s of a timm backbone: data from the loader vs in memory"),
     "report": ("benchmarks.report", "markdown table and PNG plot from result JSON files"),

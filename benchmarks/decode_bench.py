@@ -18,6 +18,7 @@ a shared machine hit them alike; each row reports the median and the spread.
 ``summary.cpu_s_per_image`` adds this process's CPU seconds per image for the serial
 rows: a per-core figure that load from other jobs does not distort.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,12 @@ import os
 import statistics
 import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .ratios import decode_summary  # noqa: F401  (re-exported: the summary of a decode run)
+from .ratios import decode_summary
 from .schema import BenchResult
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def pixel_digest(arr: np.ndarray) -> str:
 
 # --- decoders measured (top-level so a process pool can pickle them) -------------------
 
+
 def decode_pydicom_loop(path: str) -> np.ndarray:
     """The pydicom baseline: ``dcmread(path).pixel_array``."""
     import pydicom
@@ -63,13 +65,13 @@ def decode_dicomsdl_loop(path: str) -> np.ndarray:
     return np.asarray(dicomsdl.open(path).pixelData(storedvalue=True))
 
 
-BASELINE_DECODERS: Dict[str, Callable[[str], np.ndarray]] = {
+BASELINE_DECODERS: dict[str, Callable[[str], np.ndarray]] = {
     "pydicom": decode_pydicom_loop,
     "dicomsdl": decode_dicomsdl_loop,
 }
 
 
-def _pool_job(job: Tuple[str, str, bool]) -> Tuple[Tuple[int, ...], Optional[str], str]:
+def _pool_job(job: tuple[str, str, bool]) -> tuple[tuple[int, ...], str | None, str]:
     """Worker: decode ``path`` as ``rsna-mammo decode`` does; return shape, digest (if asked), backend."""
     from decode.decoding import decode_file
 
@@ -80,6 +82,7 @@ def _pool_job(job: Tuple[str, str, bool]) -> Tuple[Tuple[int, ...], Optional[str
 
 # --- the run ----------------------------------------------------------------------------
 
+
 @dataclass
 class Config:
     """One measured configuration within one transfer syntax."""
@@ -87,12 +90,12 @@ class Config:
     stage: str
     backend: str
     workers: int
-    seconds: List[float] = field(default_factory=list)
-    cpu_seconds: List[float] = field(default_factory=list)  # this process's CPU time per pass (serial rows)
-    exact: Optional[bool] = None
+    seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)  # this process's CPU time per pass (serial rows)
+    exact: bool | None = None
     peak_mb: float = 0.0
     picked: Counter = field(default_factory=Counter)
-    errors: List[dict] = field(default_factory=list)  # {"path", "backend", "reason"}
+    errors: list[dict] = field(default_factory=list)  # {"path", "backend", "reason"}
 
     def fail(self, path: str, reason: str) -> None:
         self.exact = False
@@ -108,25 +111,25 @@ class Group:
     """The files of one transfer syntax."""
 
     transfer_syntax: str
-    paths: List[str]
-    shapes: List[Tuple[int, int]]
+    paths: list[str]
+    shapes: list[tuple[int, int]]
 
     @property
     def pixels(self) -> int:
         return int(sum(h * w for h, w in self.shapes))
 
     @property
-    def size(self) -> Tuple[Optional[int], Optional[int]]:
+    def size(self) -> tuple[int | None, int | None]:
         if not self.shapes:
             return None, None
         return Counter(self.shapes).most_common(1)[0][0]
 
 
-def scan(paths: Sequence[str], limit: int = 0) -> Tuple[Dict[str, Group], List[dict]]:
+def scan(paths: Sequence[str], limit: int = 0) -> tuple[dict[str, Group], list[dict]]:
     """Group files by transfer syntax (header only); unreadable files become error rows."""
     import pydicom
 
-    groups: Dict[str, Group] = {}
+    groups: dict[str, Group] = {}
     errors = []
     for p in paths:
         try:
@@ -144,7 +147,7 @@ def scan(paths: Sequence[str], limit: int = 0) -> Tuple[Dict[str, Group], List[d
     return groups, errors
 
 
-def project_backends(ts: str, wanted: Optional[Sequence[str]] = None) -> List[str]:
+def project_backends(ts: str, wanted: Sequence[str] | None = None) -> list[str]:
     """``auto`` plus the available registry backends that decode ``ts`` (filtered by ``wanted``)."""
     from decode.backends import BACKENDS, available_backends
 
@@ -157,8 +160,9 @@ def project_backends(ts: str, wanted: Optional[Sequence[str]] = None) -> List[st
     return names
 
 
-def _serial_pass(cfg: Config, decode: Callable[[str], np.ndarray], group: Group, refs: Optional[Dict[str, str]],
-                 bar) -> None:
+def _serial_pass(
+    cfg: Config, decode: Callable[[str], np.ndarray], group: Group, refs: dict[str, str] | None, bar
+) -> None:
     """One pass over the group in this process; on the first pass (refs given) check exactness."""
     from decode.errors import DicomError
 
@@ -179,7 +183,7 @@ def _serial_pass(cfg: Config, decode: Callable[[str], np.ndarray], group: Group,
             bar.update(1)
 
 
-def _pool_pass(cfg: Config, group: Group, refs: Optional[Dict[str, str]], bar) -> None:
+def _pool_pass(cfg: Config, group: Group, refs: dict[str, str] | None, bar) -> None:
     """One pass through the project's process pool (``rsna-mammo decode``'s path)."""
     from decode.parallel import map_files
 
@@ -198,7 +202,7 @@ def _pool_pass(cfg: Config, group: Group, refs: Optional[Dict[str, str]], bar) -
             bar.update(1)
 
 
-def _run_pass(cfg: Config, group: Group, refs: Optional[Dict[str, str]], bar) -> None:
+def _run_pass(cfg: Config, group: Group, refs: dict[str, str] | None, bar) -> None:
     from decode.decoding import decode_file
 
     if cfg.stage == "baseline":
@@ -206,6 +210,7 @@ def _run_pass(cfg: Config, group: Group, refs: Optional[Dict[str, str]], bar) ->
     elif cfg.workers > 1:
         _pool_pass(cfg, group, refs, bar)
     else:
+
         def dec(p, _b=cfg.backend):
             d = decode_file(p, _b, fallback=_b == "auto")  # named backends: no silent pydicom fallback
             if refs is not None:
@@ -215,8 +220,9 @@ def _run_pass(cfg: Config, group: Group, refs: Optional[Dict[str, str]], bar) ->
         _serial_pass(cfg, dec, group, refs, bar)
 
 
-def bench_group(group: Group, *, backends: Optional[Sequence[str]], workers: int, repeats: int,
-                bar=None) -> Tuple[List[BenchResult], List[Config]]:
+def bench_group(
+    group: Group, *, backends: Sequence[str] | None, workers: int, repeats: int, bar=None
+) -> tuple[list[BenchResult], list[Config]]:
     """Measure every configuration on one transfer syntax's files (see the module docstring)."""
     import time
 
@@ -228,7 +234,7 @@ def bench_group(group: Group, *, backends: Optional[Sequence[str]], workers: int
     if "auto" in names and workers > 1:
         configs.append(Config("decode", "auto", workers))
     configs += [Config("decode", n, 1) for n in names]
-    refs: Dict[str, str] = {}
+    refs: dict[str, str] = {}
     for cfg in configs:  # warm-up + exactness gate (pydicom baseline first: it makes the references)
         if bar is not None:
             bar.set_description(f"{_short(ts)} {cfg.label} check")
@@ -253,12 +259,28 @@ def bench_group(group: Group, *, backends: Optional[Sequence[str]], workers: int
     height, width = group.size
     rows = []
     for cfg in configs:
-        stats = summarize(cfg.seconds, len(group.paths), group.pixels) if cfg.exact else \
-            {"images_per_s": None, "mpix_per_s": None, "spread": None}
-        rows.append(BenchResult(stage=cfg.stage, backend=cfg.backend, device="cpu", transfer_syntax=ts,
-                                height=height, width=width, images=len(group.paths), workers=cfg.workers,
-                                batch_size=1, peak_host_mb=cfg.peak_mb if cfg.exact else None, peak_gpu_mb=None,
-                                exact=cfg.exact, **stats))
+        stats = (
+            summarize(cfg.seconds, len(group.paths), group.pixels)
+            if cfg.exact
+            else {"images_per_s": None, "mpix_per_s": None, "spread": None}
+        )
+        rows.append(
+            BenchResult(
+                stage=cfg.stage,
+                backend=cfg.backend,
+                device="cpu",
+                transfer_syntax=ts,
+                height=height,
+                width=width,
+                images=len(group.paths),
+                workers=cfg.workers,
+                batch_size=1,
+                peak_host_mb=cfg.peak_mb if cfg.exact else None,
+                peak_gpu_mb=None,
+                exact=cfg.exact,
+                **stats,
+            )
+        )
     return rows, configs
 
 
@@ -279,10 +301,15 @@ def _short(ts: str) -> str:
 
 # --- CLI --------------------------------------------------------------------------------
 
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help="folder searched for *.dcm (default: synthesize full-size files)")
-    p.add_argument("--backends", metavar="A,B", help="project backends to measure (default: auto and every "
-                   "available one); the pydicom and dicomsdl baselines are always measured")
+    p.add_argument(
+        "--backends",
+        metavar="A,B",
+        help="project backends to measure (default: auto and every "
+        "available one); the pydicom and dicomsdl baselines are always measured",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="decode device (default: auto)")
     p.add_argument("--workers", type=int, default=0, help="processes of the default (auto) row (default: all cores)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up pass (default: 3)")
@@ -291,9 +318,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="3328x2560", metavar="HxW", help="synthetic image size (default: 3328x2560)")
     p.add_argument("--bits", type=int, default=12, help="synthetic Bits Stored (default: 12)")
     p.add_argument("--cache", metavar="DIR", help="synthetic file cache (default: ~/.cache/rsna-mammo/bench)")
-    p.add_argument("--caches", action="store_true",
-                   help="also measure the decode-once caches beside the raw figures: the HTJ2K transcode and "
-                        "the tensor cache (rsna-mammo prepare) of full-size JPEG 2000 files (summary.caches)")
+    p.add_argument(
+        "--caches",
+        action="store_true",
+        help="also measure the decode-once caches beside the raw figures: the HTJ2K transcode and "
+        "the tensor cache (rsna-mammo prepare) of full-size JPEG 2000 files (summary.caches)",
+    )
     p.add_argument("--cache-size", default="2048x1024", metavar="HxW", help="tensor cache size for --caches")
     p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -302,8 +332,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def resolve_device(device: str) -> str:
     """This build's decode backends run on the CPU; ``cuda`` arrives with the GPU backends."""
     if device == "cuda":
-        raise ValueError("bench decode --device cuda: no GPU decode backend is registered in this build; "
-                         "allowed here: auto, cpu")
+        raise ValueError(
+            "bench decode --device cuda: no GPU decode backend is registered in this build; allowed here: auto, cpu"
+        )
     return "cpu"
 
 
@@ -317,11 +348,21 @@ def measure_caches(args: argparse.Namespace, workers: int) -> dict:
 
     h, w = parse_size(args.size)
     with tempfile.TemporaryDirectory(prefix="bench-caches-") as work:
-        res = run_bench(work, files=args.files, height=h, width=w, size=parse_size(args.cache_size),
-                        repeats=args.repeats, workers=workers)
+        res = run_bench(
+            work,
+            files=args.files,
+            height=h,
+            width=w,
+            size=parse_size(args.cache_size),
+            repeats=args.repeats,
+            workers=workers,
+        )
     ratios = res["summary"]["ratios"]
-    print(f"caches: HTJ2K decodes {ratios['htj2k_vs_j2k_decode']}x faster than JPEG 2000; the tensor cache "
-          f"feeds {ratios['tensor_cache_vs_j2k_decode_chain']}x faster than JPEG 2000 decode+chain", file=sys.stderr)
+    print(
+        f"caches: HTJ2K decodes {ratios['htj2k_vs_j2k_decode']}x faster than JPEG 2000; the tensor cache "
+        f"feeds {ratios['tensor_cache_vs_j2k_decode_chain']}x faster than JPEG 2000 decode+chain",
+        file=sys.stderr,
+    )
     return {"rows": res["rows"], **res["summary"]}
 
 
@@ -344,11 +385,18 @@ def run(args: argparse.Namespace) -> int:
     cache = args.cache or default_cache()
     paths = bench_files(args.data, cache=cache, size=size, files=args.files, bits=args.bits, progress=progress)
     if not args.data:
-        synthetic = {"cache": os.path.abspath(cache), "height": size[0], "width": size[1], "bits": args.bits,
-                     "files_per_codec": args.files, "photometric": "MONOCHROME2"}
+        synthetic = {
+            "cache": os.path.abspath(cache),
+            "height": size[0],
+            "width": size[1],
+            "bits": args.bits,
+            "files_per_codec": args.files,
+            "photometric": "MONOCHROME2",
+        }
     groups, errors = scan(paths, args.limit)
-    total = sum((len(project_backends(ts, backends)) + 3) * (args.repeats + 1) * len(g.paths)
-                for ts, g in groups.items())
+    total = sum(
+        (len(project_backends(ts, backends)) + 3) * (args.repeats + 1) * len(g.paths) for ts, g in groups.items()
+    )
     bar = None
     if progress:
         from tqdm import tqdm
@@ -357,24 +405,35 @@ def run(args: argparse.Namespace) -> int:
     rows, picks, cpu_per_image = [], {}, {}
     try:
         for ts in sorted(groups):
-            group_rows, configs = bench_group(groups[ts], backends=backends, workers=workers,
-                                              repeats=args.repeats, bar=bar)
+            group_rows, configs = bench_group(
+                groups[ts], backends=backends, workers=workers, repeats=args.repeats, bar=bar
+            )
             rows += group_rows
             for cfg in configs:
                 errors += cfg.errors
                 if cfg.cpu_seconds:  # load-independent per-core figure (median CPU seconds per image)
                     cpu_per_image.setdefault(ts, {})[cfg.label] = round(
-                        statistics.median(cfg.cpu_seconds) / len(groups[ts].paths), 4)
+                        statistics.median(cfg.cpu_seconds) / len(groups[ts].paths), 4
+                    )
                 if cfg.backend == "auto" and cfg.picked:
                     picks.setdefault(ts, dict(cfg.picked))
     finally:
         if bar is not None:
             bar.close()
     machine = machine_record(with_torch=False)
-    config = {"command": "bench decode", "options": options_of(args), "device": device, "data": args.data,
-              "synthetic": synthetic, "files": {ts: len(g.paths) for ts, g in groups.items()},
-              "repeats": args.repeats, "workers": workers, "backends": backends, "auto_picks": picks,
-              "timing": "interleaved rounds; perf_counter around a full pass over the files"}
+    config = {
+        "command": "bench decode",
+        "options": options_of(args),
+        "device": device,
+        "data": args.data,
+        "synthetic": synthetic,
+        "files": {ts: len(g.paths) for ts, g in groups.items()},
+        "repeats": args.repeats,
+        "workers": workers,
+        "backends": backends,
+        "auto_picks": picks,
+        "timing": "interleaved rounds; perf_counter around a full pass over the files",
+    }
     summary = {"ratios": decode_summary(rows), "cpu_s_per_image": cpu_per_image, "errors": errors}
     if args.caches:
         summary["caches"] = measure_caches(args, workers)
@@ -388,22 +447,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render_rows(rows: Sequence[BenchResult], ratios: Dict[str, dict]) -> str:
+def render_rows(rows: Sequence[BenchResult], ratios: dict[str, dict]) -> str:
     """A plain-text table of a decode run and its ratios (for the terminal)."""
     from decode.syntax import short_name
 
-    lines = [f"{'codec':14s} {'backend':22s} {'workers':>7s} {'img/s':>8s} {'MPix/s':>8s} {'spread':>7s} "
-             f"{'peak MB':>8s} exact"]
+    lines = [
+        f"{'codec':14s} {'backend':22s} {'workers':>7s} {'img/s':>8s} {'MPix/s':>8s} {'spread':>7s} "
+        f"{'peak MB':>8s} exact"
+    ]
     for r in rows:
         name = f"{r.backend}{' (baseline)' if r.is_baseline else ''}"
         ips = f"{r.images_per_s:8.3f}" if r.images_per_s is not None else f"{'-':>8s}"
         mps = f"{r.mpix_per_s:8.1f}" if r.mpix_per_s is not None else f"{'-':>8s}"
         spr = f"{r.spread:7.2f}" if r.spread is not None else f"{'-':>7s}"
         mem = f"{r.peak_host_mb:8.0f}" if r.peak_host_mb is not None else f"{'-':>8s}"
-        lines.append(f"{short_name(r.transfer_syntax or ''):14s} {name:22s} {r.workers:7d} {ips} {mps} {spr} {mem} "
-                     f"{r.exact}")
+        lines.append(
+            f"{short_name(r.transfer_syntax or ''):14s} {name:22s} {r.workers:7d} {ips} {mps} {spr} {mem} {r.exact}"
+        )
     for ts, s in ratios.items():
-        lines.append(f"{short_name(ts)}: default (auto, {s['default_workers']} workers) = "
-                     f"{s['default_vs_pydicom']}x pydicom; per core auto = {s['per_core_vs_pydicom']}x pydicom, "
-                     f"{s['per_core_vs_fastest_single']}x the fastest single library ({s['fastest_single']})")
+        lines.append(
+            f"{short_name(ts)}: default (auto, {s['default_workers']} workers) = "
+            f"{s['default_vs_pydicom']}x pydicom; per core auto = {s['per_core_vs_pydicom']}x pydicom, "
+            f"{s['per_core_vs_fastest_single']}x the fastest single library ({s['fastest_single']})"
+        )
     return "\n".join(lines)

@@ -11,6 +11,7 @@ writing one ``.npy`` per file, as a user runs it) against
 checks the command's ``.npy`` outputs against pydicom exactly; then ``--repeats``
 interleaved rounds; medians are compared. The goal (issue 2): ≥ 1.6× on 2 cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 GOAL = 1.6
 
 
-def pydicom_loop(paths: Sequence[str]) -> List[np.ndarray]:
+def pydicom_loop(paths: Sequence[str]) -> list[np.ndarray]:
     """The baseline: a serial ``dcmread(...).pixel_array`` loop (arrays kept only when asked)."""
     import pydicom
 
@@ -72,7 +73,7 @@ def check_outputs(paths: Sequence[str], out: str) -> bool:
     return True
 
 
-def measure(paths: Sequence[str], ts: str, *, repeats: int, workers: int, tmp: str) -> List[BenchResult]:
+def measure(paths: Sequence[str], ts: str, *, repeats: int, workers: int, tmp: str) -> list[BenchResult]:
     """Both rows for one codec: the pydicom baseline and ``rsna-mammo decode``."""
     from collections import Counter
 
@@ -94,7 +95,7 @@ def measure(paths: Sequence[str], ts: str, *, repeats: int, workers: int, tmp: s
             with PeakHostMemory() as mem:
                 t0 = time.perf_counter()
                 for p in paths:  # the arrays are dropped as they come, like a decode loop that writes nothing
-                    pydicom.dcmread(p).pixel_array
+                    _ = pydicom.dcmread(p).pixel_array
                 base_s.append(time.perf_counter() - t0)
             base_mb = max(base_mb, mem.peak_mb or 0.0)
             with PeakHostMemory() as mem:
@@ -105,25 +106,43 @@ def measure(paths: Sequence[str], ts: str, *, repeats: int, workers: int, tmp: s
     n = len(paths)
     none = {"images_per_s": None, "mpix_per_s": None, "spread": None}
     common = dict(device="cpu", transfer_syntax=ts, height=h, width=w, images=n, batch_size=1, peak_gpu_mb=None)
-    return [BenchResult(stage="baseline", backend="pydicom", workers=1, peak_host_mb=base_mb, exact=True,
-                        **summarize(base_s, n, pixels), **common),
-            BenchResult(stage="decode", backend="auto", workers=workers or default_workers(),
-                        peak_host_mb=cli_mb if exact else None, exact=exact,
-                        **(summarize(cli_s, n, pixels) if exact else none), **common)]
+    return [
+        BenchResult(
+            stage="baseline",
+            backend="pydicom",
+            workers=1,
+            peak_host_mb=base_mb,
+            exact=True,
+            **summarize(base_s, n, pixels),
+            **common,
+        ),
+        BenchResult(
+            stage="decode",
+            backend="auto",
+            workers=workers or default_workers(),
+            peak_host_mb=cli_mb if exact else None,
+            exact=exact,
+            **(summarize(cli_s, n, pixels) if exact else none),
+            **common,
+        ),
+    ]
 
 
-def speedups(rows: Sequence[BenchResult]) -> Dict[str, Optional[float]]:
+def speedups(rows: Sequence[BenchResult]) -> dict[str, float | None]:
     """``{transfer syntax: rsna-mammo decode images/s ÷ pydicom loop images/s}``."""
-    out: Dict[str, Optional[float]] = {}
+    out: dict[str, float | None] = {}
     for ts in sorted({r.transfer_syntax for r in rows}):
         base = next((r for r in rows if r.transfer_syntax == ts and r.stage == "baseline"), None)
         cli = next((r for r in rows if r.transfer_syntax == ts and r.stage == "decode"), None)
-        out[ts] = (round(cli.images_per_s / base.images_per_s, 3)
-                   if base and cli and base.images_per_s and cli.images_per_s else None)
+        out[ts] = (
+            round(cli.images_per_s / base.images_per_s, 3)
+            if base and cli and base.images_per_s and cli.images_per_s
+            else None
+        )
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.decode_speedup", description=__doc__.split("\n\n")[0])
     p.add_argument("--json", required=True, metavar="FILE", help="result file; {machine} and {date} are filled in")
     p.add_argument("--data", metavar="DIR", help="folder searched for *.dcm (default: synthetic full-size files)")
@@ -159,26 +178,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error("no readable DICOM files")
     tmp = os.path.join(cache, "tmp")
     os.makedirs(tmp, exist_ok=True)
-    rows: List[BenchResult] = []
+    rows: list[BenchResult] = []
     for ts in sorted(groups):
         print(f"{short_name(ts)}: {len(groups[ts].paths)} files, {args.repeats} rounds ...", file=sys.stderr)
         rows += measure(groups[ts].paths, ts, repeats=args.repeats, workers=args.workers, tmp=tmp)
     ratios = speedups(rows)
     workers = args.workers or default_workers()
     machine = machine_record(with_torch=False)
-    config = {"command": "decode-speedup", "options": options_of(args), "workers": workers,
-              "files": {ts: len(g.paths) for ts, g in groups.items()},
-              "compared": "rsna-mammo decode FILES --out TMP --stage raw (in-process main, process pool) vs "
-                          "a serial pydicom dcmread(...).pixel_array loop; interleaved rounds; medians"}
-    summary = {"speedup_vs_pydicom": ratios, "goal": GOAL,
-               "meets_goal": {ts: (r is not None and r >= GOAL) for ts, r in ratios.items()}, "errors": errors}
+    config = {
+        "command": "decode-speedup",
+        "options": options_of(args),
+        "workers": workers,
+        "files": {ts: len(g.paths) for ts, g in groups.items()},
+        "compared": "rsna-mammo decode FILES --out TMP --stage raw (in-process main, process pool) vs "
+        "a serial pydicom dcmread(...).pixel_array loop; interleaved rounds; medians",
+    }
+    summary = {
+        "speedup_vs_pydicom": ratios,
+        "goal": GOAL,
+        "meets_goal": {ts: (r is not None and r >= GOAL) for ts, r in ratios.items()},
+        "errors": errors,
+    }
     doc = make_document(machine, config, rows, summary)
     for r in rows:
-        print(f"{short_name(r.transfer_syntax):14s} {('pydicom loop' if r.is_baseline else 'rsna-mammo decode'):18s} "
-              f"workers {r.workers}: {r.images_per_s} images/s (spread {r.spread}), exact {r.exact}")
+        print(
+            f"{short_name(r.transfer_syntax):14s} {('pydicom loop' if r.is_baseline else 'rsna-mammo decode'):18s} "
+            f"workers {r.workers}: {r.images_per_s} images/s (spread {r.spread}), exact {r.exact}"
+        )
     for ts, ratio in ratios.items():
-        print(f"{short_name(ts)}: rsna-mammo decode ({workers} workers) = {ratio}x the serial pydicom loop "
-              f"(goal {GOAL}x: {'met' if ratio is not None and ratio >= GOAL else 'NOT met'})")
+        print(
+            f"{short_name(ts)}: rsna-mammo decode ({workers} workers) = {ratio}x the serial pydicom loop "
+            f"(goal {GOAL}x: {'met' if ratio is not None and ratio >= GOAL else 'NOT met'})"
+        )
     print(f"wrote {dump(doc, expand_path(args.json, machine))}", file=sys.stderr)
     return 0
 

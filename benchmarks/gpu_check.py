@@ -20,6 +20,7 @@ torch (DALI loader, nvImageCodec + CuPy), timed with CUDA events, beside the CPU
 backends (pydicom / dicomsdl baselines, ``auto`` over all cores) on the same machine.
 The JSON is rewritten after every phase, so a crash leaves what was measured.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
-from .gpu_check_steps import (FULL, bench_dali_decode, bench_loader, bench_nvimgcodec_chain, bench_nvimgcodec_decode,
-                              check_dali, check_fallback, check_nvimgcodec, check_voi, check_zero_copy, make_files,
-                              references, row)
+from .gpu_check_steps import (
+    FULL,
+    bench_dali_decode,
+    bench_loader,
+    bench_nvimgcodec_chain,
+    bench_nvimgcodec_decode,
+    check_dali,
+    check_fallback,
+    check_nvimgcodec,
+    check_voi,
+    check_zero_copy,
+    make_files,
+    references,
+    row,
+)
 
 log = logging.getLogger("gpu_check")
 
@@ -51,7 +64,7 @@ class Budget:
     def __init__(self, seconds: float):
         self.t0 = time.monotonic()
         self.seconds = seconds
-        self.skipped: List[str] = []
+        self.skipped: list[str] = []
 
     def left(self) -> float:
         return self.seconds - (time.monotonic() - self.t0)
@@ -66,11 +79,22 @@ class Budget:
 
 # --- driver -------------------------------------------------------------------------------
 
-def run_pytest(out_dir: str, timeout: float) -> Dict[str, object]:
+
+def run_pytest(out_dir: str, timeout: float) -> dict[str, object]:
     """``pytest -m gpu tests/test_gpu.py`` in a subprocess; junit XML and log into ``out_dir``."""
     xml = os.path.join(out_dir, "pytest-gpu.xml")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", f"--junitxml={xml}",
-           os.path.join(ROOT, "tests", "test_gpu.py")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-m",
+        "gpu",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={xml}",
+        os.path.join(ROOT, "tests", "test_gpu.py"),
+    ]
     t0 = time.monotonic()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -83,12 +107,12 @@ def run_pytest(out_dir: str, timeout: float) -> Dict[str, object]:
     return {"rc": rc, "seconds": round(time.monotonic() - t0, 1), **counts, "ok": rc == 0}
 
 
-def card_name(gpu: Optional[str]) -> str:
+def card_name(gpu: str | None) -> str:
     words = [w for w in re.split(r"[^a-z0-9]+", (gpu or "").lower()) if w and w not in ("nvidia", "tesla")]
     return words[0] if words else "nogpu"
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="folder for gpu-<card>-<date>.json")
     p.add_argument("--files", type=int, default=6, help="files per codec and bit depth (default 6)")
@@ -100,11 +124,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--pytest-timeout", type=float, default=120.0)
     p.add_argument("--data", help="keep the synthetic files here (default: a temporary folder, removed)")
     p.add_argument("--no-pytest", action="store_true")
-    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
-                   help="cpu: the same flow on DALI CPU / CPU_ONLY / numpy, to test this script without a GPU")
+    p.add_argument(
+        "--device",
+        default="cuda",
+        choices=["cuda", "cpu"],
+        help="cpu: the same flow on DALI CPU / CPU_ONLY / numpy, to test this script without a GPU",
+    )
     p.add_argument("--size", default=f"{FULL[0]}x{FULL[1]}", metavar="HxW", help="image size (default 3328x2560)")
-    p.add_argument("--chain-size", default=f"{CHAIN_SIZE[0]}x{CHAIN_SIZE[1]}", metavar="HxW",
-                   help="output size of the chain (default 2048x1024)")
+    p.add_argument(
+        "--chain-size",
+        default=f"{CHAIN_SIZE[0]}x{CHAIN_SIZE[1]}",
+        metavar="HxW",
+        help="output size of the chain (default 2048x1024)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     budget = Budget(args.budget)
@@ -128,13 +160,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     out_json = os.path.join(args.out, f"gpu-{card}-{date}.json")
     cores = default_workers()
     workers = args.workers or max(2, cores // 2)
-    rows, checks, summary = [], {k: False for k in ("j2k_exact", "jll_exact", "voi_match", "zero_copy", "fallback")}, {}
-    config = {"command": "benchmarks/gpu_check.sh", "options": dict(vars(args)), "device": device,
-              "rows": "height/width: the decoded (input) size; loader rows end at chain_size [B, 1, H, W] tensors",
-              "size": list(size), "chain_size": list(chain_size), "bits": [12, 14],
-              "timing": "CUDA events around whole epochs / passes (GPU rows); perf_counter (CPU rows)",
-              "peak_gpu_mb": "device memory in use (cudaMemGetInfo) above the level before the phase"}
-    row_bits: List[int] = []  # Bits Stored of each results row (the schema has no column for it)
+    rows, checks, summary = (
+        [],
+        dict.fromkeys(("j2k_exact", "jll_exact", "voi_match", "zero_copy", "fallback"), False),
+        {},
+    )
+    config = {
+        "command": "benchmarks/gpu_check.sh",
+        "options": dict(vars(args)),
+        "device": device,
+        "rows": "height/width: the decoded (input) size; loader rows end at chain_size [B, 1, H, W] tensors",
+        "size": list(size),
+        "chain_size": list(chain_size),
+        "bits": [12, 14],
+        "timing": "CUDA events around whole epochs / passes (GPU rows); perf_counter (CPU rows)",
+        "peak_gpu_mb": "device memory in use (cudaMemGetInfo) above the level before the phase",
+    }
+    row_bits: list[int] = []  # Bits Stored of each results row (the schema has no column for it)
 
     def save():
         summary["checks"] = dict(checks)
@@ -159,8 +201,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             save()
         exact_by = run_checks(device, groups, paths, ts_of, refs, args, workers, chain_size, checks, summary, save)
         try:
-            run_benches(device, groups, paths, args, workers, size, chain_size, exact_by, rows, row_bits, budget,
-                        save)
+            run_benches(device, groups, paths, args, workers, size, chain_size, exact_by, rows, row_bits, budget, save)
         except Exception as exc:
             _record_error(summary.setdefault("errors", {}), "benches", exc)
         summary["goals"] = goals(rows, row_bits)
@@ -196,12 +237,16 @@ def run_checks(device, groups, paths, ts_of, refs, args, workers, chain_size, ch
             decoder = NvImageCodecDecoder(device=device)
             decoder.calibrate(GPU_SYNTAXES if device == "cuda" else CPU_SYNTAXES)
             nv = check_nvimgcodec(decoder, paths, refs, ts_of)
-            summary["dali"] = {"exact": {short_name(k): v for k, v in dali["exact"].items()},
-                               "routes": {short_name(k): v for k, v in dali["routes"].items()},
-                               "modes": {short_name(k): v for k, v in dali["modes"].items()},
-                               "syntaxes_on_decoder": sorted(short_name(s) for s in runner.syntaxes)}
-            summary["nvimgcodec"] = {"exact": {short_name(k): v for k, v in nv.items()},
-                                     "modes": {short_name(k): v for k, v in decoder.modes.items()}}
+            summary["dali"] = {
+                "exact": {short_name(k): v for k, v in dali["exact"].items()},
+                "routes": {short_name(k): v for k, v in dali["routes"].items()},
+                "modes": {short_name(k): v for k, v in dali["modes"].items()},
+                "syntaxes_on_decoder": sorted(short_name(s) for s in runner.syntaxes),
+            }
+            summary["nvimgcodec"] = {
+                "exact": {short_name(k): v for k, v in nv.items()},
+                "modes": {short_name(k): v for k, v in decoder.modes.items()},
+            }
             exact_by = {("dali", ts): bool(v) for ts, v in dali["exact"].items()}
             exact_by.update({("nvimgcodec", ts): bool(v) for ts, v in nv.items()})
             checks["j2k_exact"] = bool(dali["exact"].get(JPEG2000_LOSSLESS) and nv.get(JPEG2000_LOSSLESS))
@@ -213,8 +258,9 @@ def run_checks(device, groups, paths, ts_of, refs, args, workers, chain_size, ch
     except Exception as exc:
         _record_error(errors, "dali_nvimgcodec", exc)
     save()
-    voi_paths = [groups[(ts, 12)][0] for ts in (JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1)] + \
-                [groups[(JPEG2000_LOSSLESS, 14)][0]]
+    voi_paths = [groups[(ts, 12)][0] for ts in (JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1)] + [
+        groups[(JPEG2000_LOSSLESS, 14)][0]
+    ]
     try:
         voi = check_voi(voi_paths, refs, device, chain_size)
         checks["voi_match"] = voi["ok"]
@@ -223,8 +269,9 @@ def run_checks(device, groups, paths, ts_of, refs, args, workers, chain_size, ch
         _record_error(errors, "voi_match", exc)
     save()
     try:
-        fb = check_fallback(groups[(JPEG2000_LOSSLESS, 12)][:4] + groups[(JPEG_LOSSLESS_SV1, 12)][:4], refs,
-                            workers=2, device=device)
+        fb = check_fallback(
+            groups[(JPEG2000_LOSSLESS, 12)][:4] + groups[(JPEG_LOSSLESS_SV1, 12)][:4], refs, workers=2, device=device
+        )
         checks["fallback"] = fb["ok"]
         summary["fallback"] = fb
     except Exception as exc:
@@ -233,8 +280,7 @@ def run_checks(device, groups, paths, ts_of, refs, args, workers, chain_size, ch
     return exact_by
 
 
-def run_benches(device, groups, paths, args, workers, size, chain_size, exact_by, rows, row_bits, budget,
-                save) -> None:
+def run_benches(device, groups, paths, args, workers, size, chain_size, exact_by, rows, row_bits, budget, save) -> None:
     """Decode alone and the whole chain (DALI, nvImageCodec) per codec and bit depth."""
     from dali_pipelines.gpu_loader import close_runner
     from dali_pipelines.loader import DicomLoader
@@ -261,16 +307,19 @@ def run_benches(device, groups, paths, args, workers, size, chain_size, exact_by
             if ts in decoder.modes:
                 syn = [ts] * len(streams)
                 secs, mb = bench_nvimgcodec_decode(decoder, streams, syn, args.batch, args.repeats)
-                rows.append(row("decode", "nvimgcodec", device, ts, len(streams), secs, args.batch, 1, mb, nv_exact,
-                                size))
+                rows.append(
+                    row("decode", "nvimgcodec", device, ts, len(streams), secs, args.batch, 1, mb, nv_exact, size)
+                )
             secs, mb, n = bench_loader(loader, rows_idx, args.repeats, device)
-            rows.append(row("loader", "dali", device, ts, n or len(rows_idx), secs, args.batch, workers, mb, exact,
-                            size))
+            rows.append(
+                row("loader", "dali", device, ts, n or len(rows_idx), secs, args.batch, workers, mb, exact, size)
+            )
             if ts in decoder.modes:
                 params = [record_params(read_dicom(p).meta) for p in ps] * args.repeat_files
                 secs, mb = bench_nvimgcodec_chain(decoder, streams, syn, params, args.batch, args.repeats, chain_size)
-                rows.append(row("loader", "nvimgcodec", device, ts, len(streams), secs, args.batch, 1, mb, nv_exact,
-                                size))
+                rows.append(
+                    row("loader", "nvimgcodec", device, ts, len(streams), secs, args.batch, 1, mb, nv_exact, size)
+                )
             row_bits.extend([bits] * (len(rows) - first))
             save()
     close_runner(loader)
@@ -295,7 +344,7 @@ def run_cpu_bench(groups, cores, size, rows, row_bits, budget, save) -> None:
         save()
 
 
-def goals(rows, row_bits: Sequence[int]) -> Dict[str, object]:
+def goals(rows, row_bits: Sequence[int]) -> dict[str, object]:
     """The issue's targets on 12-bit files: DALI decode images/s, and the chain within 15 % of it."""
     from decode.syntax import JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1, short_name
 
@@ -303,15 +352,20 @@ def goals(rows, row_bits: Sequence[int]) -> Dict[str, object]:
     twelve = [r for r, b in zip(rows, row_bits) if b == 12 and r.backend == "dali"]
     for ts, goal, stretch in ((JPEG2000_LOSSLESS, 60, 100), (JPEG_LOSSLESS_SV1, 200, 400)):
         dec = next((r for r in twelve if r.stage == "decode" and r.backend == "dali" and r.transfer_syntax == ts), None)
-        chain = next((r for r in twelve if r.stage == "loader" and r.backend == "dali" and r.transfer_syntax == ts),
-                     None)
+        chain = next(
+            (r for r in twelve if r.stage == "loader" and r.backend == "dali" and r.transfer_syntax == ts), None
+        )
         ips = dec.images_per_s if dec else None
         ratio = round(chain.images_per_s / ips, 3) if ips and chain and chain.images_per_s else None
-        out[short_name(ts)] = {"decode_images_per_s": ips, "goal": goal, "stretch": stretch,
-                               "meets_goal": None if ips is None else ips >= goal,
-                               "meets_stretch": None if ips is None else ips >= stretch,
-                               "chain_over_decode": ratio,
-                               "chain_within_15pct": None if ratio is None else ratio >= 0.85}
+        out[short_name(ts)] = {
+            "decode_images_per_s": ips,
+            "goal": goal,
+            "stretch": stretch,
+            "meets_goal": None if ips is None else ips >= goal,
+            "meets_stretch": None if ips is None else ips >= stretch,
+            "chain_over_decode": ratio,
+            "chain_within_15pct": None if ratio is None else ratio >= 0.85,
+        }
     return out
 
 

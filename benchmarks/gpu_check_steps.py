@@ -5,10 +5,11 @@ CUDA events time GPU work on the current stream, ``perf_counter`` CPU work; peak
 memory is ``cudaMemGetInfo`` above the level when the step started (DALI's pool is not
 torch's or CuPy's, so their counters would miss it).
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class GpuMemory:
             self.peak = max(self.peak, total - free)
 
     @property
-    def mb(self) -> Optional[float]:
+    def mb(self) -> float | None:
         return None if self._info is None else round((self.peak - self.base) / 2**20, 1)
 
 
@@ -57,7 +58,8 @@ def _stream_ptr(device: str) -> int:
 
 # --- data ---------------------------------------------------------------------------------
 
-def make_files(folder: str, files: int, size=FULL) -> Dict[tuple, List[str]]:
+
+def make_files(folder: str, files: int, size=FULL) -> dict[tuple, list[str]]:
     """Synthetic files: ``{(transfer_syntax, bits): [paths]}`` for .90 / .70 at 12 and 14 bits."""
     from benchmarks.synthdata import synthesize
 
@@ -74,7 +76,7 @@ def _pydicom_pixels(path: str) -> np.ndarray:
     return pydicom.dcmread(path).pixel_array
 
 
-def references(paths: Sequence[str]) -> Dict[str, np.ndarray]:
+def references(paths: Sequence[str]) -> dict[str, np.ndarray]:
     """pydicom's ``pixel_array`` of every file (a process pool over all cores)."""
     from decode.parallel import map_files
 
@@ -88,10 +90,11 @@ def references(paths: Sequence[str]) -> Dict[str, np.ndarray]:
 
 # --- checks -------------------------------------------------------------------------------
 
-def check_dali(runner, paths: Sequence[str], refs, ts_of: Dict[str, str]) -> Dict[str, object]:
+
+def check_dali(runner, paths: Sequence[str], refs, ts_of: dict[str, str]) -> dict[str, object]:
     """Decode every file once through the GPU pipeline; exactness and route per syntax."""
-    ok: Dict[str, bool] = {}
-    routes: Dict[str, List[str]] = {}
+    ok: dict[str, bool] = {}
+    routes: dict[str, list[str]] = {}
     keep = []
     for batch in runner.epoch(range(len(paths))):
         keep.append(batch)
@@ -104,27 +107,34 @@ def check_dali(runner, paths: Sequence[str], refs, ts_of: Dict[str, str]) -> Dic
         for i, reason in batch.failed:
             ok[ts_of[paths[i]]] = False
             log.error("DALI check: %s failed: %s", paths[i], reason)
-    return {"exact": ok, "routes": {ts: sorted(set(r)) for ts, r in routes.items()}, "modes": dict(runner.modes),
-            "keep": keep}
+    return {
+        "exact": ok,
+        "routes": {ts: sorted(set(r)) for ts, r in routes.items()},
+        "modes": dict(runner.modes),
+        "keep": keep,
+    }
 
 
-def check_nvimgcodec(decoder, paths: Sequence[str], refs, ts_of, batch: int = 8) -> Dict[str, bool]:
+def check_nvimgcodec(decoder, paths: Sequence[str], refs, ts_of, batch: int = 8) -> dict[str, bool]:
     """Batched nvImageCodec decode of every file vs pydicom; a syntax the probe rejected is False."""
     from decode.dicom import read_dicom
 
-    ok: Dict[str, bool] = {ts: False for ts in set(ts_of.values()) if ts not in decoder.modes}
+    ok: dict[str, bool] = {ts: False for ts in set(ts_of.values()) if ts not in decoder.modes}
     usable = [p for p in paths if ts_of[p] in decoder.modes]
     for i in range(0, len(usable), batch):
-        chunk = usable[i:i + batch]
-        out = decoder.decode_exact([read_dicom(p).codestream() for p in chunk], [ts_of[p] for p in chunk],
-                                   cuda_stream=_stream_ptr("cuda" if decoder.device == "cuda" else "cpu"))
+        chunk = usable[i : i + batch]
+        out = decoder.decode_exact(
+            [read_dicom(p).codestream() for p in chunk],
+            [ts_of[p] for p in chunk],
+            cuda_stream=_stream_ptr("cuda" if decoder.device == "cuda" else "cpu"),
+        )
         for p, arr in zip(chunk, out):
             same = arr is not None and bool(np.array_equal(to_host(arr), refs[p]))
             ok[ts_of[p]] = ok.get(ts_of[p], True) and same
     return ok
 
 
-def check_voi(paths: Sequence[str], refs, device: str, size) -> Dict[str, object]:
+def check_voi(paths: Sequence[str], refs, device: str, size) -> dict[str, object]:
     """CuPy chain vs numpy chain (VOI; crop + resize to ``size``): max |difference|."""
     from dali_pipelines.handoff import to_device
     from decode.chain import preprocess
@@ -143,7 +153,7 @@ def check_voi(paths: Sequence[str], refs, device: str, size) -> Dict[str, object
     return {"ok": bool(boxes and worst <= 1e-5), "max_abs_diff": worst, "same_boxes": bool(boxes)}
 
 
-def check_zero_copy(dali_keep, decoder, path: str) -> Dict[str, object]:
+def check_zero_copy(dali_keep, decoder, path: str) -> dict[str, object]:
     from dali_pipelines import handoff
     from decode.dicom import read_dicom
 
@@ -164,7 +174,7 @@ def check_zero_copy(dali_keep, decoder, path: str) -> Dict[str, object]:
     return {"ok": bool(dali_ok and nv_ok), "dali": bool(dali_ok), "nvimgcodec": bool(nv_ok), "pointers": pointers}
 
 
-def check_fallback(paths: Sequence[str], refs, workers: int, device: str) -> Dict[str, object]:
+def check_fallback(paths: Sequence[str], refs, workers: int, device: str) -> dict[str, object]:
     from dali_pipelines.pipelines import DecodeRunner
 
     broken = [1]
@@ -177,12 +187,20 @@ def check_fallback(paths: Sequence[str], refs, workers: int, device: str) -> Dic
         rebuilt = r._pipe is not pipe or r.stats["rebuilds"] > 0
         stats = dict(r.stats)
     exact = all(np.array_equal(to_host(got[i].image), refs[p]) for i, p in enumerate(paths) if i in got)
-    ok = (not failed and len(got) == len(paths) and exact and not rebuilt and got[1].route == "cpu"
-          and stats["batch_failures"] >= 1 and all(got[i].route != "cpu" for i in got if i not in broken))
+    ok = (
+        not failed
+        and len(got) == len(paths)
+        and exact
+        and not rebuilt
+        and got[1].route == "cpu"
+        and stats["batch_failures"] >= 1
+        and all(got[i].route != "cpu" for i in got if i not in broken)
+    )
     return {"ok": bool(ok), "stats": stats, "routes": {str(i): s.route for i, s in sorted(got.items())}}
 
 
 # --- benchmarks ---------------------------------------------------------------------------
+
 
 def bench_dali_decode(runner, rows: Sequence[int], repeats: int) -> tuple:
     """Seconds per epoch over ``rows`` (timed around the whole epoch), and peak device MiB."""
@@ -204,7 +222,7 @@ def bench_nvimgcodec_decode(decoder, streams, syntaxes, batch: int, repeats: int
     for r in range(repeats + 1):
         with Timer(device) as t:
             for i in range(0, len(streams), batch):
-                decoder.decode_exact(streams[i:i + batch], syntaxes[i:i + batch], cuda_stream=_stream_ptr(device))
+                decoder.decode_exact(streams[i : i + batch], syntaxes[i : i + batch], cuda_stream=_stream_ptr(device))
                 mem.sample()
         if r:
             secs.append(t.seconds)
@@ -240,10 +258,11 @@ def bench_nvimgcodec_chain(decoder, streams, syntaxes, params, batch: int, repea
     for r in range(repeats + 1):
         with Timer(device) as t:
             for i in range(0, len(streams), batch):
-                raws = decoder.decode_exact(streams[i:i + batch], syntaxes[i:i + batch],
-                                            cuda_stream=_stream_ptr(device))
+                raws = decoder.decode_exact(
+                    streams[i : i + batch], syntaxes[i : i + batch], cuda_stream=_stream_ptr(device)
+                )
                 with handoff.on_current_stream():
-                    out, _ = preprocess_batch(raws, params[i:i + batch], size=size)
+                    out, _ = preprocess_batch(raws, params[i : i + batch], size=size)
                     handoff.to_torch(out)
                 mem.sample()
         if r:
@@ -255,8 +274,23 @@ def row(stage, backend, device, ts, images, secs, batch_size, workers, peak_gpu_
     from benchmarks.measure import summarize
     from benchmarks.schema import BenchResult
 
-    stats = summarize(secs, images, images * hw[0] * hw[1]) if exact is not False else \
-        {"images_per_s": None, "mpix_per_s": None, "spread": None}
-    return BenchResult(stage=stage, backend=backend, device=device, transfer_syntax=ts, height=hw[0], width=hw[1],
-                       images=images, workers=workers, batch_size=batch_size, peak_host_mb=None,
-                       peak_gpu_mb=peak_gpu_mb, exact=exact, **stats)
+    stats = (
+        summarize(secs, images, images * hw[0] * hw[1])
+        if exact is not False
+        else {"images_per_s": None, "mpix_per_s": None, "spread": None}
+    )
+    return BenchResult(
+        stage=stage,
+        backend=backend,
+        device=device,
+        transfer_syntax=ts,
+        height=hw[0],
+        width=hw[1],
+        images=images,
+        workers=workers,
+        batch_size=batch_size,
+        peak_host_mb=None,
+        peak_gpu_mb=peak_gpu_mb,
+        exact=exact,
+        **stats,
+    )

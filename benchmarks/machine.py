@@ -4,6 +4,7 @@ The record says what produced the numbers: CPU model and count, GPU name (or nul
 driver and CUDA versions, Python and library versions (from :func:`decode.env.collect`)
 and the git commit of the code that ran.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -13,14 +14,14 @@ import re
 import shutil
 import subprocess
 import sys
-from typing import Any, Dict, Optional
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(cmd, timeout: float = 10.0) -> Optional[str]:
+def _run(cmd, timeout: float = 10.0) -> str | None:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=_REPO)
     except (OSError, subprocess.SubprocessError):
@@ -28,7 +29,7 @@ def _run(cmd, timeout: float = 10.0) -> Optional[str]:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def git_state() -> Dict[str, Any]:
+def git_state() -> dict[str, Any]:
     """``{"git_commit": sha or None, "git_dirty": bool or None}`` of the repository that ran."""
     if shutil.which("git") is None:
         return {"git_commit": None, "git_dirty": None}
@@ -37,9 +38,9 @@ def git_state() -> Dict[str, Any]:
     return {"git_commit": sha, "git_dirty": None if status is None else bool(status)}
 
 
-def nvidia_smi() -> Dict[str, Any]:
+def nvidia_smi() -> dict[str, Any]:
     """GPU name, count, driver and the driver's CUDA version from ``nvidia-smi`` (None without one)."""
-    info: Dict[str, Any] = {"gpu": None, "gpu_count": 0, "driver": None, "cuda": None}
+    info: dict[str, Any] = {"gpu": None, "gpu_count": 0, "driver": None, "cuda": None}
     if shutil.which("nvidia-smi") is None:
         return info
     names = _run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
@@ -55,7 +56,7 @@ def nvidia_smi() -> Dict[str, Any]:
     return info
 
 
-def _dist_version(name: str) -> Optional[str]:
+def _dist_version(name: str) -> str | None:
     from importlib import metadata
 
     try:
@@ -64,7 +65,7 @@ def _dist_version(name: str) -> Optional[str]:
         return None
 
 
-def machine_record(*, with_torch: bool = False) -> Dict[str, Any]:
+def machine_record(*, with_torch: bool = False) -> dict[str, Any]:
     """Describe this machine and the code that runs on it.
 
     Args:
@@ -80,9 +81,24 @@ def machine_record(*, with_torch: bool = False) -> Dict[str, Any]:
     from decode.parallel import default_workers
 
     env = collect(with_torch=with_torch)
-    versions = {k: env.get(k) for k in ("numpy", "pandas", "pydicom", "pylibjpeg", "pylibjpeg-openjpeg",
-                                         "pylibjpeg-libjpeg", "dicomsdl", "imagecodecs", "torch", "timm",
-                                         "nvidia-dali", "cupy", "nvimgcodec")}
+    versions = {
+        k: env.get(k)
+        for k in (
+            "numpy",
+            "pandas",
+            "pydicom",
+            "pylibjpeg",
+            "pylibjpeg-openjpeg",
+            "pylibjpeg-libjpeg",
+            "dicomsdl",
+            "imagecodecs",
+            "torch",
+            "timm",
+            "nvidia-dali",
+            "cupy",
+            "nvimgcodec",
+        )
+    }
     if not with_torch:
         versions["torch"] = _dist_version("torch")
         versions["timm"] = _dist_version("timm")
@@ -92,7 +108,7 @@ def machine_record(*, with_torch: bool = False) -> Dict[str, Any]:
     if with_torch and env.get("gpu"):
         gpu["gpu"] = gpu["gpu"] or env.get("gpu")
         gpu["gpu_count"] = gpu["gpu_count"] or env.get("gpu_count", 0)
-    rec: Dict[str, Any] = {
+    rec: dict[str, Any] = {
         "cpu": env.get("cpu"),
         "cpu_count": env.get("cpu_count"),
         "cpus_usable": default_workers(),
@@ -121,7 +137,7 @@ def _gpu_word(gpu: str) -> str:
     return words[0] if words else "gpu"
 
 
-def machine_slug(rec: Dict[str, Any]) -> str:
+def machine_slug(rec: dict[str, Any]) -> str:
     """A short file-name-safe machine name: ``cpu-2core-epyc`` or ``h100x1-16core-epyc``."""
     cores = rec.get("cpus_usable") or rec.get("cpu_count") or 0
     cpu = f"{cores}core-{_cpu_word(rec.get('cpu') or '')}"
@@ -130,7 +146,7 @@ def machine_slug(rec: Dict[str, Any]) -> str:
     return f"cpu-{cpu}"
 
 
-def expand_path(template: str, rec: Dict[str, Any]) -> str:
+def expand_path(template: str, rec: dict[str, Any]) -> str:
     """Fill ``{machine}`` and ``{date}`` (YYYY-MM-DD) in an output path template."""
     date = str(rec.get("date") or datetime.date.today().isoformat())[:10]
     return template.replace("{machine}", machine_slug(rec)).replace("{date}", date)

@@ -4,20 +4,21 @@ Host memory is sampled (psutil, every 10 ms) as the summed resident set of this
 process and all its children, so process pools count; without psutil the peak comes
 from ``resource.getrusage`` (self + waited-for children, high-water marks).
 """
+
 from __future__ import annotations
 
 import logging
 import statistics
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
 MIB = 1024.0 * 1024.0
 
 
-def summarize(seconds: Sequence[float], images: int, pixels: int) -> Dict[str, Optional[float]]:
+def summarize(seconds: Sequence[float], images: int, pixels: int) -> dict[str, float | None]:
     """Median images/s and MPix/s over repeats, and their spread.
 
     Args:
@@ -33,9 +34,11 @@ def summarize(seconds: Sequence[float], images: int, pixels: int) -> Dict[str, O
     if not rates:
         return {"images_per_s": None, "mpix_per_s": None, "spread": None}
     med = statistics.median(rates)
-    return {"images_per_s": round(med, 4),
-            "mpix_per_s": round(med * pixels / max(images, 1) / 1e6, 4),
-            "spread": round((max(rates) - min(rates)) / med, 4) if med > 0 else None}
+    return {
+        "images_per_s": round(med, 4),
+        "mpix_per_s": round(med * pixels / max(images, 1) / 1e6, 4),
+        "spread": round((max(rates) - min(rates)) / med, 4) if med > 0 else None,
+    }
 
 
 class PeakHostMemory:
@@ -48,9 +51,9 @@ class PeakHostMemory:
 
     def __init__(self, interval: float = 0.01):
         self.interval = interval
-        self.peak_mb: Optional[float] = None
+        self.peak_mb: float | None = None
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._peak = 0
 
     def _sample(self, proc) -> int:
@@ -73,7 +76,7 @@ class PeakHostMemory:
             self._peak = max(self._peak, self._sample(proc))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PeakHostMemory":
+    def __enter__(self) -> PeakHostMemory:
         try:
             import psutil
         except ImportError:
@@ -93,8 +96,10 @@ class PeakHostMemory:
         else:  # high-water marks only (KiB on Linux)
             import resource
 
-            kib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                   + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+            kib = (
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            )
             self.peak_mb = round(kib / 1024.0, 1)
 
 
@@ -107,7 +112,7 @@ def reset_gpu_peak() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def gpu_peak_mb() -> Optional[float]:
+def gpu_peak_mb() -> float | None:
     """Peak GPU memory since :func:`reset_gpu_peak`: torch's allocator plus CuPy's pool (MiB).
 
     None when neither torch (with CUDA) nor CuPy has been used in this process.
@@ -129,7 +134,7 @@ def gpu_peak_mb() -> Optional[float]:
     return round(total / MIB, 1) if seen else None
 
 
-def time_cuda(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> List[float]:
+def time_cuda(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> list[float]:
     """Seconds per call of ``fn`` (asynchronous torch CUDA work) timed with CUDA events.
 
     Each repeat records an event before and after ``fn`` on the current stream and
@@ -152,7 +157,7 @@ def time_cuda(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> Lis
     return out
 
 
-def time_cpu(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> List[float]:
+def time_cpu(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> list[float]:
     """Seconds per call of ``fn`` (synchronous CPU work), ``time.perf_counter``."""
     for _ in range(warmup):
         fn()
@@ -171,7 +176,7 @@ class Timer:
     def __init__(self, device: str):
         self.cuda = device == "cuda"
         self.seconds: float = 0.0
-        self.windows: List[float] = []
+        self.windows: list[float] = []
 
     def __enter__(self):
         if self.cuda:

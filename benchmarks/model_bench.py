@@ -9,12 +9,14 @@ Timing: on a GPU, CUDA events recorded on the current stream around each window 
 ``--steps`` steps (synchronised on the end event); on the CPU (synchronous),
 ``time.perf_counter``. ``--repeats`` windows follow ``--warmup`` untimed steps.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from typing import Callable, Iterator, List, Literal, Optional, Tuple
+from collections.abc import Callable, Iterator
+from typing import Literal
 
 from .measure import Timer
 from .schema import BenchResult
@@ -53,6 +55,7 @@ def make_step(model, mode: Mode, device: str, amp: bool) -> Callable:
                 loss = loss_fn(model(x).squeeze(1), y)
             loss.backward()
             opt.step()
+
         return step
     model.eval()
 
@@ -63,11 +66,13 @@ def make_step(model, mode: Mode, device: str, amp: bool) -> Callable:
                     model(x).sigmoid()
             else:
                 model(x).sigmoid()
+
     return infer
 
 
-def bench_memory(step, *, device: str, batch_size: int, size: Tuple[int, int], steps: int, warmup: int,
-                 repeats: int) -> List[float]:
+def bench_memory(
+    step, *, device: str, batch_size: int, size: tuple[int, int], steps: int, warmup: int, repeats: int
+) -> list[float]:
     """Seconds per window of ``steps`` steps on one batch already on ``device``."""
     import torch
 
@@ -83,7 +88,7 @@ def bench_memory(step, *, device: str, batch_size: int, size: Tuple[int, int], s
     return timer.windows
 
 
-def bench_loader(step, loader, *, device: str, steps: int, warmup: int, repeats: int) -> Tuple[List[float], int]:
+def bench_loader(step, loader, *, device: str, steps: int, warmup: int, repeats: int) -> tuple[list[float], int]:
     """Seconds per window of ``steps`` loader batches (one loader pass covers warm-up and windows)."""
     import torch
 
@@ -124,8 +129,12 @@ def add_arguments(p: argparse.ArgumentParser, mode: str = "train") -> None:
     p.add_argument("--workers", type=int, default=0, help="loader worker processes (default: all cores)")
     p.add_argument("--backend", default="auto", help="loader decode backend (default: auto)")
     p.add_argument("--data", metavar="DIR", help="DICOM folder for the loader (default: synthetic files)")
-    p.add_argument("--data-size", default="3328x2560", metavar="HxW",
-                   help="synthetic frame size without --data (default: 3328x2560)")
+    p.add_argument(
+        "--data-size",
+        default="3328x2560",
+        metavar="HxW",
+        help="synthetic frame size without --data (default: 3328x2560)",
+    )
     p.add_argument("--files", type=int, default=6, help="synthetic files per codec (default: 6)")
     p.add_argument("--cache", metavar="DIR", help="synthetic file cache (default: ~/.cache/rsna-mammo/bench)")
     p.add_argument("--no-loader", action="store_true", help="only the in-memory figure")
@@ -154,46 +163,83 @@ def run(args: argparse.Namespace, mode: str = "train") -> int:
     model = build_model(args.model, device)
     params = sum(p.numel() for p in model.parameters())
     step = make_step(model, mode, device, args.amp)
-    rows: List[BenchResult] = []
+    rows: list[BenchResult] = []
 
-    def row(backend: str, seconds: List[float], images: int, workers_: int, peak: Optional[float]) -> BenchResult:
+    def row(backend: str, seconds: list[float], images: int, workers_: int, peak: float | None) -> BenchResult:
         stats = summarize(seconds, images, images * size[0] * size[1])
-        return BenchResult(stage=mode, backend=backend, device=device, transfer_syntax=None, height=size[0],
-                           width=size[1], images=images, workers=workers_, batch_size=args.batch_size,
-                           peak_host_mb=peak, peak_gpu_mb=gpu_peak_mb() if device == "cuda" else None,
-                           exact=None, **stats)
+        return BenchResult(
+            stage=mode,
+            backend=backend,
+            device=device,
+            transfer_syntax=None,
+            height=size[0],
+            width=size[1],
+            images=images,
+            workers=workers_,
+            batch_size=args.batch_size,
+            peak_host_mb=peak,
+            peak_gpu_mb=gpu_peak_mb() if device == "cuda" else None,
+            exact=None,
+            **stats,
+        )
 
     reset_gpu_peak()
     with PeakHostMemory() as mem:
-        secs = bench_memory(step, device=device, batch_size=args.batch_size, size=size, steps=args.steps,
-                            warmup=args.warmup, repeats=args.repeats)
+        secs = bench_memory(
+            step,
+            device=device,
+            batch_size=args.batch_size,
+            size=size,
+            steps=args.steps,
+            warmup=args.warmup,
+            repeats=args.repeats,
+        )
     rows.append(row("memory", secs, args.steps * args.batch_size, 1, mem.peak_mb))
-    files: List[str] = []
+    files: list[str] = []
     if not args.no_loader:
         files = bench_files(args.data, cache=args.cache, size=parse_size(args.data_size), files=args.files)
         need = (args.warmup + args.steps * args.repeats + 1) * args.batch_size
         sampler = [i % len(files) for i in range(need)]
         labels = [float(i % 2) for i in range(len(files))]
-        loader = DicomLoader(files, labels, batch_size=args.batch_size, size=size, device=device, workers=workers,
-                             sampler=sampler, backend=args.backend, drop_last=True)
+        loader = DicomLoader(
+            files,
+            labels,
+            batch_size=args.batch_size,
+            size=size,
+            device=device,
+            workers=workers,
+            sampler=sampler,
+            backend=args.backend,
+            drop_last=True,
+        )
         reset_gpu_peak()
         with PeakHostMemory() as mem:
-            secs, images = bench_loader(step, loader, device=device, steps=args.steps, warmup=args.warmup,
-                                        repeats=args.repeats)
+            secs, images = bench_loader(
+                step, loader, device=device, steps=args.steps, warmup=args.warmup, repeats=args.repeats
+            )
         rows.append(row("loader", secs, images, workers, mem.peak_mb))
     ratio = None
     if len(rows) == 2 and rows[0].images_per_s and rows[1].images_per_s:
         ratio = round(rows[1].images_per_s / rows[0].images_per_s, 4)
     machine = machine_record(with_torch=True)
-    config = {"command": f"bench {mode}", "options": options_of(args), "model": args.model, "params": params,
-              "device": device, "amp": args.amp, "torch_threads": torch.get_num_threads(),
-              "loader_files": len(files),
-              "timing": "CUDA events per window of steps" if device == "cuda" else "perf_counter per window"}
+    config = {
+        "command": f"bench {mode}",
+        "options": options_of(args),
+        "model": args.model,
+        "params": params,
+        "device": device,
+        "amp": args.amp,
+        "torch_threads": torch.get_num_threads(),
+        "loader_files": len(files),
+        "timing": "CUDA events per window of steps" if device == "cuda" else "perf_counter per window",
+    }
     summary = {"loader_vs_memory": ratio, "model": args.model}
     doc = make_document(machine, config, rows, summary)
     for r in rows:
-        print(f"{mode} {args.model} {size[0]}x{size[1]} batch {args.batch_size} on {device}, data from {r.backend}: "
-              f"{r.images_per_s} images/s (spread {r.spread})")
+        print(
+            f"{mode} {args.model} {size[0]}x{size[1]} batch {args.batch_size} on {device}, data from {r.backend}: "
+            f"{r.images_per_s} images/s (spread {r.spread})"
+        )
     print(f"loader / memory = {ratio}")
     if args.json:
         print(f"wrote {dump(doc, expand_path(args.json, machine))}", file=sys.stderr)

@@ -18,13 +18,14 @@ Rows of the first five stages report the frame size (height × width of the file
 resize, collate, h2d and loader report the output size. Everything up to collate runs
 on the CPU in this build (the GPU decode pipeline adds its own stages when present).
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 STAGE_ORDER = ("read", "decode", "voi", "crop", "resize", "collate", "h2d", "loader")
 
 
-def _timed_stage(fn: Callable[[object], object], inputs: Sequence, repeats: int) -> Tuple[List[float], float]:
+def _timed_stage(fn: Callable[[object], object], inputs: Sequence, repeats: int) -> tuple[list[float], float]:
     """Run ``fn`` over ``inputs`` ``repeats`` times (after a warm-up pass); seconds per pass and peak MiB."""
     from .measure import PeakHostMemory
 
@@ -51,20 +52,53 @@ def _timed_stage(fn: Callable[[object], object], inputs: Sequence, repeats: int)
     return seconds, mem.peak_mb or 0.0
 
 
-def _row(stage: str, *, backend: str, device: str, ts: Optional[str], hw: Tuple[int, int], images: int,
-         seconds: List[float], workers: int = 1, batch: int = 1, peak_mb: Optional[float] = None,
-         peak_gpu: Optional[float] = None) -> BenchResult:
+def _row(
+    stage: str,
+    *,
+    backend: str,
+    device: str,
+    ts: str | None,
+    hw: tuple[int, int],
+    images: int,
+    seconds: list[float],
+    workers: int = 1,
+    batch: int = 1,
+    peak_mb: float | None = None,
+    peak_gpu: float | None = None,
+) -> BenchResult:
     from .measure import summarize
 
     h, w = hw
     stats = summarize(seconds, images, images * h * w)
-    return BenchResult(stage=stage, backend=backend, device=device, transfer_syntax=ts, height=h, width=w,
-                       images=images, workers=workers, batch_size=batch, peak_host_mb=peak_mb,
-                       peak_gpu_mb=peak_gpu, exact=None, **stats)
+    return BenchResult(
+        stage=stage,
+        backend=backend,
+        device=device,
+        transfer_syntax=ts,
+        height=h,
+        width=w,
+        images=images,
+        workers=workers,
+        batch_size=batch,
+        peak_host_mb=peak_mb,
+        peak_gpu_mb=peak_gpu,
+        exact=None,
+        **stats,
+    )
 
 
-def bench_stages(paths: Sequence[str], ts: Optional[str], *, size: Tuple[int, int], backend: str, batch_size: int,
-                 workers: int, device: str, repeats: int, flip: bool = True) -> List[BenchResult]:
+def bench_stages(
+    paths: Sequence[str],
+    ts: str | None,
+    *,
+    size: tuple[int, int],
+    backend: str,
+    batch_size: int,
+    workers: int,
+    device: str,
+    repeats: int,
+    flip: bool = True,
+) -> list[BenchResult]:
     """Time every stage on ``paths`` (files of one transfer syntax) and the loader end to end."""
     from collections import Counter
 
@@ -82,7 +116,7 @@ def bench_stages(paths: Sequence[str], ts: Optional[str], *, size: Tuple[int, in
 
     dfiles = [read(p) for p in paths]
     frame = Counter(d.meta.shape for d in dfiles).most_common(1)[0][0]
-    rows: List[BenchResult] = []
+    rows: list[BenchResult] = []
 
     def add(stage, fn, inputs, hw, **kw):
         secs, peak = _timed_stage(fn, inputs, repeats)
@@ -104,8 +138,19 @@ def bench_stages(paths: Sequence[str], ts: Optional[str], *, size: Tuple[int, in
     add("resize", lambda img: resize_pad(img, size), crops, size, backend="numpy")
     outs = [np.ascontiguousarray(resize_pad(c, size), dtype=np.float32) for c in crops]
     rows += _collate_rows(outs, ts=ts, size=size, batch_size=batch_size, device=device, repeats=repeats)
-    rows.append(_loader_row(paths, ts=ts, size=size, backend=backend, batch_size=batch_size, workers=workers,
-                            device=device, repeats=repeats, flip=flip))
+    rows.append(
+        _loader_row(
+            paths,
+            ts=ts,
+            size=size,
+            backend=backend,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            repeats=repeats,
+            flip=flip,
+        )
+    )
     return rows
 
 
@@ -119,15 +164,26 @@ def collate(images: Sequence[np.ndarray]):
     return torch.from_numpy(np.stack(images)[:, None])
 
 
-def _collate_rows(outs: List[np.ndarray], *, ts, size, batch_size: int, device: str, repeats: int) -> List[BenchResult]:
+def _collate_rows(outs: list[np.ndarray], *, ts, size, batch_size: int, device: str, repeats: int) -> list[BenchResult]:
     """Collation on the host; on a GPU also the pinned host→device copy (timed with CUDA events)."""
     from .measure import gpu_peak_mb, reset_gpu_peak, time_cuda
 
-    batches = [outs[i:i + batch_size] for i in range(0, len(outs), batch_size)]
+    batches = [outs[i : i + batch_size] for i in range(0, len(outs), batch_size)]
     n = len(outs)
     seconds, peak = _timed_stage(collate, batches, repeats)
-    rows = [_row("collate", backend="torch", device="cpu", ts=ts, hw=size, images=n, seconds=seconds,
-                 batch=batch_size, peak_mb=peak)]
+    rows = [
+        _row(
+            "collate",
+            backend="torch",
+            device="cpu",
+            ts=ts,
+            hw=size,
+            images=n,
+            seconds=seconds,
+            batch=batch_size,
+            peak_mb=peak,
+        )
+    ]
     if device == "cuda":
         import torch
 
@@ -139,8 +195,19 @@ def _collate_rows(outs: List[np.ndarray], *, ts, size, batch_size: int, device: 
                 t.to("cuda", non_blocking=True)
 
         secs = time_cuda(copy_all, repeats=repeats, warmup=1)
-        rows.append(_row("h2d", backend="torch", device="cuda", ts=ts, hw=size, images=n, seconds=secs,
-                         batch=batch_size, peak_gpu=gpu_peak_mb()))
+        rows.append(
+            _row(
+                "h2d",
+                backend="torch",
+                device="cuda",
+                ts=ts,
+                hw=size,
+                images=n,
+                seconds=secs,
+                batch=batch_size,
+                peak_gpu=gpu_peak_mb(),
+            )
+        )
         del pinned
         torch.cuda.empty_cache()
     return rows
@@ -152,8 +219,9 @@ def _loader_row(paths, *, ts, size, backend, batch_size, workers, device, repeat
 
     from .measure import PeakHostMemory, gpu_peak_mb, reset_gpu_peak
 
-    loader = DicomLoader(list(paths), batch_size=batch_size, size=size, device=device, workers=workers,
-                         backend=backend, flip=flip)
+    loader = DicomLoader(
+        list(paths), batch_size=batch_size, size=size, device=device, workers=workers, backend=backend, flip=flip
+    )
     cuda = loader.device == "cuda"
     if cuda:
         import torch
@@ -184,25 +252,37 @@ def _loader_row(paths, *, ts, size, backend, batch_size, workers, device, repeat
                 seconds.append(time.perf_counter() - t0)
     if loader.failures:
         log.warning("loader: %d file(s) failed, e.g. %s", len(loader.failures), loader.failures[0])
-    return _row("loader", backend=backend, device=loader.device, ts=ts, hw=tuple(size), images=images,
-                seconds=seconds, workers=max(1, workers), batch=batch_size, peak_mb=mem.peak_mb,
-                peak_gpu=gpu_peak_mb() if cuda else None)
+    return _row(
+        "loader",
+        backend=backend,
+        device=loader.device,
+        ts=ts,
+        hw=tuple(size),
+        images=images,
+        seconds=seconds,
+        workers=max(1, workers),
+        batch=batch_size,
+        peak_mb=mem.peak_mb,
+        peak_gpu=gpu_peak_mb() if cuda else None,
+    )
 
 
-def pipeline_summary(rows: Sequence[BenchResult]) -> Dict[str, dict]:
+def pipeline_summary(rows: Sequence[BenchResult]) -> dict[str, dict]:
     """Per transfer syntax: the slowest stage, the serial sum of stages and the loader's figure."""
-    out: Dict[str, dict] = {}
+    out: dict[str, dict] = {}
     for ts in sorted({r.transfer_syntax or "-" for r in rows}):
         rs = [r for r in rows if (r.transfer_syntax or "-") == ts and r.images_per_s]
         stages = [r for r in rs if r.stage not in ("loader", "h2d")]
         loader = next((r for r in rs if r.stage == "loader"), None)
         slowest = min(stages, key=lambda r: r.images_per_s, default=None)
         serial = 1.0 / sum(1.0 / r.images_per_s for r in stages) if stages else None
-        out[ts] = {"bottleneck": slowest.stage if slowest else None,
-                   "bottleneck_images_per_s": slowest.images_per_s if slowest else None,
-                   "serial_stages_images_per_s": round(serial, 4) if serial else None,
-                   "loader_images_per_s": loader.images_per_s if loader else None,
-                   "loader_workers": loader.workers if loader else None}
+        out[ts] = {
+            "bottleneck": slowest.stage if slowest else None,
+            "bottleneck_images_per_s": slowest.images_per_s if slowest else None,
+            "serial_stages_images_per_s": round(serial, 4) if serial else None,
+            "loader_images_per_s": loader.images_per_s if loader else None,
+            "loader_workers": loader.workers if loader else None,
+        }
     return out
 
 
@@ -215,8 +295,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0, help="loader worker processes (default: all cores)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per stage (default: 3)")
     p.add_argument("--limit", type=int, default=4, help="files per transfer syntax (default: 4)")
-    p.add_argument("--data-size", default="3328x2560", metavar="HxW",
-                   help="synthetic frame size without --data (default: 3328x2560)")
+    p.add_argument(
+        "--data-size",
+        default="3328x2560",
+        metavar="HxW",
+        help="synthetic frame size without --data (default: 3328x2560)",
+    )
     p.add_argument("--cache", metavar="DIR", help="synthetic file cache (default: ~/.cache/rsna-mammo/bench)")
     p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
 
@@ -240,14 +324,28 @@ def run(args: argparse.Namespace) -> int:
     groups, errors = scan(paths, args.limit)
     from tqdm import tqdm
 
-    rows: List[BenchResult] = []
+    rows: list[BenchResult] = []
     for ts in tqdm(sorted(groups), desc="pipeline", unit="codec", disable=None, file=sys.stderr):
-        rows += bench_stages(groups[ts].paths, ts, size=size, backend=args.backend, batch_size=args.batch_size,
-                             workers=workers, device=device, repeats=args.repeats)
+        rows += bench_stages(
+            groups[ts].paths,
+            ts,
+            size=size,
+            backend=args.backend,
+            batch_size=args.batch_size,
+            workers=workers,
+            device=device,
+            repeats=args.repeats,
+        )
     machine = machine_record(with_torch=True)
-    config = {"command": "bench pipeline", "options": options_of(args), "device": device, "workers": workers,
-              "files": {ts: len(g.paths) for ts, g in groups.items()}, "size": list(size),
-              "timing": "perf_counter per full pass on the CPU; CUDA events for host→device and a cuda loader"}
+    config = {
+        "command": "bench pipeline",
+        "options": options_of(args),
+        "device": device,
+        "workers": workers,
+        "files": {ts: len(g.paths) for ts, g in groups.items()},
+        "size": list(size),
+        "timing": "perf_counter per full pass on the CPU; CUDA events for host→device and a cuda loader",
+    }
     summary = {"stages": pipeline_summary(rows), "errors": errors}
     doc = make_document(machine, config, rows, summary)
     print(render(rows, summary["stages"]))
@@ -256,19 +354,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(rows: Sequence[BenchResult], stages: Dict[str, dict]) -> str:
+def render(rows: Sequence[BenchResult], stages: dict[str, dict]) -> str:
     """A plain-text table for the terminal."""
     from decode.syntax import short_name
 
-    lines = [f"{'codec':14s} {'stage':8s} {'device':6s} {'size':>11s} {'workers':>7s} {'batch':>5s} {'img/s':>9s} "
-             f"{'spread':>6s}"]
+    lines = [
+        f"{'codec':14s} {'stage':8s} {'device':6s} {'size':>11s} {'workers':>7s} {'batch':>5s} {'img/s':>9s} "
+        f"{'spread':>6s}"
+    ]
     for r in rows:
         ips = f"{r.images_per_s:9.2f}" if r.images_per_s is not None else f"{'-':>9s}"
-        lines.append(f"{short_name(r.transfer_syntax or '-'):14s} {r.stage:8s} {r.device:6s} "
-                     f"{f'{r.height}x{r.width}':>11s} {r.workers:7d} {r.batch_size:5d} {ips} "
-                     f"{(r.spread or 0):6.2f}")
+        lines.append(
+            f"{short_name(r.transfer_syntax or '-'):14s} {r.stage:8s} {r.device:6s} "
+            f"{f'{r.height}x{r.width}':>11s} {r.workers:7d} {r.batch_size:5d} {ips} "
+            f"{(r.spread or 0):6.2f}"
+        )
     for ts, s in stages.items():
-        lines.append(f"{short_name(ts)}: bottleneck {s['bottleneck']} ({s['bottleneck_images_per_s']} img/s); "
-                     f"stages in series {s['serial_stages_images_per_s']} img/s; loader with "
-                     f"{s['loader_workers']} workers {s['loader_images_per_s']} img/s")
+        lines.append(
+            f"{short_name(ts)}: bottleneck {s['bottleneck']} ({s['bottleneck_images_per_s']} img/s); "
+            f"stages in series {s['serial_stages_images_per_s']} img/s; loader with "
+            f"{s['loader_workers']} workers {s['loader_images_per_s']} img/s"
+        )
     return "\n".join(lines)

@@ -18,6 +18,7 @@ than raw decode+chain. Run::
 
     python -m benchmarks.prepare_bench            # writes benchmarks/results/prepare-cpu-<date>.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,18 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from collections.abc import Callable
 
 import numpy as np
 
 GOALS = {"htj2k_vs_j2k_decode": 10.0, "tensor_cache_vs_j2k_decode_chain": 50.0}
-NOTE = ("Measured on a machine shared with other jobs: timings are noisy (see spread); the lead may re-run "
-        "`python -m benchmarks.prepare_bench`. Single process, CPU, page cache warm for every reader.")
+NOTE = (
+    "Measured on a machine shared with other jobs: timings are noisy (see spread); the lead may re-run "
+    "`python -m benchmarks.prepare_bench`. Single process, CPU, page cache warm for every reader."
+)
 
 
-def make_files(root: str, n: int, height: int, width: int, seed: int = 7, workers: int = 2) -> List[str]:
+def make_files(root: str, n: int, height: int, width: int, seed: int = 7, workers: int = 2) -> list[str]:
     """Write ``n`` 12-bit JPEG 2000 MONOCHROME2 mammograms in the RSNA layout (with train.csv)."""
     import pandas as pd
 
@@ -50,15 +53,30 @@ def make_files(root: str, n: int, height: int, width: int, seed: int = 7, worker
         pid, iid, side, view = str(20000 + k // 4), str(900000 + k), "LR"[(k // 2) % 2], ("CC", "MLO")[k % 2]
         path = os.path.join(root, "train_images", pid, f"{iid}.dcm")
         jobs.append((path, int(rng.integers(0, 2**31)), m, side, bool(k % 3 == 0), pid, iid, view))
-        rows.append(dict(site_id=m.site_id, patient_id=pid, image_id=iid, laterality=side, view=view, age=60,
-                         cancer=int(k % 3 == 0), biopsy=0, invasive=0, BIRADS=1, implant=0, density="B",
-                         machine_id=m.machine_id, difficult_negative_case=False))
+        rows.append(
+            dict(
+                site_id=m.site_id,
+                patient_id=pid,
+                image_id=iid,
+                laterality=side,
+                view=view,
+                age=60,
+                cancer=int(k % 3 == 0),
+                biopsy=0,
+                invasive=0,
+                BIRADS=1,
+                implant=0,
+                density="B",
+                machine_id=m.machine_id,
+                difficult_negative_case=False,
+            )
+        )
     _run_jobs(jobs, height, width, workers)
     pd.DataFrame(rows)[TRAIN_COLUMNS].to_csv(os.path.join(root, "train.csv"), index=False)
     return [j[0] for j in jobs]
 
 
-def timed(fn: Callable[[int], object], n: int, repeats: int, warmup: int = 1) -> List[float]:
+def timed(fn: Callable[[int], object], n: int, repeats: int, warmup: int = 1) -> list[float]:
     """Seconds per pass over items ``0..n-1`` (after ``warmup`` calls on item 0)."""
     for _ in range(warmup):
         fn(0)
@@ -71,7 +89,7 @@ def timed(fn: Callable[[int], object], n: int, repeats: int, warmup: int = 1) ->
     return passes
 
 
-def interleaved(plan: Dict[str, tuple], rounds: int) -> Dict[str, List[float]]:
+def interleaved(plan: dict[str, tuple], rounds: int) -> dict[str, list[float]]:
     """Alternate the timed passes of several paths, so load changes on a shared machine hit all alike.
 
     Args:
@@ -79,24 +97,47 @@ def interleaved(plan: Dict[str, tuple], rounds: int) -> Dict[str, List[float]]:
     """
     for fn, _n, _k in plan.values():
         fn(0)  # warm-up
-    out: Dict[str, List[float]] = {name: [] for name in plan}
+    out: dict[str, list[float]] = {name: [] for name in plan}
     for _ in range(rounds):
         for name, (fn, n, k) in plan.items():
             out[name].extend(timed(fn, n, k, warmup=0))
     return out
 
 
-def row(stage: str, backend: str, syntax: Optional[str], shape, n: int, passes: List[float], *,
-        exact: Optional[bool] = None, batch_size: int = 1) -> Dict[str, object]:
+def row(
+    stage: str,
+    backend: str,
+    syntax: str | None,
+    shape,
+    n: int,
+    passes: list[float],
+    *,
+    exact: bool | None = None,
+    batch_size: int = 1,
+) -> dict[str, object]:
     """A result row (the field names of ``benchmarks/schema.py``), plus seconds per image."""
     ips = sorted(n / s for s in passes)
     med = statistics.median(ips)
     h, w = shape
-    return {"stage": stage, "backend": backend, "device": "cpu", "transfer_syntax": syntax, "height": h,
-            "width": w, "images": n, "images_per_s": round(med, 3), "mpix_per_s": round(med * h * w / 1e6, 3),
-            "spread": round((ips[-1] - ips[0]) / med, 3) if len(ips) > 1 else 0.0, "workers": 1,
-            "batch_size": batch_size, "peak_host_mb": None, "peak_gpu_mb": None, "exact": exact,
-            "seconds_per_image": float(f"{1.0 / med:.4g}"), "repeats": len(passes)}
+    return {
+        "stage": stage,
+        "backend": backend,
+        "device": "cpu",
+        "transfer_syntax": syntax,
+        "height": h,
+        "width": w,
+        "images": n,
+        "images_per_s": round(med, 3),
+        "mpix_per_s": round(med * h * w / 1e6, 3),
+        "spread": round((ips[-1] - ips[0]) / med, 3) if len(ips) > 1 else 0.0,
+        "workers": 1,
+        "batch_size": batch_size,
+        "peak_host_mb": None,
+        "peak_gpu_mb": None,
+        "exact": exact,
+        "seconds_per_image": float(f"{1.0 / med:.4g}"),
+        "repeats": len(passes),
+    }
 
 
 def run_bench(work: str, *, files: int, height: int, width: int, size, repeats: int, workers: int) -> dict:
@@ -111,8 +152,10 @@ def run_bench(work: str, *, files: int, height: int, width: int, size, repeats: 
     src = make_files(data, files, height, width, workers=workers)
     t_synth = time.perf_counter() - t0
     prep = {}
-    for name, cfg in (("htj2k", PrepareConfig(data=data, out=htj2k, format="htj2k", workers=workers)),
-                      ("tensor", PrepareConfig(data=data, out=tensor, format="tensor", size=size, workers=workers))):
+    for name, cfg in (
+        ("htj2k", PrepareConfig(data=data, out=htj2k, format="htj2k", workers=workers)),
+        ("tensor", PrepareConfig(data=data, out=tensor, format="tensor", size=size, workers=workers)),
+    ):
         t0 = time.perf_counter()
         rep = run_prepare(cfg)
         prep[name] = {"seconds": round(time.perf_counter() - t0, 3), "workers": workers, "line": rep.line()}
@@ -127,8 +170,9 @@ def run_bench(work: str, *, files: int, height: int, width: int, size, repeats: 
     rows = []
     raw_reader = SampleReader(tuple(src), tuple(size))
     cache_reader = TensorCacheReader.open(tensor, src, tuple(size))
-    dec = interleaved({"j2k": (lambda i: decode_file(src[i]), n, 1), "htj2k": (lambda i: decode_file(ht[i]), n, 3)},
-                      repeats)
+    dec = interleaved(
+        {"j2k": (lambda i: decode_file(src[i]), n, 1), "htj2k": (lambda i: decode_file(ht[i]), n, 3)}, repeats
+    )
     p_j2k, p_ht = dec["j2k"], dec["htj2k"]
     rows.append(row("decode", backends["j2k"], TS.JPEG2000_LOSSLESS, (height, width), n, p_j2k))
     rows.append(row("decode", backends["htj2k"], TS.HTJ2K_LOSSLESS, (height, width), n, p_ht, exact=exact))
@@ -141,12 +185,18 @@ def run_bench(work: str, *, files: int, height: int, width: int, size, repeats: 
     p_loader = timed(lambda _i: [b["image"] for b in loader], 1, 20)
     rows.append(row("loader", "tensor-cache", None, size, n, p_loader, batch_size=n))
 
-    spi = {"j2k_decode": rows[0]["seconds_per_image"], "htj2k_decode": rows[1]["seconds_per_image"],
-           "j2k_decode_chain": rows[2]["seconds_per_image"], "tensor_cache_read": rows[3]["seconds_per_image"],
-           "tensor_cache_loader": rows[4]["seconds_per_image"]}
-    ratios = {"htj2k_vs_j2k_decode": spi["j2k_decode"] / spi["htj2k_decode"],
-              "tensor_cache_vs_j2k_decode_chain": spi["j2k_decode_chain"] / spi["tensor_cache_read"],
-              "tensor_cache_loader_vs_j2k_decode_chain": spi["j2k_decode_chain"] / spi["tensor_cache_loader"]}
+    spi = {
+        "j2k_decode": rows[0]["seconds_per_image"],
+        "htj2k_decode": rows[1]["seconds_per_image"],
+        "j2k_decode_chain": rows[2]["seconds_per_image"],
+        "tensor_cache_read": rows[3]["seconds_per_image"],
+        "tensor_cache_loader": rows[4]["seconds_per_image"],
+    }
+    ratios = {
+        "htj2k_vs_j2k_decode": spi["j2k_decode"] / spi["htj2k_decode"],
+        "tensor_cache_vs_j2k_decode_chain": spi["j2k_decode_chain"] / spi["tensor_cache_read"],
+        "tensor_cache_loader_vs_j2k_decode_chain": spi["j2k_decode_chain"] / spi["tensor_cache_loader"],
+    }
     summary = {
         "ratios": {k: round(v, 1) for k, v in ratios.items()},
         "goals": GOALS,
@@ -154,15 +204,18 @@ def run_bench(work: str, *, files: int, height: int, width: int, size, repeats: 
         "seconds_per_image": spi,
         "htj2k_bit_exact": exact,
         "tensor_cache_max_abs_diff_vs_raw_chain": diff,
-        "bytes_per_image": {"j2k": int(np.mean([os.path.getsize(p) for p in src])),
-                            "htj2k": int(np.mean([os.path.getsize(p) for p in ht])),
-                            "tensor": int(2 * size[0] * size[1])},
-        "prepare": prep, "synth_seconds": round(t_synth, 2),
+        "bytes_per_image": {
+            "j2k": int(np.mean([os.path.getsize(p) for p in src])),
+            "htj2k": int(np.mean([os.path.getsize(p) for p in ht])),
+            "tensor": int(2 * size[0] * size[1]),
+        },
+        "prepare": prep,
+        "synth_seconds": round(t_synth, 2),
     }
     return {"rows": rows, "summary": summary}
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--files", type=int, default=6)
     p.add_argument("--height", type=int, default=3328)
@@ -184,26 +237,57 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"prepare-cpu-{date}.json")
     if args.work:
         os.makedirs(args.work, exist_ok=True)
-        res = run_bench(args.work, files=args.files, height=args.height, width=args.width, size=size,
-                        repeats=args.repeats, workers=workers)
+        res = run_bench(
+            args.work,
+            files=args.files,
+            height=args.height,
+            width=args.width,
+            size=size,
+            repeats=args.repeats,
+            workers=workers,
+        )
     else:
         with tempfile.TemporaryDirectory(prefix="prepare-bench-") as work:
-            res = run_bench(work, files=args.files, height=args.height, width=args.width, size=size,
-                            repeats=args.repeats, workers=workers)
+            res = run_bench(
+                work,
+                files=args.files,
+                height=args.height,
+                width=args.width,
+                size=size,
+                repeats=args.repeats,
+                workers=workers,
+            )
     machine = machine_record(with_torch=False)
     machine["date"] = date
-    doc = {"machine": machine,
-           "config": {"schema_version": 1, "command": "python -m benchmarks.prepare_bench " + " ".join(argv or sys.argv[1:]),
-                      "files": args.files, "height": args.height, "width": args.width, "bits": 12,
-                      "source_syntax": "1.2.840.10008.1.2.4.90", "tensor_size": list(size),
-                      "tensor_dtype": "uint16", "repeats": args.repeats, "prepare_workers": workers, "note": NOTE},
-           "results": res["rows"], "summary": res["summary"]}
+    doc = {
+        "machine": machine,
+        "config": {
+            "schema_version": 1,
+            "command": "python -m benchmarks.prepare_bench " + " ".join(argv or sys.argv[1:]),
+            "files": args.files,
+            "height": args.height,
+            "width": args.width,
+            "bits": 12,
+            "source_syntax": "1.2.840.10008.1.2.4.90",
+            "tensor_size": list(size),
+            "tensor_dtype": "uint16",
+            "repeats": args.repeats,
+            "prepare_workers": workers,
+            "note": NOTE,
+        },
+        "results": res["rows"],
+        "summary": res["summary"],
+    }
     from decode.atomic import atomic_write
 
     atomic_write(out, json.dumps(doc, indent=1, default=str) + "\n")
     s = res["summary"]
-    print(json.dumps({"out": out, **s["ratios"], "goals_met": s["goals_met"],
-                      "seconds_per_image": s["seconds_per_image"]}, indent=1))
+    print(
+        json.dumps(
+            {"out": out, **s["ratios"], "goals_met": s["goals_met"], "seconds_per_image": s["seconds_per_image"]},
+            indent=1,
+        )
+    )
     return 0
 
 

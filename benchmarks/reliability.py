@@ -6,6 +6,7 @@ Writes inputs tried, handled (typed one-line error or exact pixels), crashed and
 (on the default decode path; other backends' contained native crashes are listed),
 resident-memory growth over the soak, leaked worker processes, and rows unaccounted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,12 +18,11 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Dict, List
 
 from decode.atomic import atomic_write
 
 
-def run_corpus(folder: str) -> Dict[str, object]:
+def run_corpus(folder: str) -> dict[str, object]:
     """Every malformed case through ``decode_file`` and through ``rsna-mammo decode``."""
     import io
     from contextlib import redirect_stderr
@@ -49,12 +49,19 @@ def run_corpus(folder: str) -> Dict[str, object]:
         rc = main(["decode", *files, "--out", os.path.join(folder, "out"), "--workers", "2"])
     lines = err.getvalue().splitlines()
     named = sum(1 for ln in lines if ln.startswith("error: "))
-    return {"cases": len(bad), "handled": handled, "wrong": wrong_type, "cli_exit": rc,
-            "cli_files": len(files), "cli_errors_named": named, "cli_traceback": "Traceback" in err.getvalue(),
-            "cli_summary": lines[-1] if lines else ""}
+    return {
+        "cases": len(bad),
+        "handled": handled,
+        "wrong": wrong_type,
+        "cli_exit": rc,
+        "cli_files": len(files),
+        "cli_errors_named": named,
+        "cli_traceback": "Traceback" in err.getvalue(),
+        "cli_summary": lines[-1] if lines else "",
+    }
 
 
-def run_fuzz_figures(folder: str, n: int, seed: int) -> Dict[str, object]:
+def run_fuzz_figures(folder: str, n: int, seed: int) -> dict[str, object]:
     from decode.fuzz import fuzz_sources, random_mutation, run_fuzz
 
     rng = random.Random(seed)
@@ -67,7 +74,7 @@ def run_fuzz_figures(folder: str, n: int, seed: int) -> Dict[str, object]:
     return counts
 
 
-def run_soak(folder: str, files: int, epochs: int, workers: int = 2) -> Dict[str, object]:
+def run_soak(folder: str, files: int, epochs: int, workers: int = 2) -> dict[str, object]:
     """The CPU loader over ``files`` small DICOMs for ``epochs``; RSS and child processes."""
     import psutil
 
@@ -95,13 +102,20 @@ def run_soak(folder: str, files: int, epochs: int, workers: int = 2) -> Dict[str
             failed += len(batch["failed"])
         rss.append(me.memory_info().rss / 2**20)
     leaked = [c.pid for c in me.children(recursive=True) if c.is_running() and c.pid not in before]
-    return {"files": files, "epochs": epochs, "images": seen, "failed": failed,
-            "unaccounted": files * epochs - seen - failed, "seconds": round(time.perf_counter() - t0, 1),
-            "rss_mb_per_epoch": [round(r, 1) for r in rss],
-            "rss_growth_mb": round(rss[-1] - rss[0], 1) if rss else None, "leaked_workers": len(leaked)}
+    return {
+        "files": files,
+        "epochs": epochs,
+        "images": seen,
+        "failed": failed,
+        "unaccounted": files * epochs - seen - failed,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "rss_mb_per_epoch": [round(r, 1) for r in rss],
+        "rss_growth_mb": round(rss[-1] - rss[0], 1) if rss else None,
+        "leaked_workers": len(leaked),
+    }
 
 
-def main(argv: List[str] = None) -> int:
+def main(argv: list[str] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", required=True)
     ap.add_argument("--fuzz", type=int, default=1000, help="mutated inputs to try")
@@ -116,8 +130,9 @@ def main(argv: List[str] = None) -> int:
         corpus = run_corpus(os.path.join(tmp, "corpus"))
         print(f"corpus: {corpus['handled']}/{corpus['cases']} handled", file=sys.stderr)
         fuzz = run_fuzz_figures(os.path.join(tmp, "fz"), args.fuzz, args.seed)
-        print(f"fuzz: {fuzz['inputs']} inputs, {fuzz['checks']} checks, problems {len(fuzz['problems'])}",
-              file=sys.stderr)
+        print(
+            f"fuzz: {fuzz['inputs']} inputs, {fuzz['checks']} checks, problems {len(fuzz['problems'])}", file=sys.stderr
+        )
         soak = run_soak(os.path.join(tmp, "soak"), args.soak_files, args.soak_epochs)
         print(f"soak: growth {soak['rss_growth_mb']} MB, leaked {soak['leaked_workers']}", file=sys.stderr)
     finally:
@@ -127,18 +142,27 @@ def main(argv: List[str] = None) -> int:
     doc = {
         "date": datetime.date.today().isoformat(),
         "machine": machine_record(),
-        "config": {"fuzz_inputs": args.fuzz, "soak_files": args.soak_files, "soak_epochs": args.soak_epochs,
-                   "seed": args.seed},
+        "config": {
+            "fuzz_inputs": args.fuzz,
+            "soak_files": args.soak_files,
+            "soak_epochs": args.soak_epochs,
+            "seed": args.seed,
+        },
         "summary": {
             "inputs_tried": corpus["cases"] + fuzz["inputs"],
             "handled": corpus["handled"] + fuzz["inputs"] - len(fuzz["problems"]),
-            "crashed": default_crashes, "hung": default_hangs,
-            "contained_native_crashes_other_backends": {k: v for k, v in fuzz["crashed"].items()
-                                                         if k not in ("native", "imagecodecs", "pydicom")},
-            "memory_growth_mb": soak["rss_growth_mb"], "leaked_workers": soak["leaked_workers"],
+            "crashed": default_crashes,
+            "hung": default_hangs,
+            "contained_native_crashes_other_backends": {
+                k: v for k, v in fuzz["crashed"].items() if k not in ("native", "imagecodecs", "pydicom")
+            },
+            "memory_growth_mb": soak["rss_growth_mb"],
+            "leaked_workers": soak["leaked_workers"],
             "rows_unaccounted": soak["unaccounted"],
         },
-        "corpus": corpus, "fuzz": fuzz, "soak": soak,
+        "corpus": corpus,
+        "fuzz": fuzz,
+        "soak": soak,
     }
     atomic_write(args.json, json.dumps(doc, indent=2))
     print(json.dumps(doc["summary"], indent=2))

@@ -5,12 +5,13 @@ date), with images/s against the same run's pydicom baseline for decode rows. Th
 plot shows decode images/s per backend and codec, one panel per codec; baselines are
 grey and hatched, rows that failed the exactness gate are marked WRONG.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from .schema import BenchResult, load, validate
 
@@ -23,7 +24,7 @@ def is_decode_run(doc: dict) -> bool:
     return doc["config"].get("command") in DECODE_COMMANDS
 
 
-def num(v: Optional[float]) -> str:
+def num(v: float | None) -> str:
     """A figure for people: 1,234 / 56.7 / 0.123; "-" for None."""
     if v is None:
         return "-"
@@ -41,7 +42,7 @@ def run_name(doc: dict) -> str:
     return f"{machine_slug(doc['machine'])} {str(doc['machine'].get('date') or '')[:10]}".strip()
 
 
-def _codec(ts: Optional[str]) -> str:
+def _codec(ts: str | None) -> str:
     from decode.syntax import short_name
 
     return short_name(ts) if ts else "-"
@@ -51,29 +52,34 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _cache_lines(c: dict) -> List[str]:
+def _cache_lines(c: dict) -> list[str]:
     """The decode-once figures of ``bench decode --caches`` as a small table."""
     spi = c.get("seconds_per_image", {})
     ratios = c.get("ratios", {})
-    out = ["", "Decode once (`--caches`, one process, s/image):", "",
-           "| path | s/image | × faster than JPEG 2000 |", "| --- | ---: | ---: |",
-           f"| JPEG 2000 decode | {_fmt(spi.get('j2k_decode'), '.4g')} | 1× |",
-           f"| HTJ2K transcode decode (bit-exact: {c.get('htj2k_bit_exact')}) | {_fmt(spi.get('htj2k_decode'), '.4g')}"
-           f" | {_fmt(ratios.get('htj2k_vs_j2k_decode'), '.1f')}× |",
-           f"| JPEG 2000 decode + chain | {_fmt(spi.get('j2k_decode_chain'), '.4g')} | 1× |",
-           f"| tensor cache read | {_fmt(spi.get('tensor_cache_read'), '.4g')}"
-           f" | {_fmt(ratios.get('tensor_cache_vs_j2k_decode_chain'), '.0f')}× |",
-           f"| tensor cache through DicomLoader | {_fmt(spi.get('tensor_cache_loader'), '.4g')}"
-           f" | {_fmt(ratios.get('tensor_cache_loader_vs_j2k_decode_chain'), '.0f')}× |", ""]
+    out = [
+        "",
+        "Decode once (`--caches`, one process, s/image):",
+        "",
+        "| path | s/image | × faster than JPEG 2000 |",
+        "| --- | ---: | ---: |",
+        f"| JPEG 2000 decode | {_fmt(spi.get('j2k_decode'), '.4g')} | 1× |",
+        f"| HTJ2K transcode decode (bit-exact: {c.get('htj2k_bit_exact')}) | {_fmt(spi.get('htj2k_decode'), '.4g')}"
+        f" | {_fmt(ratios.get('htj2k_vs_j2k_decode'), '.1f')}× |",
+        f"| JPEG 2000 decode + chain | {_fmt(spi.get('j2k_decode_chain'), '.4g')} | 1× |",
+        f"| tensor cache read | {_fmt(spi.get('tensor_cache_read'), '.4g')}"
+        f" | {_fmt(ratios.get('tensor_cache_vs_j2k_decode_chain'), '.0f')}× |",
+        f"| tensor cache through DicomLoader | {_fmt(spi.get('tensor_cache_loader'), '.4g')}"
+        f" | {_fmt(ratios.get('tensor_cache_loader_vs_j2k_decode_chain'), '.0f')}× |",
+        "",
+    ]
     return out
 
 
-def _summary_lines(key: str, value) -> List[str]:
+def _summary_lines(key: str, value) -> list[str]:
     if key == "caches" and isinstance(value, dict):
         return _cache_lines(value)
     if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-        return [f"- {key}, {_name(k)}: " + ", ".join(f"{kk} {vv}" for kk, vv in v.items())
-                for k, v in value.items()]
+        return [f"- {key}, {_name(k)}: " + ", ".join(f"{kk} {vv}" for kk, vv in v.items()) for k, v in value.items()]
     if isinstance(value, dict):
         return [f"- {key}: " + ", ".join(f"{_name(k)} {v}" for k, v in value.items())]
     return [f"- {key}: {value}"]
@@ -87,53 +93,74 @@ def backend_label(r: BenchResult) -> str:
     return f"{r.backend} (baseline)" if r.is_baseline else r.backend
 
 
-def pydicom_ratio(r: BenchResult, rows: Sequence[BenchResult]) -> Optional[float]:
+def pydicom_ratio(r: BenchResult, rows: Sequence[BenchResult]) -> float | None:
     """``r``'s images/s over the same run's pydicom baseline on the same codec (decode rows only)."""
     if r.stage not in DECODE_STAGES or not r.images_per_s:
         return None
-    ref = next((b for b in rows if b.stage == "baseline" and b.backend == "pydicom"
-                and b.transfer_syntax == r.transfer_syntax and b.images_per_s), None)
+    ref = next(
+        (
+            b
+            for b in rows
+            if b.stage == "baseline"
+            and b.backend == "pydicom"
+            and b.transfer_syntax == r.transfer_syntax
+            and b.images_per_s
+        ),
+        None,
+    )
     return round(r.images_per_s / ref.images_per_s, 2) if ref else None
 
 
-def markdown(docs: Sequence[Tuple[str, dict]]) -> str:
+def markdown(docs: Sequence[tuple[str, dict]]) -> str:
     """The report as markdown: per run, a header line and one table of all rows, then ratios."""
     from .ratios import decode_summary
 
-    out: List[str] = []
+    out: list[str] = []
     for name, doc in docs:
         rows = validate(doc)
         m = doc["machine"]
         out.append(f"### {run_name(doc)} — `{doc['config'].get('command')}`\n")
-        out.append(f"CPU: {m.get('cpu')} ({m.get('cpus_usable') or m.get('cpu_count')} usable cores); "
-                   f"GPU: {m.get('gpu') or 'none'}; Python {m.get('python')}; "
-                   f"commit {str(m.get('git_commit') or 'unknown')[:10]}{' (dirty)' if m.get('git_dirty') else ''}; "
-                   f"file `{os.path.basename(name)}`\n")
-        out.append("| stage | codec | backend | device | workers | batch | size | images | images/s | spread | "
-                   "MPix/s | × pydicom | peak host MB | peak GPU MB | exact |")
-        out.append("| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        out.append(
+            f"CPU: {m.get('cpu')} ({m.get('cpus_usable') or m.get('cpu_count')} usable cores); "
+            f"GPU: {m.get('gpu') or 'none'}; Python {m.get('python')}; "
+            f"commit {str(m.get('git_commit') or 'unknown')[:10]}{' (dirty)' if m.get('git_dirty') else ''}; "
+            f"file `{os.path.basename(name)}`\n"
+        )
+        out.append(
+            "| stage | codec | backend | device | workers | batch | size | images | images/s | spread | "
+            "MPix/s | × pydicom | peak host MB | peak GPU MB | exact |"
+        )
+        out.append(
+            "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        )
         for r in rows:
             size = f"{r.height}×{r.width}" if r.height and r.width else "-"
             ratio = pydicom_ratio(r, rows) if is_decode_run(doc) else None
             ips = num(r.images_per_s) if r.exact is not False else "**WRONG**"
-            out.append(f"| {r.stage} | {_codec(r.transfer_syntax)} | {backend_label(r)} | {r.device} | {r.workers} | "
-                       f"{r.batch_size} | {size} | {r.images} | {ips} | "
-                       f"{_fmt(None if r.spread is None else 100 * r.spread, '.0f')}{'%' if r.spread is not None else ''} | "
-                       f"{num(r.mpix_per_s)} | {_fmt(ratio, '.2f')}{'×' if ratio else ''} | "
-                       f"{_fmt(r.peak_host_mb, '.0f')} | {_fmt(r.peak_gpu_mb, '.0f')} | "
-                       f"{'-' if r.exact is None else ('yes' if r.exact else 'NO')} |")
+            out.append(
+                f"| {r.stage} | {_codec(r.transfer_syntax)} | {backend_label(r)} | {r.device} | {r.workers} | "
+                f"{r.batch_size} | {size} | {r.images} | {ips} | "
+                f"{_fmt(None if r.spread is None else 100 * r.spread, '.0f')}{'%' if r.spread is not None else ''} | "
+                f"{num(r.mpix_per_s)} | {_fmt(ratio, '.2f')}{'×' if ratio else ''} | "
+                f"{_fmt(r.peak_host_mb, '.0f')} | {_fmt(r.peak_gpu_mb, '.0f')} | "
+                f"{'-' if r.exact is None else ('yes' if r.exact else 'NO')} |"
+            )
         ratios = decode_summary(rows) if is_decode_run(doc) else {}
         out.append("")
         if ratios:
             for ts, s in ratios.items():
                 parts = []
                 if s["default_vs_pydicom"] is not None:
-                    parts.append(f"the default (`auto`, {s['default_workers']} workers) decodes "
-                                 f"{s['default_vs_pydicom']:.2f}× the serial pydicom loop")
+                    parts.append(
+                        f"the default (`auto`, {s['default_workers']} workers) decodes "
+                        f"{s['default_vs_pydicom']:.2f}× the serial pydicom loop"
+                    )
                 if s["per_core_vs_pydicom"] is not None:
-                    parts.append(f"per core, `auto` is {s['per_core_vs_pydicom']:.2f}× pydicom and "
-                                 f"{_fmt(s['per_core_vs_fastest_single'], '.2f')}× the fastest single library "
-                                 f"({s['fastest_single']})")
+                    parts.append(
+                        f"per core, `auto` is {s['per_core_vs_pydicom']:.2f}× pydicom and "
+                        f"{_fmt(s['per_core_vs_fastest_single'], '.2f')}× the fastest single library "
+                        f"({s['fastest_single']})"
+                    )
                 if s.get("gpu_vs_pydicom") is not None:
                     parts.append(f"on the GPU, {s['gpu_best']} decodes {s['gpu_vs_pydicom']:.2f}× pydicom")
                 if parts:
@@ -144,13 +171,14 @@ def markdown(docs: Sequence[Tuple[str, dict]]) -> str:
             out.extend(_summary_lines(key, value))
         errors = (doc.get("summary") or {}).get("errors") or []
         if errors:
-            out.append(f"- {len(errors)} error(s): " + "; ".join(f"{e.get('path')}: {e.get('reason')}"
-                                                               for e in errors[:5]))
+            out.append(
+                f"- {len(errors)} error(s): " + "; ".join(f"{e.get('path')}: {e.get('reason')}" for e in errors[:5])
+            )
         out.append("")
     return "\n".join(out)
 
 
-def plot(docs: Sequence[Tuple[str, dict]], path: str) -> Optional[str]:
+def plot(docs: Sequence[tuple[str, dict]], path: str) -> str | None:
     """Decode images/s per backend, one panel per codec; baselines grey and hatched.
 
     Returns:
@@ -163,7 +191,7 @@ def plot(docs: Sequence[Tuple[str, dict]], path: str) -> Optional[str]:
 
     from decode.atomic import atomic_write
 
-    bars: Dict[str, List[Tuple[str, Optional[float], bool, Optional[bool], bool]]] = {}
+    bars: dict[str, list[tuple[str, float | None, bool, bool | None, bool]]] = {}
     decode_docs = [doc for _n, doc in docs if is_decode_run(doc)]
     names = [run_name(doc) for doc in decode_docs]
     tags = [n if names.count(n) == 1 else f"{n} {doc['config']['command']}" for n, doc in zip(names, decode_docs)]
@@ -174,14 +202,16 @@ def plot(docs: Sequence[Tuple[str, dict]], path: str) -> Optional[str]:
             if r.stage not in DECODE_STAGES:
                 continue
             is_default = r.backend == "auto" and r.workers == max(
-                (a.workers for a in auto if a.transfer_syntax == r.transfer_syntax), default=0)
+                (a.workers for a in auto if a.transfer_syntax == r.transfer_syntax), default=0
+            )
             label = f"{backend_label(r)}, {r.workers} worker{'s' if r.workers > 1 else ''}"
             if r.device != "cpu":
                 label = f"{backend_label(r)} ({r.device}), batch {r.batch_size}"
             if len(decode_docs) > 1:
                 label = f"{run}: {label}"
             bars.setdefault(_codec(r.transfer_syntax), []).append(
-                (label, r.images_per_s, r.is_baseline, r.exact, is_default))
+                (label, r.images_per_s, r.is_baseline, r.exact, is_default)
+            )
     if not bars:
         return None
     codecs = sorted(bars)
@@ -193,8 +223,9 @@ def plot(docs: Sequence[Tuple[str, dict]], path: str) -> Optional[str]:
         ys = list(range(len(items)))[::-1]
         top = max((v or 0.0) for _l, v, *_ in items) or 1.0
         for y, (label, value, baseline, exact, default) in zip(ys, items):
-            color = "#9e9e9e" if baseline else ("#d62728" if default else ("#2ca02c" if "(cuda)" in label
-                                                                                else "#1f77b4"))
+            color = (
+                "#9e9e9e" if baseline else ("#d62728" if default else ("#2ca02c" if "(cuda)" in label else "#1f77b4"))
+            )
             ax.barh(y, value or 0.0, color=color, hatch="//" if baseline else None, edgecolor="black", linewidth=0.5)
             text = "WRONG (not exact)" if exact is False else num(value)
             ax.text((value or 0.0) + 0.01 * top, y, text, va="center", fontsize=8)
@@ -205,9 +236,11 @@ def plot(docs: Sequence[Tuple[str, dict]], path: str) -> Optional[str]:
         ax.set_title(codec)
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor="#9e9e9e", hatch="//", edgecolor="black", label="baseline (plain library loop)"),
-               Patch(facecolor="#d62728", edgecolor="black", label="project default (auto, all workers)"),
-               Patch(facecolor="#1f77b4", edgecolor="black", label="project backend (CPU)")]
+    handles = [
+        Patch(facecolor="#9e9e9e", hatch="//", edgecolor="black", label="baseline (plain library loop)"),
+        Patch(facecolor="#d62728", edgecolor="black", label="project default (auto, all workers)"),
+        Patch(facecolor="#1f77b4", edgecolor="black", label="project backend (CPU)"),
+    ]
     if any("(cuda)" in it[0] for v in bars.values() for it in v):
         handles.append(Patch(facecolor="#2ca02c", edgecolor="black", label="GPU"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
@@ -223,8 +256,12 @@ def plot(docs: Sequence[Tuple[str, dict]], path: str) -> Optional[str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", nargs="+", metavar="RESULTS.json", help="result files written by `bench ... --json`")
-    p.add_argument("--out", default=os.path.join("runs", "bench-report"), metavar="DIR",
-                   help="folder for report.md and decode.png (default: runs/bench-report)")
+    p.add_argument(
+        "--out",
+        default=os.path.join("runs", "bench-report"),
+        metavar="DIR",
+        help="folder for report.md and decode.png (default: runs/bench-report)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

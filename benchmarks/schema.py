@@ -33,18 +33,18 @@ exact          output equals pydicom's ``pixel_array`` on every file of the firs
                (null where no comparison applies)
 ============== ==========================================================================
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Literal
 
 SCHEMA_VERSION = 1
 
-Stage = Literal["baseline", "decode", "read", "voi", "crop", "resize", "h2d", "collate", "loader", "train",
-                "infer"]
+Stage = Literal["baseline", "decode", "read", "voi", "crop", "resize", "h2d", "collate", "loader", "train", "infer"]
 STAGES = ("baseline", "decode", "read", "voi", "crop", "resize", "h2d", "collate", "loader", "train", "infer")
 DEVICES = ("cpu", "cuda")
 #: The plain-library loops every decode run measures beside the project's figures.
@@ -76,18 +76,18 @@ class BenchResult:
     stage: Stage
     backend: str
     device: Literal["cpu", "cuda"]
-    transfer_syntax: Optional[str]
-    height: Optional[int]
-    width: Optional[int]
+    transfer_syntax: str | None
+    height: int | None
+    width: int | None
     images: int
-    images_per_s: Optional[float]
-    mpix_per_s: Optional[float]
-    spread: Optional[float]
+    images_per_s: float | None
+    mpix_per_s: float | None
+    spread: float | None
     workers: int
     batch_size: int
-    peak_host_mb: Optional[float]
-    peak_gpu_mb: Optional[float]
-    exact: Optional[bool]
+    peak_host_mb: float | None
+    peak_gpu_mb: float | None
+    exact: bool | None
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -116,41 +116,49 @@ class BenchResult:
     def is_baseline(self) -> bool:
         return self.stage == "baseline"
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, row: Dict[str, Any]) -> "BenchResult":
+    def from_dict(cls, row: dict[str, Any]) -> BenchResult:
         names = [f.name for f in fields(cls)]
         missing = [n for n in names if n not in row]
         extra = [k for k in row if k not in names]
         if missing or extra:
-            raise ValueError(f"result row fields differ from the schema: missing {missing or 'none'}, "
-                             f"unexpected {extra or 'none'}")
+            raise ValueError(
+                f"result row fields differ from the schema: missing {missing or 'none'}, unexpected {extra or 'none'}"
+            )
         return cls(**{n: row[n] for n in names})
 
 
 ROW_FIELDS = tuple(f.name for f in dataclasses.fields(BenchResult))
 
 
-def options_of(args) -> Dict[str, Any]:
+def options_of(args) -> dict[str, Any]:
     """The parsed options of a run (an ``argparse.Namespace``), JSON-ready, for ``config.options``."""
-    return {k: v for k, v in sorted(vars(args).items())
-            if isinstance(v, (str, int, float, bool, type(None))) and k not in ("verbose", "command")}
+    return {
+        k: v
+        for k, v in sorted(vars(args).items())
+        if isinstance(v, (str, int, float, bool, type(None))) and k not in ("verbose", "command")
+    }
 
 
-def make_document(machine: Dict[str, Any], config: Dict[str, Any], results: List[BenchResult],
-                  summary: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def make_document(
+    machine: dict[str, Any], config: dict[str, Any], results: list[BenchResult], summary: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Assemble (and validate) a result document."""
-    doc = {"machine": machine, "config": {"schema_version": SCHEMA_VERSION, **config},
-           "results": [r.to_dict() for r in results]}
+    doc = {
+        "machine": machine,
+        "config": {"schema_version": SCHEMA_VERSION, **config},
+        "results": [r.to_dict() for r in results],
+    }
     if summary is not None:
         doc["summary"] = summary
     validate(doc)
     return doc
 
 
-def validate(doc: Any) -> List[BenchResult]:
+def validate(doc: Any) -> list[BenchResult]:
     """Check a result document and return its rows.
 
     Raises:
@@ -176,8 +184,7 @@ def validate(doc: Any) -> List[BenchResult]:
     if not isinstance(config, dict) or not isinstance(config.get("command"), str):
         raise ValueError("config must be an object with a 'command' string")
     if config.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"config.schema_version is {config.get('schema_version')!r}; this code reads "
-                         f"{SCHEMA_VERSION}")
+        raise ValueError(f"config.schema_version is {config.get('schema_version')!r}; this code reads {SCHEMA_VERSION}")
     if not isinstance(doc["results"], list):
         raise ValueError("results must be a list of rows")
     rows = []
@@ -193,7 +200,7 @@ def validate(doc: Any) -> List[BenchResult]:
     return rows
 
 
-def load(path: str) -> Dict[str, Any]:
+def load(path: str) -> dict[str, Any]:
     """Read and validate a result file.
 
     Raises:
@@ -210,7 +217,7 @@ def load(path: str) -> Dict[str, Any]:
     return doc
 
 
-def dump(doc: Dict[str, Any], path: str) -> str:
+def dump(doc: dict[str, Any], path: str) -> str:
     """Validate and write ``doc`` atomically as indented JSON; returns ``path``."""
     from decode.atomic import atomic_write
 

@@ -4,11 +4,12 @@
 stored as JPEG 2000 lossless (.90) and lossless JPEG SV1 (.70), MONOCHROME2, a
 LINEAR window. Files are written atomically, so an existing file is a complete one.
 """
+
 from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 from decode import syntax as TS
 
@@ -25,7 +26,7 @@ def default_cache() -> str:
     return os.path.join(root, "bench")
 
 
-def _write_one(job: Tuple[str, str, int, int, int, int]) -> str:
+def _write_one(job: tuple[str, str, int, int, int, int]) -> str:
     import numpy as np
 
     from decode.synth import make_mammogram, to_stored, write_dicom
@@ -34,13 +35,31 @@ def _write_one(job: Tuple[str, str, int, int, int, int]) -> str:
     rng = np.random.default_rng(seed)
     side = "L" if seed % 2 == 0 else "R"
     stored, (center, width_) = to_stored(make_mammogram(rng, height, width, side=side), bits, "MONOCHROME2")
-    return write_dicom(path, stored, transfer_syntax=ts, bits_stored=bits, photometric="MONOCHROME2",
-                       window=([center], [width_]), voi_function="LINEAR", patient_id=str(seed),
-                       image_id=str(seed), laterality=side, view="CC")
+    return write_dicom(
+        path,
+        stored,
+        transfer_syntax=ts,
+        bits_stored=bits,
+        photometric="MONOCHROME2",
+        window=([center], [width_]),
+        voi_function="LINEAR",
+        patient_id=str(seed),
+        image_id=str(seed),
+        laterality=side,
+        view="CC",
+    )
 
 
-def synthesize(cache: str, *, size: Tuple[int, int] = FULL_SIZE, files: int = 6, bits: int = 12,
-               codecs: Sequence[str] = CODECS, workers: int = 0, progress: bool = True) -> Dict[str, List[str]]:
+def synthesize(
+    cache: str,
+    *,
+    size: tuple[int, int] = FULL_SIZE,
+    files: int = 6,
+    bits: int = 12,
+    codecs: Sequence[str] = CODECS,
+    workers: int = 0,
+    progress: bool = True,
+) -> dict[str, list[str]]:
     """Make sure ``files`` synthetic DICOMs per codec exist; write the missing ones.
 
     Args:
@@ -60,7 +79,7 @@ def synthesize(cache: str, *, size: Tuple[int, int] = FULL_SIZE, files: int = 6,
     height, width = size
     folder = os.path.join(cache, f"{height}x{width}-{bits}bit")
     os.makedirs(folder, exist_ok=True)
-    out: Dict[str, List[str]] = {}
+    out: dict[str, list[str]] = {}
     jobs = []
     for k, ts in enumerate(codecs):
         if ts not in CODECS:
@@ -75,8 +94,7 @@ def synthesize(cache: str, *, size: Tuple[int, int] = FULL_SIZE, files: int = 6,
             from tqdm import tqdm
 
             bar = tqdm(total=len(jobs), desc="synthesize", unit="file", disable=None)
-        for job, ok, res in map_files(_write_one, jobs, workers=workers or default_workers(),
-                                      path_of=lambda j: j[0]):
+        for job, ok, res in map_files(_write_one, jobs, workers=workers or default_workers(), path_of=lambda j: j[0]):
             if not ok:
                 raise RuntimeError(f"could not write synthetic file {job[0]}: {res}")
             if bar is not None:
@@ -86,8 +104,15 @@ def synthesize(cache: str, *, size: Tuple[int, int] = FULL_SIZE, files: int = 6,
     return out
 
 
-def bench_files(data: Optional[str], *, cache: Optional[str] = None, size: Tuple[int, int] = FULL_SIZE,
-                files: int = 6, bits: int = 12, progress: bool = True) -> List[str]:
+def bench_files(
+    data: str | None,
+    *,
+    cache: str | None = None,
+    size: tuple[int, int] = FULL_SIZE,
+    files: int = 6,
+    bits: int = 12,
+    progress: bool = True,
+) -> list[str]:
     """The files a benchmark runs on: ``*.dcm`` under ``data``, or synthetic full-size ones.
 
     Raises:

@@ -13,12 +13,13 @@ epoch plan). :func:`iterate_dali` is the same code for either device: with
 ``device="cpu"`` it runs the DALI CPU pipeline (``device_id=None``) and the numpy
 chain, which is how this path is tested without a GPU.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import logging
 import weakref
-from typing import Iterator, List, Optional
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -60,10 +61,17 @@ def runner_for(loader, device: str) -> DecodeRunner:
     if runner is not None:
         runner.close()
     threads = max(1, loader.workers)
-    runner = DecodeRunner(loader.paths, batch_size=loader.batch_size, device=device,
-                          device_id=_device_index() if device == "cuda" else 0, workers=max(1, loader.workers),
-                          threads=threads, prefetch=max(1, loader.prefetch), backend=loader.backend,
-                          fail_indices=getattr(loader, "dali_fail_indices", ()))
+    runner = DecodeRunner(
+        loader.paths,
+        batch_size=loader.batch_size,
+        device=device,
+        device_id=_device_index() if device == "cuda" else 0,
+        workers=max(1, loader.workers),
+        threads=threads,
+        prefetch=max(1, loader.prefetch),
+        backend=loader.backend,
+        fail_indices=getattr(loader, "dali_fail_indices", ()),
+    )
     runner.start()
     setattr(loader, _RUNNER_ATTR, runner)
     weakref.finalize(loader, runner.close)
@@ -105,8 +113,9 @@ def iterate_dali(loader, *, device: str) -> Iterator[dict]:
                 try:
                     meta = read_dicom(loader.paths[s.index]).meta
                 except DicomError as exc:
-                    failed.append({"index": s.index, "path": loader.paths[s.index], "stage": "decode",
-                                   "reason": exc.reason})
+                    failed.append(
+                        {"index": s.index, "path": loader.paths[s.index], "stage": "decode", "reason": exc.reason}
+                    )
                     continue
             good.append(s.index)
             raws.append(s.image)
@@ -129,7 +138,7 @@ def iterate_dali(loader, *, device: str) -> Iterator[dict]:
         yield {"image": images, "label": label, "index": idx, "failed": failed}
 
 
-def _chain(loader, rows: List[int], raws, params, metas):
+def _chain(loader, rows: list[int], raws, params, metas):
     """VOI → crop → flip → resize for a batch on the device; a failing image drops out alone."""
     failed = []
     with handoff.on_current_stream():
@@ -144,16 +153,27 @@ def _chain(loader, rows: List[int], raws, params, metas):
                 preprocess_batch([raws[k]], [params[k]], metas=[metas[k]], size=loader.size, flip=loader.flip)
                 keep.append(k)
             except Exception as exc:
-                failed.append({"index": row, "path": loader.paths[row], "stage": "preprocess",
-                               "reason": as_dicom_error(loader.paths[row], exc).reason})
+                failed.append(
+                    {
+                        "index": row,
+                        "path": loader.paths[row],
+                        "stage": "preprocess",
+                        "reason": as_dicom_error(loader.paths[row], exc).reason,
+                    }
+                )
         if not keep:
             return None, [], failed
-        out, _ = preprocess_batch([raws[k] for k in keep], [params[k] for k in keep],
-                                  metas=[metas[k] for k in keep], size=loader.size, flip=loader.flip)
+        out, _ = preprocess_batch(
+            [raws[k] for k in keep],
+            [params[k] for k in keep],
+            metas=[metas[k] for k in keep],
+            size=loader.size,
+            flip=loader.flip,
+        )
         return handoff.to_torch(out), [rows[k] for k in keep], failed
 
 
-def last_stats(loader) -> Optional[dict]:
+def last_stats(loader) -> dict | None:
     """The runner's counters (batches, batch_failures, retried, cpu_fallback, ...) or None."""
     runner = getattr(loader, _RUNNER_ATTR, None)
     return None if runner is None else dict(runner.stats)

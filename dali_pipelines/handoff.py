@@ -16,11 +16,11 @@ inserts an event wait only if the streams differ. nvImageCodec images are decode
 
 On the CPU (``device_id=None`` pipelines) the same functions return numpy views.
 """
+
 from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Optional
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def current_stream_ptr() -> int:
     return int(cupy.cuda.get_current_stream().ptr)
 
 
-def cupy_stream(ptr: Optional[int] = None):
+def cupy_stream(ptr: int | None = None):
     """A CuPy stream object for ``ptr`` (default: :func:`current_stream_ptr`); use as a context."""
     import cupy
 

@@ -15,12 +15,14 @@ is the sampler's (or 0..N−1), sharded by ``shard=(rank, world)`` with no overl
 ``"cuda"`` / ``"auto"`` use the GPU pipeline when CUDA, DALI and CuPy are present
 (see :mod:`dali_pipelines.gpu_loader`), else the CPU path moved to the device.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple
+from typing import Literal
 
 import numpy as np
 
@@ -44,15 +46,16 @@ class SampleReader:
     (``rsna-mammo prepare``) can stand in with the same interface.
     """
 
-    paths: Tuple[str, ...]
-    size: Tuple[int, int]
+    paths: tuple[str, ...]
+    size: tuple[int, int]
     backend: str = "auto"
     flip: bool = True
 
     def __call__(self, i: int) -> np.ndarray:
         dec = decode_file(self.paths[i], self.backend)
-        return np.ascontiguousarray(preprocess(dec.pixels, dec.meta, stage="crop", size=self.size,
-                                               flip=self.flip).image, dtype=np.float32)
+        return np.ascontiguousarray(
+            preprocess(dec.pixels, dec.meta, stage="crop", size=self.size, flip=self.flip).image, dtype=np.float32
+        )
 
 
 def resolve_device(device: str) -> str:
@@ -75,7 +78,7 @@ class _ReadRow:
     """Worker task: ``(key, row)`` → image, via the loader's reader."""
 
     reader: Callable[[int], np.ndarray]
-    paths: Tuple[str, ...]
+    paths: tuple[str, ...]
 
     def __call__(self, task):
         return self.reader(task[1])
@@ -111,12 +114,25 @@ class DicomLoader:
             or chain version).
     """
 
-    def __init__(self, paths: Sequence[str], labels: Optional[Sequence[float]] = None, *, batch_size: int = 8,
-                 size: Tuple[int, int] = (512, 256), device: Device = "auto", workers: int = 2,
-                 shard: Tuple[int, int] = (0, 1), sampler: Optional[Iterable[int]] = None,
-                 reader: Optional[Callable[[int], np.ndarray]] = None, backend: str = "auto", flip: bool = True,
-                 prefetch: int = 2, drop_last: bool = False, data_root: Optional[str] = None,
-                 timeout: Optional[float] = 300.0):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: Sequence[float] | None = None,
+        *,
+        batch_size: int = 8,
+        size: tuple[int, int] = (512, 256),
+        device: Device = "auto",
+        workers: int = 2,
+        shard: tuple[int, int] = (0, 1),
+        sampler: Iterable[int] | None = None,
+        reader: Callable[[int], np.ndarray] | None = None,
+        backend: str = "auto",
+        flip: bool = True,
+        prefetch: int = 2,
+        drop_last: bool = False,
+        data_root: str | None = None,
+        timeout: float | None = 300.0,
+    ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         rank, world = shard
@@ -143,7 +159,7 @@ class DicomLoader:
         self.prefetch = prefetch
         self.drop_last = drop_last
         self.timeout = timeout
-        self.failures: List[dict] = []
+        self.failures: list[dict] = []
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -151,15 +167,15 @@ class DicomLoader:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
-    def rows(self) -> List[int]:
+    def rows(self) -> list[int]:
         """This shard's row indices for the current epoch, in order."""
         order = list(self.sampler) if self.sampler is not None else list(range(len(self.paths)))
         rank, world = self.shard
         return [int(i) for i in order[rank::world]]
 
-    def _batches(self) -> List[List[int]]:
+    def _batches(self) -> list[list[int]]:
         rows = self.rows()
-        out = [rows[i:i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
+        out = [rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
         if self.drop_last and out and len(out[-1]) < self.batch_size:
             out.pop()
         return out
@@ -194,7 +210,7 @@ class DicomLoader:
         if self.workers == 0:
             for rows in batches:
                 samples = []
-                for pos, i in enumerate(rows):
+                for i in rows:
                     ok, res = _read_one(task, i)
                     samples.append((i, res if ok else None, None if ok else res))
                 yield self._make_batch(samples)
@@ -224,8 +240,11 @@ class DicomLoader:
     def _make_batch(self, samples) -> dict:
         import torch
 
-        failed = [{"index": i, "path": self.paths[i], "stage": "decode", "reason": getattr(err, "reason", str(err))}
-                  for i, _img, err in samples if err is not None]
+        failed = [
+            {"index": i, "path": self.paths[i], "stage": "decode", "reason": getattr(err, "reason", str(err))}
+            for i, _img, err in samples
+            if err is not None
+        ]
         self.failures.extend(failed)
         good = [(i, img) for i, img, err in samples if err is None]
         idx = torch.tensor([i for i, _ in good], dtype=torch.long)

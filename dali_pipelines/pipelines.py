@@ -18,6 +18,7 @@ The pipeline is never rebuilt for an error. At start a tiny 12-bit probe of ever
 is decoded and compared; a codec the GPU decodes wrongly (e.g. nvJPEG's all-zero
 9–15-bit lossless JPEG before 13.0.2) is routed to the CPU for the whole run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, List, Literal, Optional, Sequence, Tuple
+from typing import Literal
 
 import numpy as np
 
@@ -36,8 +38,19 @@ from decode.decoding import decode_file
 from decode.errors import DicomError, as_dicom_error
 
 from . import handoff
-from .source import I, INFO, PARAMS, ROUTE_DECODER, ROUTE_ERROR, ROUTE_PAD, ROUTE_RAW, ROUTES, DicomSource, \
-    pack_raw, unpack_raw
+from .source import (
+    INFO,
+    PARAMS,
+    ROUTE_DECODER,
+    ROUTE_ERROR,
+    ROUTE_PAD,
+    ROUTE_RAW,
+    ROUTES,
+    DicomSource,
+    I,
+    pack_raw,
+    unpack_raw,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +69,21 @@ def _check_device(device: str) -> None:
 def _decoder(data, device: Device):
     from nvidia.dali import fn, types
 
-    return fn.decoders.image(data, device="mixed" if device == "cuda" else "cpu", output_type=types.ANY_DATA,
-                             dtype=types.UINT16)
+    return fn.decoders.image(
+        data, device="mixed" if device == "cuda" else "cpu", output_type=types.ANY_DATA, dtype=types.UINT16
+    )
 
 
-def make_decode_pipeline(source: DicomSource, *, batch_size: int, device: Device = "cuda", device_id: int = 0,
-                         num_threads: int = 2, py_workers: int = 2, prefetch: int = 2):
+def make_decode_pipeline(
+    source: DicomSource,
+    *,
+    batch_size: int,
+    device: Device = "cuda",
+    device_id: int = 0,
+    num_threads: int = 2,
+    py_workers: int = 2,
+    prefetch: int = 2,
+):
     """The batch decode pipeline (not built; :class:`DecodeRunner` builds it).
 
     Args:
@@ -85,17 +107,28 @@ def make_decode_pipeline(source: DicomSource, *, batch_size: int, device: Device
     @pipeline_def(enable_conditionals=True)
     def graph():
         cs, raw, is_raw, params, info, message = fn.external_source(
-            source=source, num_outputs=6, parallel=True, batch=False, layout=SOURCE_LAYOUTS,
-            prefetch_queue_depth=prefetch + 1, bytes_per_sample_hint=BYTES_PER_SAMPLE_HINT)
+            source=source,
+            num_outputs=6,
+            parallel=True,
+            batch=False,
+            layout=SOURCE_LAYOUTS,
+            prefetch_queue_depth=prefetch + 1,
+            bytes_per_sample_hint=BYTES_PER_SAMPLE_HINT,
+        )
         if is_raw:
             image = raw.gpu() if device == "cuda" else raw
         else:
             image = _decoder(cs, device)
         return image, params, info, message
 
-    return graph(batch_size=batch_size, num_threads=max(1, num_threads),
-                 device_id=None if device == "cpu" else device_id, py_num_workers=max(1, py_workers),
-                 py_start_method="spawn", prefetch_queue_depth=max(1, prefetch))
+    return graph(
+        batch_size=batch_size,
+        num_threads=max(1, num_threads),
+        device_id=None if device == "cpu" else device_id,
+        py_num_workers=max(1, py_workers),
+        py_start_method="spawn",
+        prefetch_queue_depth=max(1, prefetch),
+    )
 
 
 def make_single_pipeline(*, device: Device = "cuda", device_id: int = 0, num_threads: int = 1):
@@ -107,8 +140,12 @@ def make_single_pipeline(*, device: Device = "cuda", device_id: int = 0, num_thr
     def graph():
         return _decoder(fn.external_source(name="codestream", no_copy=False), device)
 
-    pipe = graph(batch_size=1, num_threads=max(1, num_threads), device_id=None if device == "cpu" else device_id,
-                 prefetch_queue_depth=1)
+    pipe = graph(
+        batch_size=1,
+        num_threads=max(1, num_threads),
+        device_id=None if device == "cpu" else device_id,
+        prefetch_queue_depth=1,
+    )
     pipe.build()
     return pipe
 
@@ -145,8 +182,8 @@ class DecodedSample:
 class DecodedBatch:
     """A batch in row order; ``failed`` lists ``(index, reason)`` of rows that produced nothing."""
 
-    samples: List[DecodedSample]
-    failed: List[Tuple[int, str]] = field(default_factory=list)
+    samples: list[DecodedSample]
+    failed: list[tuple[int, str]] = field(default_factory=list)
     fell_back: bool = False  # the batch failed in DALI and was decoded sample by sample
     keep: object = None  # the DALI outputs the samples' memory belongs to
 
@@ -167,9 +204,20 @@ class DecodeRunner:
         fail_indices: test hook, see :class:`~dali_pipelines.source.DicomSource`.
     """
 
-    def __init__(self, paths: Sequence[str], *, batch_size: int, device: Device = "cuda", device_id: int = 0,
-                 workers: int = 2, threads: int = 2, prefetch: int = 2, backend: str = "auto", probe: bool = True,
-                 fail_indices: Sequence[int] = ()):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        batch_size: int,
+        device: Device = "cuda",
+        device_id: int = 0,
+        workers: int = 2,
+        threads: int = 2,
+        prefetch: int = 2,
+        backend: str = "auto",
+        probe: bool = True,
+        fail_indices: Sequence[int] = (),
+    ):
         _check_device(device)
         self.paths = [os.fspath(p) for p in paths]
         self.batch_size = int(batch_size)
@@ -180,26 +228,41 @@ class DecodeRunner:
         self.probe = probe
         self.fail_indices = tuple(fail_indices)
         self.syntaxes = frozenset(GPU_SYNTAXES if device == "cuda" else CPU_SYNTAXES)
-        self.modes = {ts: "exact" for ts in self.syntaxes}  # "scaled": undo the decoder's 16-bit stretch
-        self.stats = {"batches": 0, "batch_failures": 0, "retried": 0, "retry_failures": 0, "cpu_fallback": 0,
-                      "routed_raw": 0, "errors": 0, "rebuilds": 0}
-        self._tmp: Optional[str] = None
+        self.modes = dict.fromkeys(self.syntaxes, "exact")  # "scaled": undo the decoder's 16-bit stretch
+        self.stats = {
+            "batches": 0,
+            "batch_failures": 0,
+            "retried": 0,
+            "retry_failures": 0,
+            "cpu_fallback": 0,
+            "routed_raw": 0,
+            "errors": 0,
+            "rebuilds": 0,
+        }
+        self._tmp: str | None = None
         self._pipe = None
         self._single = None
         self._epoch = 0
         self._dirty = False
 
     # -- life cycle -------------------------------------------------------------------------
-    def start(self) -> "DecodeRunner":
+    def start(self) -> DecodeRunner:
         """Start the workers (before this process touches CUDA), then build and probe."""
         if self._pipe is not None:
             return self
         self._tmp = self._tmp or tempfile.mkdtemp(prefix="rsna-dali-")
-        self.source = DicomSource(self.paths, os.path.join(self._tmp, "plan"), backend=self.backend,
-                                  fail_indices=self.fail_indices)
-        self._pipe = make_decode_pipeline(self.source, batch_size=self.batch_size, device=self.device,
-                                          device_id=self.device_id, num_threads=self.threads,
-                                          py_workers=self.workers, prefetch=self.prefetch)
+        self.source = DicomSource(
+            self.paths, os.path.join(self._tmp, "plan"), backend=self.backend, fail_indices=self.fail_indices
+        )
+        self._pipe = make_decode_pipeline(
+            self.source,
+            batch_size=self.batch_size,
+            device=self.device,
+            device_id=self.device_id,
+            num_threads=self.threads,
+            py_workers=self.workers,
+            prefetch=self.prefetch,
+        )
         self._pipe.start_py_workers()  # spawned workers first, CUDA afterwards
         self._single = make_single_pipeline(device=self.device, device_id=self.device_id)
         if self.probe:
@@ -228,8 +291,11 @@ class DecodeRunner:
                 mode = classify(self.decode_one(cs), expected, 12)
             if mode is None:
                 self.modes.pop(ts, None)
-                log.warning("the decoder returns wrong pixels for a 12-bit %s probe (nvJPEG before 13.0.2 returns "
-                            "all-zero 9-15-bit lossless JPEG); that syntax is decoded on the CPU this run", ts)
+                log.warning(
+                    "the decoder returns wrong pixels for a 12-bit %s probe (nvJPEG before 13.0.2 returns "
+                    "all-zero 9-15-bit lossless JPEG); that syntax is decoded on the CPU this run",
+                    ts,
+                )
             else:
                 self.modes[ts] = mode
                 if mode == "scaled":
@@ -286,7 +352,7 @@ class DecodeRunner:
         nb = len(padded) // self.batch_size
         self._dirty = True
         for k in range(nb):
-            expected = [int(r) for r in padded[k * self.batch_size:(k + 1) * self.batch_size]]
+            expected = [int(r) for r in padded[k * self.batch_size : (k + 1) * self.batch_size]]
             try:
                 outs = self._run(self._pipe)
             except StopIteration:
@@ -297,8 +363,11 @@ class DecodeRunner:
                 continue
             except Exception as exc:
                 self.stats["batch_failures"] += 1
-                log.warning("a decode batch failed (%s); decoding its %d samples one by one",
-                            " ".join(str(exc).split())[:300], sum(r >= 0 for r in expected))
+                log.warning(
+                    "a decode batch failed (%s); decoding its %d samples one by one",
+                    " ".join(str(exc).split())[:300],
+                    sum(r >= 0 for r in expected),
+                )
                 with self._on_stream():
                     batch = self._fallback(expected)
                 yield batch
@@ -329,7 +398,7 @@ class DecodeRunner:
         self._dirty = False
         self.start()
 
-    def _unpack(self, outs, expected: List[int]) -> DecodedBatch:
+    def _unpack(self, outs, expected: list[int]) -> DecodedBatch:
         images, params_tl, info_tl, msg_tl = outs
         params = np.asarray(params_tl.as_array())  # CPU outputs on both devices
         infos = np.asarray(info_tl.as_array())
@@ -355,7 +424,7 @@ class DecodeRunner:
             log.error("batch rows %s differ from the plan %s", got, [r for r in expected if r >= 0])
         return batch
 
-    def _fallback(self, rows: List[int]) -> DecodedBatch:
+    def _fallback(self, rows: list[int]) -> DecodedBatch:
         """Decode a failed batch sample by sample: batch-1 decoder, then the CPU backend."""
         batch = DecodedBatch([], fell_back=True)
         for row in rows:
@@ -386,12 +455,24 @@ class DecodeRunner:
                 batch.failed.append((row, as_dicom_error(self.paths[row], exc).reason))
                 continue
             self.stats["cpu_fallback"] += 1
-            log.warning("%s: the %s decoder failed on it; decoded with %s on the CPU", self.paths[row], self.device,
-                        dec.backend)
+            log.warning(
+                "%s: the %s decoder failed on it; decoded with %s on the CPU", self.paths[row], self.device, dec.backend
+            )
             image = unpack_raw(handoff.to_device(pack_raw(dec.pixels), self.device), rec.info)
             batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "cpu", dec.backend))
         return batch
 
 
-__all__ = ["BYTES_PER_SAMPLE_HINT", "DEVICES", "DecodeRunner", "DecodedBatch", "DecodedSample", "INFO", "PARAMS",
-           "ROUTE_DECODER", "close_pipeline", "make_decode_pipeline", "make_single_pipeline"]
+__all__ = [
+    "BYTES_PER_SAMPLE_HINT",
+    "DEVICES",
+    "DecodeRunner",
+    "DecodedBatch",
+    "DecodedSample",
+    "INFO",
+    "PARAMS",
+    "ROUTE_DECODER",
+    "close_pipeline",
+    "make_decode_pipeline",
+    "make_single_pipeline",
+]

@@ -27,12 +27,13 @@ process writes before the epoch starts (the sampler lives there, the workers can
 see it). Plans are padded to a whole number of batches with ``-1`` rows, which become
 ``ROUTE_PAD`` samples (DALI drops a final partial batch of a ``batch=False`` source).
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,8 +43,8 @@ from decode.backends.nvimgcodec_backend import GPU_SYNTAXES, gpu_unsupported_rea
 from decode.decoding import decode_pixels
 from decode.dicom import read_dicom
 from decode.errors import DicomError, as_dicom_error
-from decode.meta import DicomMeta
 from decode.gpu_chain import record_params as make_params
+from decode.meta import DicomMeta
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,20 @@ ROUTES = {ROUTE_DECODER: "decoder", ROUTE_RAW: "raw", ROUTE_PAD: "pad", ROUTE_ER
 #: float32 record: ``WindowParams.as_array()`` then the rescale (used by min–max only).
 PARAMS = ("kind", "center", "scale", "offset", "invert", "slope", "intercept")
 #: int32 record.
-INFO = ("index", "route", "monochrome1", "bits_stored", "rows", "columns", "bits_allocated",
-        "pixel_representation", "needs_meta", "precision", "syntax")
-I = {name: k for k, name in enumerate(INFO)}  # noqa: E741  (column index by name)
+INFO = (
+    "index",
+    "route",
+    "monochrome1",
+    "bits_stored",
+    "rows",
+    "columns",
+    "bits_allocated",
+    "pixel_representation",
+    "needs_meta",
+    "precision",
+    "syntax",
+)
+I = {name: k for k, name in enumerate(INFO)}
 
 #: Bytes kept of a codestream the test hook ``fail_indices`` breaks on purpose.
 BROKEN_CODESTREAM_BYTES = 64
@@ -63,7 +75,7 @@ _EMPTY_U8 = np.zeros((0,), np.uint8)
 _PAD_RAW = np.zeros((1, 1, 1), np.uint16)
 
 
-def make_info(meta: Optional[DicomMeta], index: int, route: int, precision: int = 0) -> np.ndarray:
+def make_info(meta: DicomMeta | None, index: int, route: int, precision: int = 0) -> np.ndarray:
     """int32 :data:`INFO` record (zeros for the header fields when there is no header).
 
     ``precision`` is the codestream's (SIZ / SOF) for decoder samples, ``syntax`` the
@@ -100,10 +112,16 @@ class SampleRecord:
         if self.route not in ROUTES:
             raise ValueError(f"unknown route {self.route}; allowed: {sorted(ROUTES)}")
 
-    def outputs(self) -> Tuple[np.ndarray, ...]:
+    def outputs(self) -> tuple[np.ndarray, ...]:
         """``(codestream, raw, is_raw, params, info, message)`` for the external source."""
-        return (self.codestream, self.raw, np.array(self.route != ROUTE_DECODER), self.params, self.info,
-                np.frombuffer(self.message.encode("utf-8"), np.uint8).copy())
+        return (
+            self.codestream,
+            self.raw,
+            np.array(self.route != ROUTE_DECODER),
+            self.params,
+            self.info,
+            np.frombuffer(self.message.encode("utf-8"), np.uint8).copy(),
+        )
 
 
 def pack_raw(pixels: np.ndarray) -> np.ndarray:
@@ -135,8 +153,9 @@ def pad_record() -> SampleRecord:
     return SampleRecord(-1, ROUTE_PAD, info=make_info(None, -1, ROUTE_PAD))
 
 
-def prepare_sample(path: str, index: int, *, gpu_syntaxes: Iterable[str] = GPU_SYNTAXES, backend: str = "auto",
-                   broken: bool = False) -> SampleRecord:
+def prepare_sample(
+    path: str, index: int, *, gpu_syntaxes: Iterable[str] = GPU_SYNTAXES, backend: str = "auto", broken: bool = False
+) -> SampleRecord:
     """Read one file and decide its route (runs in the worker; never raises).
 
     Args:
@@ -160,12 +179,24 @@ def prepare_sample(path: str, index: int, *, gpu_syntaxes: Iterable[str] = GPU_S
             cs = np.frombuffer(cs, np.uint8)
             if broken:
                 cs = cs[:BROKEN_CODESTREAM_BYTES]
-            return SampleRecord(index, ROUTE_DECODER, codestream=cs, params=params,
-                                info=make_info(meta, index, ROUTE_DECODER,
-                                               codestream_precision(meta.transfer_syntax, dfile.codestream())))
+            return SampleRecord(
+                index,
+                ROUTE_DECODER,
+                codestream=cs,
+                params=params,
+                info=make_info(
+                    meta, index, ROUTE_DECODER, codestream_precision(meta.transfer_syntax, dfile.codestream())
+                ),
+            )
         dec = decode_pixels(dfile, backend)
-        return SampleRecord(index, ROUTE_RAW, raw=pack_raw(dec.pixels), params=params,
-                            info=make_info(meta, index, ROUTE_RAW), message=f"{reason} ({dec.backend})")
+        return SampleRecord(
+            index,
+            ROUTE_RAW,
+            raw=pack_raw(dec.pixels),
+            params=params,
+            info=make_info(meta, index, ROUTE_RAW),
+            message=f"{reason} ({dec.backend})",
+        )
     except DicomError as exc:
         return error_record(index, exc.reason)
     except Exception as exc:  # anything else is still this file's problem, not the batch's
@@ -204,7 +235,7 @@ class EpochPlan:
             os.unlink(old)
         return padded
 
-    def load(self, epoch: int) -> Tuple[np.ndarray, frozenset]:
+    def load(self, epoch: int) -> tuple[np.ndarray, frozenset]:
         with np.load(self.path(epoch), allow_pickle=False) as z:
             return z["rows"], frozenset(s for s in z["syntaxes"].tolist() if s)
 
@@ -223,8 +254,7 @@ class DicomSource:
             :func:`prepare_sample`), to exercise the per-batch fallback.
     """
 
-    def __init__(self, paths: Sequence[str], plan_dir: str, *, backend: str = "auto",
-                 fail_indices: Iterable[int] = ()):
+    def __init__(self, paths: Sequence[str], plan_dir: str, *, backend: str = "auto", fail_indices: Iterable[int] = ()):
         self.paths = tuple(os.fspath(p) for p in paths)
         self.plan = EpochPlan(plan_dir)
         self.backend = backend
@@ -247,10 +277,11 @@ class DicomSource:
         """The record of row ``row`` (``-1``: padding), as a worker makes it."""
         if row < 0:
             return pad_record()
-        return prepare_sample(self.paths[row], row, gpu_syntaxes=syntaxes, backend=self.backend,
-                              broken=row in self.fail_indices)
+        return prepare_sample(
+            self.paths[row], row, gpu_syntaxes=syntaxes, backend=self.backend, broken=row in self.fail_indices
+        )
 
-    def __call__(self, sample_info) -> Tuple[np.ndarray, ...]:
+    def __call__(self, sample_info) -> tuple[np.ndarray, ...]:
         self._load(sample_info.epoch_idx)
         k = sample_info.idx_in_epoch
         if k >= len(self._rows):

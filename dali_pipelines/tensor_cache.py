@@ -19,13 +19,14 @@ version, flip, dtype, scale) and, per image id: shard, byte offset, shape, check
 (blake2b-128 of the stored values), crop box, flipped, the source file's size and
 mtime, and its ``{split}_images/<patient_id>/<image_id>.dcm`` relative path.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class CacheParams:
         dtype: stored dtype (``"uint16"``).
     """
 
-    size: Tuple[int, int]
+    size: tuple[int, int]
     flip: bool
     chain_version: int
     stage: str = "crop"
@@ -78,11 +79,16 @@ class CacheParams:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "CacheParams":
-        return cls(size=tuple(d["size"]), flip=bool(d["flip"]), chain_version=int(d["chain_version"]),
-                   stage=d.get("stage", "crop"), dtype=d.get("dtype", DTYPE))
+    def from_json(cls, d: dict) -> CacheParams:
+        return cls(
+            size=tuple(d["size"]),
+            flip=bool(d["flip"]),
+            chain_version=int(d["chain_version"]),
+            stage=d.get("stage", "crop"),
+            dtype=d.get("dtype", DTYPE),
+        )
 
-    def differences(self, other: "CacheParams") -> List[str]:
+    def differences(self, other: CacheParams) -> list[str]:
         """Human-readable differences (``self`` is what the cache holds, ``other`` what is asked)."""
         out = []
         if self.size != other.size:
@@ -107,7 +113,7 @@ def from_stored(stored: np.ndarray) -> np.ndarray:
     return np.asarray(stored, dtype=np.float32) * np.float32(1.0 / SCALE)
 
 
-def write_shard(root: str, name: str, arrays: Sequence[np.ndarray]) -> Tuple[str, int, List[Tuple[int, str]]]:
+def write_shard(root: str, name: str, arrays: Sequence[np.ndarray]) -> tuple[str, int, list[tuple[int, str]]]:
     """Write ``arrays`` (uint16) back to back as ``root/tensors/<name>.u16``, verified, atomically.
 
     The data goes to a temporary name, is fsynced, read back and checked against the
@@ -118,7 +124,7 @@ def write_shard(root: str, name: str, arrays: Sequence[np.ndarray]) -> Tuple[str
     """
     rel = f"{SHARD_DIR}/{name}{SHARD_SUFFIX}"
     final = os.path.join(root, rel)
-    placed: List[Tuple[int, str]] = []
+    placed: list[tuple[int, str]] = []
 
     def write(f) -> None:
         offset = 0
@@ -138,8 +144,9 @@ def write_shard(root: str, name: str, arrays: Sequence[np.ndarray]) -> Tuple[str
     return rel, os.path.getsize(final), placed
 
 
-def entry_problem(root: str, entry: dict, *, full: bool = False, shard_sizes: Optional[Dict[str, int]] = None
-                  ) -> Optional[str]:
+def entry_problem(
+    root: str, entry: dict, *, full: bool = False, shard_sizes: dict[str, int] | None = None
+) -> str | None:
     """Why a cache entry is not usable (None when it is).
 
     Quick check: the shard exists with the size recorded when it was written and holds
@@ -169,10 +176,17 @@ def entry_problem(root: str, entry: dict, *, full: bool = False, shard_sizes: Op
     return None
 
 
-def write_index(root: str, params: CacheParams, entries: Dict[str, dict], **extra) -> str:
+def write_index(root: str, params: CacheParams, entries: dict[str, dict], **extra) -> str:
     """Write ``root/tensor_index.json`` atomically (``entries``: image_id → entry)."""
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, **params.to_json(), "scale": SCALE,
-           "count": len(entries), **extra, "entries": entries}
+    doc = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **params.to_json(),
+        "scale": SCALE,
+        "count": len(entries),
+        **extra,
+        "entries": entries,
+    }
     return atomic_write(os.path.join(root, TENSOR_INDEX), json.dumps(doc, separators=(",", ":")))
 
 
@@ -187,29 +201,35 @@ def read_index(root: str) -> dict:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
     except FileNotFoundError:
-        raise ValueError(f"{root} is not a tensor cache: no {TENSOR_INDEX} (make one with "
-                         f"`rsna-mammo prepare --format tensor`)") from None
+        raise ValueError(
+            f"{root} is not a tensor cache: no {TENSOR_INDEX} (make one with `rsna-mammo prepare --format tensor`)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: unreadable tensor cache index: {exc}") from None
     if doc.get("format") != FORMAT or int(doc.get("format_version", -1)) != FORMAT_VERSION:
-        raise ValueError(f"{path}: not a {FORMAT} index of version {FORMAT_VERSION} "
-                         f"(found {doc.get('format')!r} version {doc.get('format_version')!r})")
+        raise ValueError(
+            f"{path}: not a {FORMAT} index of version {FORMAT_VERSION} "
+            f"(found {doc.get('format')!r} version {doc.get('format_version')!r})"
+        )
     return doc
 
 
-def read_errors(root: str) -> Dict[str, str]:
+def read_errors(root: str) -> dict[str, str]:
     """image_id → ``"stage: reason"`` from the cache's ``errors.csv`` (empty when absent)."""
     import csv
 
     try:
         with open(os.path.join(root, "errors.csv"), newline="", encoding="utf-8") as f:
-            return {r["image_id"]: f"{r.get('stage', '')}: {r.get('reason', '')}" for r in csv.DictReader(f)
-                    if r.get("image_id")}
+            return {
+                r["image_id"]: f"{r.get('stage', '')}: {r.get('reason', '')}"
+                for r in csv.DictReader(f)
+                if r.get("image_id")
+            }
     except (OSError, KeyError, ValueError):
         return {}
 
 
-def cache_key(path: str) -> Tuple[Optional[str], str]:
+def cache_key(path: str) -> tuple[str | None, str]:
     """``(relative path or None, image id)`` a path is looked up by.
 
     ``.../{split}_images/<patient_id>/<image_id>.dcm`` → ``("{split}_images/<patient_id>/<image_id>.dcm",
@@ -229,20 +249,26 @@ class TensorCacheReader:
     reader carries only the row → (shard, offset) table).
     """
 
-    def __init__(self, root: str, params: CacheParams, shards: Sequence[str], shard_of: np.ndarray,
-                 offsets: np.ndarray, entries: Optional[List[dict]] = None):
+    def __init__(
+        self,
+        root: str,
+        params: CacheParams,
+        shards: Sequence[str],
+        shard_of: np.ndarray,
+        offsets: np.ndarray,
+        entries: list[dict] | None = None,
+    ):
         self.root = os.fspath(root)
         self.params = params
         self.shards = tuple(shards)
         self.shard_of = np.asarray(shard_of, dtype=np.int32)
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.entries = entries  # per row: box, flipped, checksum... (not pickled when None)
-        self.failed: Dict[int, Tuple[str, str]] = {}  # row → (path, why prepare has no image for it)
-        self._maps: Dict[int, np.memmap] = {}
+        self.failed: dict[int, tuple[str, str]] = {}  # row → (path, why prepare has no image for it)
+        self._maps: dict[int, np.memmap] = {}
 
     @classmethod
-    def open(cls, root: str, paths: Sequence[str], size: Tuple[int, int], *, flip: bool = True
-             ) -> "TensorCacheReader":
+    def open(cls, root: str, paths: Sequence[str], size: tuple[int, int], *, flip: bool = True) -> TensorCacheReader:
         """A reader for ``paths`` (rows) from the cache at ``root``.
 
         Args:
@@ -268,23 +294,27 @@ class TensorCacheReader:
         want = CacheParams(size=tuple(size), flip=flip, chain_version=CHAIN_VERSION)
         diff = have.differences(want)
         if diff:
-            raise ValueError(f"tensor cache {root} is stale for this run: it was made with {'; '.join(diff)}. "
-                             f"Rebuild it: rsna-mammo prepare --format tensor --size {want.size[0]}x{want.size[1]}"
-                             f"{'' if flip else ' --no-flip'} --out NEW_DIR")
+            raise ValueError(
+                f"tensor cache {root} is stale for this run: it was made with {'; '.join(diff)}. "
+                f"Rebuild it: rsna-mammo prepare --format tensor --size {want.size[0]}x{want.size[1]}"
+                f"{'' if flip else ' --no-flip'} --out NEW_DIR"
+            )
         entries = doc["entries"]
         by_rel = {e["rel"]: iid for iid, e in entries.items() if e.get("rel")}
-        shards: Dict[str, int] = {}
+        shards: dict[str, int] = {}
         shard_of, offsets, rows, missing = [], [], [], []
         known_bad = read_errors(root)
-        failed: Dict[int, Tuple[str, str]] = {}
+        failed: dict[int, tuple[str, str]] = {}
         for p in paths:
             rel, stem = cache_key(p)
             iid = by_rel.get(rel) if rel else None
             if iid is None and stem in entries and (rel is None or entries[stem].get("rel") in (None, rel)):
                 iid = stem
             if iid is None and stem in known_bad:
-                failed[len(offsets)] = (os.fspath(p), f"not in the tensor cache: prepare failed on it "
-                                                      f"({known_bad[stem]})")
+                failed[len(offsets)] = (
+                    os.fspath(p),
+                    f"not in the tensor cache: prepare failed on it ({known_bad[stem]})",
+                )
                 shard_of.append(-1)
                 offsets.append(0)
                 rows.append(None)
@@ -300,8 +330,10 @@ class TensorCacheReader:
             rows.append(e)
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise ValueError(f"tensor cache {root} lacks {len(missing)} of {len(paths)} requested images: {shown} "
-                             f"(run `rsna-mammo prepare` on the data again, or see its errors.csv)")
+            raise ValueError(
+                f"tensor cache {root} lacks {len(missing)} of {len(paths)} requested images: {shown} "
+                f"(run `rsna-mammo prepare` on the data again, or see its errors.csv)"
+            )
         reader = cls(root, have, list(shards), np.asarray(shard_of), np.asarray(offsets), rows)
         reader.failed = failed
         return reader
@@ -327,7 +359,7 @@ class TensorCacheReader:
             raise CorruptDicomError(*self.failed[i])
         h, w = self.params.size
         start = int(self.offsets[i]) // 2
-        return self._map(int(self.shard_of[i]))[start:start + h * w].reshape(h, w)
+        return self._map(int(self.shard_of[i]))[start : start + h * w].reshape(h, w)
 
     def __call__(self, i: int) -> np.ndarray:
         """Row ``i`` as a new ``(H, W)`` float32 array in [0, 1]."""

@@ -13,6 +13,7 @@ Public names::
 
 Nothing here imports torch, DALI or CuPy.
 """
+
 from .backends import BACKENDS, available_backends, get_backend
 from .chain import CHAIN_VERSION, Preprocessed, parse_size, preprocess
 from .crop import breast_bbox, crop, flip_to_left
@@ -24,8 +25,29 @@ from .resize import resize, resize_pad
 from .voi import WindowParams, apply_voi, window_params
 
 __all__ = [
-    "BACKENDS", "CHAIN_VERSION", "CorruptDicomError", "DecodedImage", "DicomError", "DicomFile", "DicomMeta",
-    "Preprocessed", "UnreadableDicomError", "UnsupportedDicomError", "WindowParams", "apply_voi",
-    "available_backends", "breast_bbox", "crop", "decode_file", "decode_pixels", "flip_to_left", "get_backend",
-    "parse_size", "preprocess", "read_dicom", "resize", "resize_pad", "window_params",
+    "BACKENDS",
+    "CHAIN_VERSION",
+    "CorruptDicomError",
+    "DecodedImage",
+    "DicomError",
+    "DicomFile",
+    "DicomMeta",
+    "Preprocessed",
+    "UnreadableDicomError",
+    "UnsupportedDicomError",
+    "WindowParams",
+    "apply_voi",
+    "available_backends",
+    "breast_bbox",
+    "crop",
+    "decode_file",
+    "decode_pixels",
+    "flip_to_left",
+    "get_backend",
+    "parse_size",
+    "preprocess",
+    "read_dicom",
+    "resize",
+    "resize_pad",
+    "window_params",
 ]

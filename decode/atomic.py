@@ -2,15 +2,15 @@
 
 A kill -9 at any moment leaves either the old file or the new one, never a torn one.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 
-def atomic_write(path: str, data: Union[bytes, str, Callable], *,
-                 verify: Optional[Callable[[str], None]] = None) -> str:
+def atomic_write(path: str, data: bytes | str | Callable, *, verify: Callable[[str], None] | None = None) -> str:
     """Write ``data`` (bytes, text, or ``writer(binary_file)``) to ``path`` atomically.
 
     ``verify(temporary_path)``, when given, runs after the data is fsynced and before the

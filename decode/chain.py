@@ -1,8 +1,10 @@
 """The preprocessing chain, once, for every device: VOI → box → crop → flip → resize+pad."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional, Tuple
+from typing import Literal
 
 from .crop import Box, breast_bbox, crop, flip_to_left
 from .meta import DicomMeta
@@ -25,9 +27,17 @@ class Preprocessed:
     flipped: bool
 
 
-def preprocess(raw, meta: Optional[DicomMeta], *, stage: Stage = "crop", size: Optional[Tuple[int, int]] = None,
-               flip: bool = True, window_index: int = 0, params: Optional[WindowParams] = None,
-               voi: Optional[Callable] = None) -> Preprocessed:
+def preprocess(
+    raw,
+    meta: DicomMeta | None,
+    *,
+    stage: Stage = "crop",
+    size: tuple[int, int] | None = None,
+    flip: bool = True,
+    window_index: int = 0,
+    params: WindowParams | None = None,
+    voi: Callable | None = None,
+) -> Preprocessed:
     """Run the chain on one decoded frame (numpy or CuPy; the result stays on that device).
 
     Args:
@@ -58,7 +68,7 @@ def preprocess(raw, meta: Optional[DicomMeta], *, stage: Stage = "crop", size: O
     return Preprocessed(img, box, flipped)
 
 
-def parse_size(text: str) -> Tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
     """``"512x256"`` → ``(512, 256)`` (height × width)."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))

@@ -1,4 +1,5 @@
 """``rsna-mammo decode``: DICOM files → .npy (and optional PNG), all cores, no torch."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,6 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -20,24 +20,36 @@ from .decoding import decode_file
 from .parallel import default_workers, map_files
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="DICOM files or folders (searched for *.dcm)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for <stem>.npy")
-    p.add_argument("--stage", choices=STAGES, default="raw",
-                   help="raw: stored values (native dtype); voi: float32 [0,1]; crop: VOI + breast crop")
+    p.add_argument(
+        "--stage",
+        choices=STAGES,
+        default="raw",
+        help="raw: stored values (native dtype); voi: float32 [0,1]; crop: VOI + breast crop",
+    )
     p.add_argument("--size", metavar="HxW", help="resize with padding to HxW (voi/crop stages)")
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="decode backend (default: auto)")
     p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="cuda: nvImageCodec batch decode + CuPy VOI/crop/resize on the GPU (needs CuPy and "
-                        "nvImageCodec); cpu: CPU backends in worker processes; auto (default): cuda when available")
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="cuda: nvImageCodec batch decode + CuPy VOI/crop/resize on the GPU (needs CuPy and "
+        "nvImageCodec); cpu: CPU backends in worker processes; auto (default): cuda when available",
+    )
     p.add_argument("--no-flip", action="store_true", help="crop stage: keep the original orientation")
     p.add_argument("--png", action="store_true", help="also write an 8-bit <stem>.png to look at")
     p.add_argument("--summary", metavar="FILE", help="write a JSON summary of the run")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S",
-                   help="seconds one file may take before its worker is killed and the file reported "
-                        "(CPU path; 0: no limit; default 600)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds one file may take before its worker is killed and the file reported "
+        "(CPU path; 0: no limit; default 600)",
+    )
 
 
 @dataclass(frozen=True)
@@ -45,7 +57,7 @@ class DecodeJob:
     path: str
     out: str  # output path without extension
     stage: str
-    size: Optional[Tuple[int, int]]
+    size: tuple[int, int] | None
     backend: str
     flip: bool
     png: bool
@@ -54,7 +66,7 @@ class DecodeJob:
         return self.path
 
 
-def find_dicoms(inputs: List[str]) -> List[str]:
+def find_dicoms(inputs: list[str]) -> list[str]:
     """Expand folders to their ``*.dcm`` files (sorted); keep files as given."""
     out = []
     for f in inputs:
@@ -66,7 +78,7 @@ def find_dicoms(inputs: List[str]) -> List[str]:
     return out
 
 
-def output_stems(paths: List[str], out_dir: str) -> List[str]:
+def output_stems(paths: list[str], out_dir: str) -> list[str]:
     """``out_dir/<stem>``; a stem shared by several inputs is prefixed by its parent folder."""
     stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     counts = Counter(stems)
@@ -106,12 +118,21 @@ def run_job(job: DecodeJob) -> dict:
     dec = decode_file(job.path, job.backend)
     res = preprocess(dec.pixels, dec.meta, stage=job.stage, size=job.size, flip=job.flip)
     img = np.ascontiguousarray(res.image)
-    return write_outputs(job, img, {"backend": dec.backend, "device": "cpu",
-                                    "transfer_syntax": dec.meta.transfer_syntax, "box": list(res.box),
-                                    "flipped": res.flipped, "seconds": round(time.perf_counter() - t0, 4)})
+    return write_outputs(
+        job,
+        img,
+        {
+            "backend": dec.backend,
+            "device": "cpu",
+            "transfer_syntax": dec.meta.transfer_syntax,
+            "box": list(res.box),
+            "flipped": res.flipped,
+            "seconds": round(time.perf_counter() - t0, 4),
+        },
+    )
 
 
-def resolve_decode_device(device: str) -> Tuple[str, Optional[str]]:
+def resolve_decode_device(device: str) -> tuple[str, str | None]:
     """``(device to use, reason the GPU is not used)``: ``auto`` → cuda when the GPU path runs here."""
     if device == "cpu":
         return "cpu", None
@@ -126,26 +147,31 @@ def resolve_decode_device(device: str) -> Tuple[str, Optional[str]]:
 def run(args: argparse.Namespace) -> int:
     device, why = resolve_decode_device(args.device)
     if device == "error":
-        print(f"rsna-mammo decode: --device cuda is not available here: {why}; use --device cpu or auto",
-              file=sys.stderr)
+        print(
+            f"rsna-mammo decode: --device cuda is not available here: {why}; use --device cpu or auto", file=sys.stderr
+        )
         return 2
     if why and args.device == "auto":
         logging.getLogger(__name__).info("decoding on the CPU (%s)", why)
     size = parse_size(args.size) if args.size else None
     paths = find_dicoms(args.files)
     os.makedirs(args.out, exist_ok=True)
-    jobs = [DecodeJob(p, o, args.stage, size, args.backend, not args.no_flip, args.png)
-            for p, o in zip(paths, output_stems(paths, args.out))]
+    jobs = [
+        DecodeJob(p, o, args.stage, size, args.backend, not args.no_flip, args.png)
+        for p, o in zip(paths, output_stems(paths, args.out))
+    ]
     t0 = time.perf_counter()
     ok, failed = [], []
     if device == "cuda":
         from .cli_decode_gpu import default_batch_size, run_gpu
 
-        results = run_gpu(jobs, workers=args.workers or default_workers(), batch_size=default_batch_size(),
-                          write=write_outputs)
+        results = run_gpu(
+            jobs, workers=args.workers or default_workers(), batch_size=default_batch_size(), write=write_outputs
+        )
     else:
-        results = map_files(run_job, jobs, workers=args.workers or default_workers(),
-                            timeout=args.timeout if args.timeout > 0 else None)
+        results = map_files(
+            run_job, jobs, workers=args.workers or default_workers(), timeout=args.timeout if args.timeout > 0 else None
+        )
     for job, good, res in results:
         if good:
             ok.append(res)
@@ -154,14 +180,26 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {res}", file=sys.stderr)
     elapsed = time.perf_counter() - t0
     unaccounted = len(jobs) - len(ok) - len(failed)
-    print(f"{len(ok)} ok, {len(failed)} failed, {unaccounted} unaccounted "
-          f"({len(ok) / elapsed if elapsed > 0 else 0:.2f} images/s)", file=sys.stderr)
+    print(
+        f"{len(ok)} ok, {len(failed)} failed, {unaccounted} unaccounted "
+        f"({len(ok) / elapsed if elapsed > 0 else 0:.2f} images/s)",
+        file=sys.stderr,
+    )
     if args.summary:
-        summary = {"files": len(jobs), "ok": len(ok), "failed": len(failed), "unaccounted": unaccounted,
-                   "seconds": round(elapsed, 3), "images_per_s": round(len(ok) / elapsed, 3) if elapsed else None,
-                   "stage": args.stage, "size": list(size) if size else None, "backend": args.backend,
-                   "device": device,
-                   "workers": args.workers or default_workers(), "results": sorted(ok, key=lambda r: r["path"]),
-                   "errors": failed}
+        summary = {
+            "files": len(jobs),
+            "ok": len(ok),
+            "failed": len(failed),
+            "unaccounted": unaccounted,
+            "seconds": round(elapsed, 3),
+            "images_per_s": round(len(ok) / elapsed, 3) if elapsed else None,
+            "stage": args.stage,
+            "size": list(size) if size else None,
+            "backend": args.backend,
+            "device": device,
+            "workers": args.workers or default_workers(),
+            "results": sorted(ok, key=lambda r: r["path"]),
+            "errors": failed,
+        }
         atomic_write(args.summary, json.dumps(summary, indent=2))
     return 1 if failed or unaccounted else 0

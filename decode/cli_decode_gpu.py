@@ -8,14 +8,15 @@ that file only. VOI, crop and resize run on the GPU (:mod:`decode.gpu_chain`); o
 finished array is copied to the host to be written. A codec that fails the start-up
 probe (nvJPEG's all-zero 9–15-bit lossless JPEG) is decoded on the CPU for the run.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from .xp import to_host
 log = logging.getLogger(__name__)
 
 
-def gpu_unavailable_reason() -> Optional[str]:
+def gpu_unavailable_reason() -> str | None:
     """Why the GPU decode path cannot run here (``None`` when it can)."""
     try:
         import cupy
@@ -82,9 +83,15 @@ class _HostStream:
         return False
 
 
-def run_gpu(jobs: List, *, workers: int, batch_size: int = 8, lookahead: int = 2,
-            write: Callable[[object, np.ndarray, dict], dict], device: str = "cuda"
-            ) -> Iterator[Tuple[object, bool, object]]:
+def run_gpu(
+    jobs: list,
+    *,
+    workers: int,
+    batch_size: int = 8,
+    lookahead: int = 2,
+    write: Callable[[object, np.ndarray, dict], dict],
+    device: str = "cuda",
+) -> Iterator[tuple[object, bool, object]]:
     """Decode and preprocess ``jobs`` on the GPU; yields ``(job, ok, result_or_DicomError)``.
 
     Args:
@@ -107,7 +114,7 @@ def run_gpu(jobs: List, *, workers: int, batch_size: int = 8, lookahead: int = 2
         decoder = NvImageCodecDecoder(device="cpu")
         syntaxes = decoder.calibrate(CPU_SYNTAXES)
         stream = _HostStream()
-    batches = deque(jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size))
+    batches = deque(jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         pending = deque()
         while batches or pending:
@@ -116,12 +123,11 @@ def run_gpu(jobs: List, *, workers: int, batch_size: int = 8, lookahead: int = 2
             yield from _gpu_batch(pending.popleft().result(), decoder, stream, write)
 
 
-def _gpu_batch(read: list, decoder: NvImageCodecDecoder, stream, write) -> Iterator[Tuple[object, bool, object]]:
+def _gpu_batch(read: list, decoder: NvImageCodecDecoder, stream, write) -> Iterator[tuple[object, bool, object]]:
     """Decode one read batch in a single nvImageCodec call, run the chain, write each file."""
     gpu = [(k, r[2], r[1].meta.transfer_syntax) for k, r in enumerate(read) if r[2] is not None]
     with stream:
-        decoded = decoder.decode_exact([g[1] for g in gpu], [g[2] for g in gpu], cuda_stream=stream.ptr) \
-            if gpu else []
+        decoded = decoder.decode_exact([g[1] for g in gpu], [g[2] for g in gpu], cuda_stream=stream.ptr) if gpu else []
     on_gpu = {g[0]: arr for g, arr in zip(gpu, decoded)}
     for k, (job, dfile, _cs, reason, cpu) in enumerate(read):
         if isinstance(dfile, DicomError):
@@ -136,12 +142,19 @@ def _gpu_batch(read: list, decoder: NvImageCodecDecoder, stream, write) -> Itera
                         log.warning("%s: nvImageCodec returned no image; decoding on the CPU", job.path)
                     cpu = cpu or decode_pixels(dfile, job.backend)
                     raw, backend = _to_decoder_device(cpu.pixels, decoder.device), cpu.backend
-                res = preprocess_image(raw, record_params(dfile.meta), meta=dfile.meta, stage=job.stage,
-                                       size=job.size, flip=job.flip)
+                res = preprocess_image(
+                    raw, record_params(dfile.meta), meta=dfile.meta, stage=job.stage, size=job.size, flip=job.flip
+                )
                 img = to_host(res.image)
-            info = {"backend": backend, "device": decoder.device, "transfer_syntax": dfile.meta.transfer_syntax,
-                    "box": list(res.box), "flipped": res.flipped, "cpu_reason": reason or None,
-                    "seconds": round(time.perf_counter() - t0, 4)}
+            info = {
+                "backend": backend,
+                "device": decoder.device,
+                "transfer_syntax": dfile.meta.transfer_syntax,
+                "box": list(res.box),
+                "flipped": res.flipped,
+                "cpu_reason": reason or None,
+                "seconds": round(time.perf_counter() - t0, 4),
+            }
             yield job, True, write(job, np.ascontiguousarray(img), info)
         except DicomError as exc:
             yield job, False, exc

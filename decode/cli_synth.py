@@ -1,10 +1,10 @@
 """``rsna-mammo synth``: write a synthetic RSNA-layout dataset."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,8 +25,15 @@ def run(args: argparse.Namespace) -> int:
     if args.patients < 1 or args.height < 16 or args.width < 16:
         print("rsna-mammo synth: need --patients >= 1 and --height/--width >= 16", file=sys.stderr)
         return 2
-    counts = make_dataset(args.out, patients=args.patients, test_patients=args.test_patients, height=args.height,
-                          width=args.width, seed=args.seed, cancer_rate=args.cancer_rate,
-                          workers=args.workers or default_workers())
+    counts = make_dataset(
+        args.out,
+        patients=args.patients,
+        test_patients=args.test_patients,
+        height=args.height,
+        width=args.width,
+        seed=args.seed,
+        cancer_rate=args.cancer_rate,
+        workers=args.workers or default_workers(),
+    )
     print(json.dumps({"out": args.out, **counts}))
     return 0

@@ -1,9 +1,9 @@
 """A malformed-input corpus, generated on demand (never committed): each case names the
 error type it must produce. Used by the tests and by ``benchmarks/reliability.py``."""
+
 from __future__ import annotations
 
 import os
-from typing import Dict, Tuple, Type
 
 import numpy as np
 
@@ -11,10 +11,10 @@ from . import syntax as TS
 from .errors import CorruptDicomError, DicomError, UnreadableDicomError, UnsupportedDicomError
 from .synth import write_dicom
 
-Expected = Type[DicomError]
+Expected = type[DicomError]
 
 
-def build_corpus(folder: str, *, seed: int = 0) -> Tuple[Dict[str, str], Dict[str, Tuple[str, Expected]], np.ndarray]:
+def build_corpus(folder: str, *, seed: int = 0) -> tuple[dict[str, str], dict[str, tuple[str, Expected]], np.ndarray]:
     """Write valid and malformed files into ``folder``.
 
     Returns:
@@ -28,11 +28,13 @@ def build_corpus(folder: str, *, seed: int = 0) -> Tuple[Dict[str, str], Dict[st
     rng = np.random.default_rng(seed)
     px = rng.integers(0, 4096, (64, 48)).astype(np.uint16)
     j = os.path.join
-    good = {"j2k": write_dicom(j(folder, "good_j2k.dcm"), px, transfer_syntax=TS.JPEG2000_LOSSLESS),
-            "jll": write_dicom(j(folder, "good_jll.dcm"), px, transfer_syntax=TS.JPEG_LOSSLESS_SV1),
-            "native": write_dicom(j(folder, "good_native.dcm"), px, transfer_syntax=TS.EXPLICIT_LE)}
+    good = {
+        "j2k": write_dicom(j(folder, "good_j2k.dcm"), px, transfer_syntax=TS.JPEG2000_LOSSLESS),
+        "jll": write_dicom(j(folder, "good_jll.dcm"), px, transfer_syntax=TS.JPEG_LOSSLESS_SV1),
+        "native": write_dicom(j(folder, "good_native.dcm"), px, transfer_syntax=TS.EXPLICIT_LE),
+    }
     raw = {k: open(p, "rb").read() for k, p in good.items()}
-    bad: Dict[str, Tuple[str, Expected]] = {}
+    bad: dict[str, tuple[str, Expected]] = {}
 
     def put(name, data, expected):
         p = j(folder, f"{name}.dcm")

@@ -5,15 +5,14 @@ profiles: the longest run of columns (then rows, inside those columns) whose
 foreground fraction exceeds ``min_fraction``. Small bright labels separated from the
 breast by background fall outside that run. Nothing found → the full frame.
 """
-from __future__ import annotations
 
-from typing import Tuple
+from __future__ import annotations
 
 import numpy as np
 
 from .xp import array_module, to_host
 
-Box = Tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)
+Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)
 
 
 def otsu_threshold(img, bins: int = 256, xp=None) -> float:
@@ -35,7 +34,7 @@ def otsu_threshold(img, bins: int = 256, xp=None) -> float:
     return float((k + 1) / bins)
 
 
-def _longest_run(flags: np.ndarray) -> Tuple[int, int]:
+def _longest_run(flags: np.ndarray) -> tuple[int, int]:
     """[start, stop) of the longest run of True; (0, 0) when there is none."""
     best, start, best_run = 0, None, (0, 0)
     for i, f in enumerate(list(flags) + [False]):
@@ -89,7 +88,7 @@ def needs_flip(img) -> bool:
     """True when the breast is on the right (more signal in the right half)."""
     w = img.shape[1]
     left = float(img[:, : w // 2].sum())
-    right = float(img[:, w - w // 2:].sum())
+    right = float(img[:, w - w // 2 :].sum())
     return right > left
 
 

@@ -1,4 +1,5 @@
 """Decode one DICOM file to its stored values with a registry backend."""
+
 from __future__ import annotations
 
 import logging

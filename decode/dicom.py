@@ -3,6 +3,7 @@
 Codestreams are taken from the encapsulated Pixel Data with
 ``pydicom.encaps.generate_frames``, never by searching bytes for a marker.
 """
+
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,6 @@ import os
 import struct
 import warnings
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def _float_list(value) -> tuple:
     return (float(value),)
 
 
-def _lut_from_item(item, little_endian: bool, voi: bool) -> Optional[Lut]:
+def _lut_from_item(item, little_endian: bool, voi: bool) -> Lut | None:
     desc = list(item.LUTDescriptor)
     nr_entries = int(desc[0]) or 2**16
     first_map = int(desc[1])
@@ -222,7 +222,7 @@ class CodestreamInfo:
     codec: str  # "j2k" or "jpeg-lossless"
 
 
-def j2k_info(cs: bytes) -> Optional[CodestreamInfo]:
+def j2k_info(cs: bytes) -> CodestreamInfo | None:
     """Parse the SIZ segment that must follow SOC at the start of a J2K codestream.
 
     Returns None when the stream does not start with SOC+SIZ (e.g. a JP2 wrapper).
@@ -231,11 +231,17 @@ def j2k_info(cs: bytes) -> Optional[CodestreamInfo]:
         return None
     (_lsiz, _rsiz, xsiz, ysiz, xo, yo, _xt, _yt, _xto, _yto, csiz) = struct.unpack(">HHIIIIIIIIH", cs[4:42])
     ssiz = cs[42]
-    return CodestreamInfo(rows=ysiz - yo, columns=xsiz - xo, components=csiz,
-                          precision=(ssiz & 0x7F) + 1, signed=bool(ssiz & 0x80), codec="j2k")
+    return CodestreamInfo(
+        rows=ysiz - yo,
+        columns=xsiz - xo,
+        components=csiz,
+        precision=(ssiz & 0x7F) + 1,
+        signed=bool(ssiz & 0x80),
+        codec="j2k",
+    )
 
 
-def jpeg_sof_info(cs: bytes) -> Optional[CodestreamInfo]:
+def jpeg_sof_info(cs: bytes) -> CodestreamInfo | None:
     """Walk JPEG marker segments from SOI to the first SOF and read it.
 
     Marker segments are walked by their lengths (never a byte search). Returns None when
@@ -251,20 +257,26 @@ def jpeg_sof_info(cs: bytes) -> Optional[CodestreamInfo]:
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        length = struct.unpack(">H", cs[i + 2:i + 4])[0]
+        length = struct.unpack(">H", cs[i + 2 : i + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             if i + 10 > len(cs):
                 return None
-            precision, rows, cols, comps = struct.unpack(">BHHB", cs[i + 4:i + 10])
-            return CodestreamInfo(rows=rows, columns=cols, components=comps, precision=precision,
-                                  signed=False, codec="jpeg-lossless" if marker == 0xC3 else f"jpeg-sof{marker - 0xC0}")
+            precision, rows, cols, comps = struct.unpack(">BHHB", cs[i + 4 : i + 10])
+            return CodestreamInfo(
+                rows=rows,
+                columns=cols,
+                components=comps,
+                precision=precision,
+                signed=False,
+                codec="jpeg-lossless" if marker == 0xC3 else f"jpeg-sof{marker - 0xC0}",
+            )
         if marker == 0xDA:
             return None
         i += 2 + length
     return None
 
 
-def check_codestream(dfile: DicomFile) -> Optional[CodestreamInfo]:
+def check_codestream(dfile: DicomFile) -> CodestreamInfo | None:
     """Refuse a codestream whose own header (J2K SIZ, JPEG SOF) disagrees with the DICOM header.
 
     Catches what a lenient decoder would otherwise turn into wrong pixels: other
@@ -281,8 +293,9 @@ def check_codestream(dfile: DicomFile) -> Optional[CodestreamInfo]:
 
     meta = dfile.meta
     if meta.transfer_syntax in NATIVE_LE and "PixelData" in dfile.ds and dfile.ds["PixelData"].is_undefined_length:
-        raise CorruptDicomError(dfile.path, f"encapsulated Pixel Data under native transfer syntax "
-                                            f"{meta.transfer_syntax}")
+        raise CorruptDicomError(
+            dfile.path, f"encapsulated Pixel Data under native transfer syntax {meta.transfer_syntax}"
+        )
     if meta.transfer_syntax in J2K_FAMILY:
         info = j2k_info(dfile.codestream())
     elif meta.transfer_syntax in LOSSLESS_JPEG:
@@ -292,16 +305,20 @@ def check_codestream(dfile: DicomFile) -> Optional[CodestreamInfo]:
     if info is None:
         return None
     if info.components in (2, 3, 4):
-        raise UnsupportedDicomError(dfile.path, f"codestream has {info.components} colour components; "
-                                                "greyscale expected")
+        raise UnsupportedDicomError(
+            dfile.path, f"codestream has {info.components} colour components; greyscale expected"
+        )
     if info.components != 1 or not 1 <= info.precision <= 38:
-        raise CorruptDicomError(dfile.path, f"garbage codestream header ({info.components} components, "
-                                            f"{info.precision}-bit)")
+        raise CorruptDicomError(
+            dfile.path, f"garbage codestream header ({info.components} components, {info.precision}-bit)"
+        )
     if (info.rows, info.columns) != meta.shape:
-        raise CorruptDicomError(dfile.path, f"codestream is {info.rows}x{info.columns}, "
-                                            f"the header says {meta.rows}x{meta.columns}")
+        raise CorruptDicomError(
+            dfile.path, f"codestream is {info.rows}x{info.columns}, the header says {meta.rows}x{meta.columns}"
+        )
     container = 8 if info.precision <= 8 else 16 if info.precision <= 16 else 32
     if container != meta.bits_allocated:
-        raise CorruptDicomError(dfile.path, f"codestream precision {info.precision} bits does not fit "
-                                            f"Bits Allocated {meta.bits_allocated}")
+        raise CorruptDicomError(
+            dfile.path, f"codestream precision {info.precision} bits does not fit Bits Allocated {meta.bits_allocated}"
+        )
     return info

@@ -1,24 +1,30 @@
 """``rsna-mammo env``: versions of everything the engine uses, and the GPU."""
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import platform
-from typing import Dict, Optional
-
 
 #: printed name → (import name, distribution names to ask for a version)
 MODULES = {
-    "numpy": ("numpy", ()), "pandas": ("pandas", ()), "pydicom": ("pydicom", ()),
-    "pylibjpeg": ("pylibjpeg", ()), "pylibjpeg-openjpeg": ("openjpeg", ("pylibjpeg-openjpeg",)),
-    "pylibjpeg-libjpeg": ("libjpeg", ("pylibjpeg-libjpeg",)), "dicomsdl": ("dicomsdl", ("dicomsdl",)),
-    "imagecodecs": ("imagecodecs", ()), "torch": ("torch", ()), "timm": ("timm", ()),
+    "numpy": ("numpy", ()),
+    "pandas": ("pandas", ()),
+    "pydicom": ("pydicom", ()),
+    "pylibjpeg": ("pylibjpeg", ()),
+    "pylibjpeg-openjpeg": ("openjpeg", ("pylibjpeg-openjpeg",)),
+    "pylibjpeg-libjpeg": ("libjpeg", ("pylibjpeg-libjpeg",)),
+    "dicomsdl": ("dicomsdl", ("dicomsdl",)),
+    "imagecodecs": ("imagecodecs", ()),
+    "torch": ("torch", ()),
+    "timm": ("timm", ()),
     "nvidia-dali": ("nvidia.dali", ("nvidia-dali-cuda130", "nvidia-dali-cuda120")),
-    "cupy": ("cupy", ()), "nvimgcodec": ("nvidia.nvimgcodec", ("nvidia-nvimgcodec-cu13", "nvidia-nvimgcodec-cu12")),
+    "cupy": ("cupy", ()),
+    "nvimgcodec": ("nvidia.nvimgcodec", ("nvidia-nvimgcodec-cu13", "nvidia-nvimgcodec-cu12")),
 }
 
 
-def _version(module: str, dists=()) -> Optional[str]:
+def _version(module: str, dists=()) -> str | None:
     """The module's version, or None when it does not import."""
     try:
         m = importlib.import_module(module)
@@ -34,7 +40,7 @@ def _version(module: str, dists=()) -> Optional[str]:
     return str(getattr(m, "__version__", None) or "installed")
 
 
-def gpu_info() -> Dict[str, Optional[str]]:
+def gpu_info() -> dict[str, str | None]:
     """GPU name, driver-visible CUDA version and torch's CUDA build (None when absent)."""
     info = {"gpu": None, "cuda": None, "torch_cuda": None, "gpu_count": 0}
     try:
@@ -50,10 +56,13 @@ def gpu_info() -> Dict[str, Optional[str]]:
     return info
 
 
-def collect(with_torch: bool = True) -> Dict[str, object]:
+def collect(with_torch: bool = True) -> dict[str, object]:
     """Everything ``env`` prints, as a dict (also recorded in benchmark JSON)."""
-    out: Dict[str, object] = {"python": platform.python_version(), "platform": platform.platform(),
-                              "cpu": platform.processor() or platform.machine()}
+    out: dict[str, object] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+    }
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -3,6 +3,7 @@
 Every error carries the path of the file it is about and renders as a single line,
 ``<path>: <reason>``, so command-line tools can print it as-is and keep going.
 """
+
 from __future__ import annotations
 
 import os

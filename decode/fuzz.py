@@ -5,11 +5,11 @@ pixels equal to pydicom's own ``pixel_array`` of the same bytes — never a cras
 or pixels that disagree with the reference. Used by the tests (hypothesis) and by
 ``benchmarks/reliability.py`` (figures).
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -53,14 +53,14 @@ def mutate(data: bytes, m: Mutation, seed: int = 0) -> bytes:
     if m.kind == "flip":
         buf = bytearray(data)
         start = int(m.where * (n - 1))
-        for k in range(m.count):
+        for _ in range(m.count):
             pos = min(n - 1, start + int(rng.integers(0, max(1, n // 50))))
             buf[pos] ^= 1 << int(rng.integers(0, 8))
         return bytes(buf)
     if m.kind == "garbage":
         buf = bytearray(data)
         start = int(m.where * (n - 1))
-        buf[start:start + m.count] = rng.integers(0, 256, min(m.count, n - start), dtype=np.uint8).tobytes()
+        buf[start : start + m.count] = rng.integers(0, 256, min(m.count, n - start), dtype=np.uint8).tobytes()
         return bytes(buf)
     if m.kind == "header":
         import io
@@ -109,7 +109,7 @@ def check_file(path: str, backend: str) -> str:
         except DicomError:
             return "error"
         try:
-            ref: Optional[np.ndarray] = pydicom.dcmread(path).pixel_array
+            ref: np.ndarray | None = pydicom.dcmread(path).pixel_array
         except Exception:
             return "lenient"
         if got.shape == ref.shape and got.dtype == ref.dtype and np.array_equal(got, ref):
@@ -146,8 +146,15 @@ def check_case(case: FuzzCase) -> str:
 DEFAULT_PATH = ("native", "imagecodecs", "pydicom")
 
 
-def run_fuzz(sources: List[bytes], mutations: List[Mutation], folder: str, *, workers: int = 2,
-             timeout: float = 20.0, backends: Optional[List[str]] = None) -> Tuple[Dict[str, object], List[str]]:
+def run_fuzz(
+    sources: list[bytes],
+    mutations: list[Mutation],
+    folder: str,
+    *,
+    workers: int = 2,
+    timeout: float = 20.0,
+    backends: list[str] | None = None,
+) -> tuple[dict[str, object], list[str]]:
     """Write each mutation of a source file into ``folder``; check it on every CPU backend.
 
     Each (file, backend) pair runs in a contained worker, so a native crash or hang is
@@ -159,8 +166,11 @@ def run_fuzz(sources: List[bytes], mutations: List[Mutation], folder: str, *, wo
     from .backends import BACKENDS
     from .parallel import map_files
 
-    names = backends or [n for n, b in BACKENDS.items() if b.available() and n in
-                         ("native", "imagecodecs", "pylibjpeg", "dicomsdl", "pydicom")]
+    names = backends or [
+        n
+        for n, b in BACKENDS.items()
+        if b.available() and n in ("native", "imagecodecs", "pylibjpeg", "dicomsdl", "pydicom")
+    ]
     os.makedirs(folder, exist_ok=True)
     cases = []
     for k, m in enumerate(mutations):
@@ -169,8 +179,17 @@ def run_fuzz(sources: List[bytes], mutations: List[Mutation], folder: str, *, wo
         with open(path, "wb") as f:
             f.write(data)
         cases.extend(FuzzCase(path, m, n) for n in names)
-    counts: Dict[str, object] = {"inputs": len(mutations), "checks": 0, "error": 0, "exact": 0, "lenient": 0,
-                                 "corrupt_decoded": 0, "mismatch": 0, "crashed": {}, "hung": {}}
+    counts: dict[str, object] = {
+        "inputs": len(mutations),
+        "checks": 0,
+        "error": 0,
+        "exact": 0,
+        "lenient": 0,
+        "corrupt_decoded": 0,
+        "mismatch": 0,
+        "crashed": {},
+        "hung": {},
+    }
     problems = []
     for case, ok, res in map_files(check_case, cases, workers=workers, timeout=timeout):
         if not ok:
@@ -200,7 +219,7 @@ def run_fuzz(sources: List[bytes], mutations: List[Mutation], folder: str, *, wo
     return counts, problems
 
 
-def fuzz_sources(folder: str, size: Tuple[int, int] = (64, 48)) -> List[bytes]:
+def fuzz_sources(folder: str, size: tuple[int, int] = (64, 48)) -> list[bytes]:
     """Valid files to mutate: JPEG 2000 and lossless JPEG at 12 and 16 bits, MONO1 and MONO2."""
     from . import syntax as TS
     from .synth import make_mammogram, to_stored, write_dicom
@@ -212,8 +231,15 @@ def fuzz_sources(folder: str, size: Tuple[int, int] = (64, 48)) -> List[bytes]:
         for bits, photometric in ((12, "MONOCHROME1"), (16, "MONOCHROME2")):
             stored, (c, w) = to_stored(img, bits, photometric)
             path = os.path.join(folder, f"source_{TS.short_name(ts)}_{bits}.dcm")
-            write_dicom(path, stored, transfer_syntax=ts, bits_stored=bits, photometric=photometric,
-                        window=([c], [w]), voi_function="LINEAR")
+            write_dicom(
+                path,
+                stored,
+                transfer_syntax=ts,
+                bits_stored=bits,
+                photometric=photometric,
+                window=([c], [w]),
+                voi_function="LINEAR",
+            )
             with open(path, "rb") as f:
                 out.append(f.read())
     return out

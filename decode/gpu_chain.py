@@ -12,10 +12,11 @@ arithmetic in numpy (identical to :func:`decode.voi.apply_voi`), which is how th
 code path is tested on a machine without a GPU. VOI LUT Sequence / Modality LUT
 images need their header (``meta``) and go through :func:`decode.voi.apply_voi`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,7 +52,11 @@ def voi_kernel():
 
     return cupy.ElementwiseKernel(
         "X x, float32 center, float32 scale, float32 offset, float32 slope, float32 intercept, int32 kind, "
-        "int32 invert", "T out", _VOI_SOURCE, "rsna_mammo_voi")
+        "int32 invert",
+        "T out",
+        _VOI_SOURCE,
+        "rsna_mammo_voi",
+    )
 
 
 def record_params(meta: DicomMeta) -> np.ndarray:
@@ -72,7 +77,7 @@ def _check_dtype(out_dtype) -> np.dtype:
     return dt
 
 
-def linear_params(raw, params: np.ndarray) -> Tuple[int, float, float, float, float, float]:
+def linear_params(raw, params: np.ndarray) -> tuple[int, float, float, float, float, float]:
     """Resolve ``params`` to the kernel's ``(kind, center, scale, offset, slope, intercept)``.
 
     Window kinds already hold the rescale folded into center/scale (``x`` is the stored
@@ -112,8 +117,17 @@ def voi_fused(raw, params: np.ndarray, *, out_dtype=np.float32, out=None):
         return _voi_numpy(raw, kind, center, scale, offset, slope, intercept, invert).astype(dt, copy=False)
     if out is None:
         out = xp.empty(raw.shape, dtype=dt)
-    return voi_kernel()(raw, np.float32(center), np.float32(scale), np.float32(offset), np.float32(slope),
-                        np.float32(intercept), np.int32(kind), np.int32(invert), out)
+    return voi_kernel()(
+        raw,
+        np.float32(center),
+        np.float32(scale),
+        np.float32(offset),
+        np.float32(slope),
+        np.float32(intercept),
+        np.int32(kind),
+        np.int32(invert),
+        out,
+    )
 
 
 def _voi_numpy(raw, kind, center, scale, offset, slope, intercept, invert) -> np.ndarray:
@@ -138,7 +152,7 @@ def needs_meta(params: np.ndarray) -> bool:
     return int(params[P_KIND]) == KINDS["lut"]
 
 
-def apply_voi_record(raw, params: np.ndarray, *, meta: Optional[DicomMeta] = None, out_dtype=np.float32):
+def apply_voi_record(raw, params: np.ndarray, *, meta: DicomMeta | None = None, out_dtype=np.float32):
     """VOI from the record; images with a LUT (``meta`` given and needed) use :func:`apply_voi`."""
     dt = _check_dtype(out_dtype)
     if meta is not None and (meta.modality_lut is not None or meta.voi_lut is not None):
@@ -148,9 +162,16 @@ def apply_voi_record(raw, params: np.ndarray, *, meta: Optional[DicomMeta] = Non
     return voi_fused(raw, params, out_dtype=dt)
 
 
-def preprocess_image(raw, params: np.ndarray, *, meta: Optional[DicomMeta] = None, stage: Stage = "crop",
-                     size: Optional[Tuple[int, int]] = None, flip: bool = True,
-                     out_dtype=np.float32) -> Preprocessed:
+def preprocess_image(
+    raw,
+    params: np.ndarray,
+    *,
+    meta: DicomMeta | None = None,
+    stage: Stage = "crop",
+    size: tuple[int, int] | None = None,
+    flip: bool = True,
+    out_dtype=np.float32,
+) -> Preprocessed:
     """:func:`decode.chain.preprocess` with the fused VOI (CuPy or numpy, stays on that device).
 
     Args:
@@ -163,16 +184,29 @@ def preprocess_image(raw, params: np.ndarray, *, meta: Optional[DicomMeta] = Non
         out_dtype: float32 or float16 (the chain computes in float32 and casts at the end).
     """
     dt = _check_dtype(out_dtype)
-    res = preprocess(raw, meta, stage=stage, size=size, flip=flip,
-                     voi=lambda r: apply_voi_record(r, params, meta=meta, out_dtype=np.float32))
+    res = preprocess(
+        raw,
+        meta,
+        stage=stage,
+        size=size,
+        flip=flip,
+        voi=lambda r: apply_voi_record(r, params, meta=meta, out_dtype=np.float32),
+    )
     if stage != "raw":
         res.image = res.image.astype(dt, copy=False)
     return res
 
 
-def preprocess_batch(raws: Sequence, params: Sequence[np.ndarray], *, size: Tuple[int, int],
-                     metas: Optional[Sequence[Optional[DicomMeta]]] = None, stage: Stage = "crop", flip: bool = True,
-                     out_dtype=np.float32) -> Tuple[object, List[Preprocessed]]:
+def preprocess_batch(
+    raws: Sequence,
+    params: Sequence[np.ndarray],
+    *,
+    size: tuple[int, int],
+    metas: Sequence[DicomMeta | None] | None = None,
+    stage: Stage = "crop",
+    flip: bool = True,
+    out_dtype=np.float32,
+) -> tuple[object, list[Preprocessed]]:
     """Run :func:`preprocess_image` on each frame and stack into ``[B, 1, H, W]``.
 
     Returns:

@@ -1,9 +1,9 @@
 """`DicomMeta`: the header fields the decode and preprocessing stages need, validated."""
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -52,10 +52,10 @@ class DicomMeta:
     window_centers: tuple = ()
     window_widths: tuple = ()
     voi_lut_function: str = "LINEAR"
-    voi_lut: Optional[Lut] = None
-    rescale_slope: Optional[float] = None
-    rescale_intercept: Optional[float] = None
-    modality_lut: Optional[Lut] = None
+    voi_lut: Lut | None = None
+    rescale_slope: float | None = None
+    rescale_intercept: float | None = None
+    modality_lut: Lut | None = None
     patient_id: str = ""
     image_id: str = ""
     laterality: str = ""
@@ -104,5 +104,5 @@ class DicomMeta:
     def monochrome1(self) -> bool:
         return self.photometric == "MONOCHROME1"
 
-    def replace(self, **changes) -> "DicomMeta":
+    def replace(self, **changes) -> DicomMeta:
         return dataclasses.replace(self, **changes)

@@ -6,6 +6,7 @@ failure (a :class:`~decode.errors.CorruptDicomError`); the worker is killed if n
 replaced, and every other item completes. Used by ``rsna-mammo decode``, the
 `DicomLoader`'s CPU path, ``prepare`` and the benchmarks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,8 +15,8 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from multiprocessing.connection import wait
-from typing import Callable, Hashable, Iterable, Iterator, List, Optional, Tuple
 
 from .errors import CorruptDicomError, DicomError, as_dicom_error
 
@@ -68,7 +69,7 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_main, args=(child, fn), daemon=True)
         self.proc.start()
         child.close()
-        self.key: Optional[Hashable] = None
+        self.key: Hashable | None = None
         self.item = None
         self.started = 0.0
 
@@ -99,17 +100,16 @@ class WorkerPool:
     Use as a context manager; :meth:`close` stops every worker (none is leaked).
     """
 
-    def __init__(self, fn: Callable, workers: int = 0, *, timeout: Optional[float] = None,
-                 path_of: Callable = str):
+    def __init__(self, fn: Callable, workers: int = 0, *, timeout: float | None = None, path_of: Callable = str):
         self.fn = fn
         self.timeout = timeout
         self.path_of = path_of
         self._ctx = _context()
         self._queue: deque = deque()
         self._done: deque = deque()
-        self._workers: List[_Worker] = [_Worker(self._ctx, fn) for _ in range(workers or default_workers())]
+        self._workers: list[_Worker] = [_Worker(self._ctx, fn) for _ in range(workers or default_workers())]
 
-    def __enter__(self) -> "WorkerPool":
+    def __enter__(self) -> WorkerPool:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -138,7 +138,7 @@ class WorkerPool:
             if w.key is None and self._queue:
                 self._feed(w)
 
-    def next_result(self) -> Tuple[Hashable, bool, object]:
+    def next_result(self) -> tuple[Hashable, bool, object]:
         """Block until one item finishes; return ``(key, ok, result_or_DicomError)``.
 
         Raises:
@@ -150,7 +150,7 @@ class WorkerPool:
             self._poll()
         return self._done.popleft()
 
-    def results(self) -> Iterator[Tuple[Hashable, bool, object]]:
+    def results(self) -> Iterator[tuple[Hashable, bool, object]]:
         """Yield ``(key, ok, result_or_DicomError)`` as items finish, until none is pending."""
         while self._done or self.pending:
             yield self.next_result()
@@ -194,8 +194,9 @@ class WorkerPool:
         self._workers = []
 
 
-def map_files(fn: Callable, items: Iterable, *, workers: int = 0, timeout: Optional[float] = None,
-              path_of: Callable = str) -> Iterator[Tuple[object, bool, object]]:
+def map_files(
+    fn: Callable, items: Iterable, *, workers: int = 0, timeout: float | None = None, path_of: Callable = str
+) -> Iterator[tuple[object, bool, object]]:
     """Yield ``(item, ok, result_or_DicomError)`` for every item, in completion order.
 
     Args:

@@ -7,10 +7,10 @@ and accumulated, ``K`` multiply-adds per output pixel (K ≈ 2·scale + 1), inst
 dense ``Wy @ img @ Wx.T`` (2.4× faster on a full-size crop; same weights, same result
 within 2e-7).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Tuple
 
 import numpy as np
 
@@ -36,7 +36,7 @@ def resample_weights(n_in: int, n_out: int, xp=np):
 
 
 @lru_cache(maxsize=64)
-def _taps_host(n_in: int, n_out: int) -> Tuple[np.ndarray, np.ndarray]:
+def _taps_host(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     """The band of :func:`resample_weights`: ``(index, weight)``, each ``(n_out, K)``."""
     w = _weights_host(n_in, n_out)
     nz = w > 0
@@ -64,14 +64,14 @@ def _resample_rows(x, n_out: int, xp):
     return out
 
 
-def fit_size(h: int, w: int, size: Tuple[int, int]) -> Tuple[int, int]:
+def fit_size(h: int, w: int, size: tuple[int, int]) -> tuple[int, int]:
     """The largest ``(h', w')`` with the aspect of ``(h, w)`` that fits in ``size``."""
     th, tw = size
     s = min(th / h, tw / w)
     return max(1, min(th, int(round(h * s)))), max(1, min(tw, int(round(w * s))))
 
 
-def resize(img, out_hw: Tuple[int, int]):
+def resize(img, out_hw: tuple[int, int]):
     """Resize a 2-D float image to ``out_hw`` exactly (aspect not kept); float32 out."""
     xp = array_module(img)
     h, w = img.shape
@@ -84,7 +84,7 @@ def resize(img, out_hw: Tuple[int, int]):
     return xp.ascontiguousarray(cols.T)
 
 
-def resize_pad(img, size: Tuple[int, int], *, pad_value: float = 0.0):
+def resize_pad(img, size: tuple[int, int], *, pad_value: float = 0.0):
     """Resize keeping the aspect ratio, then pad bottom/right to ``size``.
 
     Args:

@@ -1,4 +1,5 @@
 """Transfer syntax UIDs this project names, grouped by codec."""
+
 from __future__ import annotations
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"

@@ -6,12 +6,13 @@ via OpenJPEG, lossless JPEG SV1 via libjpeg-turbo, HTJ2K via OpenJPH, or uncompr
 a burned-in label, and (for cancer images) a bright lesion a model can learn;
 :func:`make_dataset` writes ``train.csv``, ``test.csv`` and the image folders.
 """
+
 from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -36,8 +37,7 @@ def encode_frame(pixels: np.ndarray, transfer_syntax: str, bits_stored: int) -> 
     if transfer_syntax in (TS.EXPLICIT_LE, TS.IMPLICIT_LE):
         return np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
     if transfer_syntax == TS.JPEG2000_LOSSLESS:
-        return imagecodecs.jpeg2k_encode(pixels, level=0, codecformat="J2K", reversible=True,
-                                         bitspersample=bits_stored)
+        return imagecodecs.jpeg2k_encode(pixels, level=0, codecformat="J2K", reversible=True, bitspersample=bits_stored)
     if transfer_syntax == TS.HTJ2K_LOSSLESS:
         return imagecodecs.htj2k_encode(pixels, level=0, reversible=True)
     if transfer_syntax == TS.JPEG_LOSSLESS_SV1:
@@ -46,11 +46,22 @@ def encode_frame(pixels: np.ndarray, transfer_syntax: str, bits_stored: int) -> 
     raise ValueError(f"cannot encode transfer syntax {transfer_syntax}; allowed: {', '.join(ENCODABLE)}")
 
 
-def write_dicom(path: str, pixels: np.ndarray, *, transfer_syntax: str = TS.JPEG2000_LOSSLESS,
-                bits_stored: int = 12, photometric: str = "MONOCHROME2",
-                window: Optional[Tuple[Sequence[float], Sequence[float]]] = None, voi_function: Optional[str] = None,
-                rescale: Optional[Tuple[float, float]] = None, patient_id: str = "1", image_id: str = "1",
-                laterality: str = "L", view: str = "CC", extra: Optional[Dict[str, object]] = None) -> str:
+def write_dicom(
+    path: str,
+    pixels: np.ndarray,
+    *,
+    transfer_syntax: str = TS.JPEG2000_LOSSLESS,
+    bits_stored: int = 12,
+    photometric: str = "MONOCHROME2",
+    window: tuple[Sequence[float], Sequence[float]] | None = None,
+    voi_function: str | None = None,
+    rescale: tuple[float, float] | None = None,
+    patient_id: str = "1",
+    image_id: str = "1",
+    laterality: str = "L",
+    view: str = "CC",
+    extra: dict[str, object] | None = None,
+) -> str:
     """Write ``pixels`` as a single-frame greyscale DICOM file and return ``path``.
 
     ``pixels`` dtype decides Bits Allocated and Pixel Representation (int16 → signed).
@@ -109,15 +120,16 @@ def write_dicom(path: str, pixels: np.ndarray, *, transfer_syntax: str = TS.JPEG
     return atomic_write(path, lambda f: ds.save_as(f, enforce_file_format=True))
 
 
-def _smooth_noise(rng: np.random.Generator, shape: Tuple[int, int], cells: int) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
     h, w = shape
     ch = max(2, cells)
     cw = max(2, int(round(cells * w / h)))
     return resize(rng.standard_normal((ch, cw)).astype(np.float32), (h, w))
 
 
-def make_mammogram(rng: np.random.Generator, height: int, width: int, *, side: str = "L",
-                   cancer: bool = False, label: bool = True) -> np.ndarray:
+def make_mammogram(
+    rng: np.random.Generator, height: int, width: int, *, side: str = "L", cancer: bool = False, label: bool = True
+) -> np.ndarray:
     """A mammogram-like float image in [0, 1]: breast bright on a dark background.
 
     The chest wall is at the left edge for ``side="L"``, at the right for ``"R"``
@@ -126,7 +138,7 @@ def make_mammogram(rng: np.random.Generator, height: int, width: int, *, side: s
     h, w = height, width
     yy = (np.arange(h, dtype=np.float32)[:, None] - h * rng.uniform(0.45, 0.55)) / (h * rng.uniform(0.40, 0.48))
     xx = np.arange(w, dtype=np.float32)[None, :] / (w * rng.uniform(0.55, 0.8))
-    r = np.sqrt(xx ** 2 + yy ** 2)
+    r = np.sqrt(xx**2 + yy**2)
     breast = r < 1.0
     thickness = np.clip((1.0 - r) * 6.0, 0.0, 1.0)  # falls off at the skin line
     tissue = 0.45 + 0.08 * _smooth_noise(rng, (h, w), 6) + 0.05 * _smooth_noise(rng, (h, w), 24)
@@ -140,10 +152,10 @@ def make_mammogram(rng: np.random.Generator, height: int, width: int, *, side: s
         rad = max(2.0, 0.07 * min(h, w))
         ly = (np.arange(h, dtype=np.float32)[:, None] - cy) / rad
         lx = (np.arange(w, dtype=np.float32)[None, :] - cx) / rad
-        img += 0.4 * np.exp(-(lx ** 2 + ly ** 2) * 1.5).astype(np.float32)
+        img += 0.4 * np.exp(-(lx**2 + ly**2) * 1.5).astype(np.float32)
     if label and h >= 32 and w >= 32:  # a burned-in marker far from the chest wall
         lh, lw = max(2, h // 40), max(3, w // 15)
-        img[h // 20: h // 20 + lh, w - w // 10 - lw: w - w // 10] = 0.95
+        img[h // 20 : h // 20 + lh, w - w // 10 - lw : w - w // 10] = 0.95
     img = np.clip(img, 0.0, 1.0)
     return img[:, ::-1].copy() if side == "R" else img
 
@@ -169,7 +181,7 @@ MACHINES = (
 )
 
 
-def to_stored(img01: np.ndarray, bits: int, photometric: str) -> Tuple[np.ndarray, Tuple[float, float]]:
+def to_stored(img01: np.ndarray, bits: int, photometric: str) -> tuple[np.ndarray, tuple[float, float]]:
     """Quantise a [0, 1] image to ``bits`` and pick a window that shows the tissue.
 
     Returns:
@@ -184,25 +196,78 @@ def to_stored(img01: np.ndarray, bits: int, photometric: str) -> Tuple[np.ndarra
     return stored, (round(center, 1), round(width, 1))
 
 
-def write_mammogram(path: str, rng: np.random.Generator, machine: Machine, *, height: int, width: int,
-                    side: str, cancer: bool, patient_id: str, image_id: str, view: str) -> str:
+def write_mammogram(
+    path: str,
+    rng: np.random.Generator,
+    machine: Machine,
+    *,
+    height: int,
+    width: int,
+    side: str,
+    cancer: bool,
+    patient_id: str,
+    image_id: str,
+    view: str,
+) -> str:
     """Draw one synthetic mammogram and write it the way ``machine`` stores images."""
     img = make_mammogram(rng, height, width, side=side, cancer=cancer)
     stored, (c, w) = to_stored(img, machine.bits, machine.photometric)
-    return write_dicom(path, stored, transfer_syntax=machine.transfer_syntax, bits_stored=machine.bits,
-                       photometric=machine.photometric, window=([c], [w]), voi_function=machine.voi_function,
-                       patient_id=patient_id, image_id=image_id, laterality=side, view=view)
+    return write_dicom(
+        path,
+        stored,
+        transfer_syntax=machine.transfer_syntax,
+        bits_stored=machine.bits,
+        photometric=machine.photometric,
+        window=([c], [w]),
+        voi_function=machine.voi_function,
+        patient_id=patient_id,
+        image_id=image_id,
+        laterality=side,
+        view=view,
+    )
 
 
-TRAIN_COLUMNS = ["site_id", "patient_id", "image_id", "laterality", "view", "age", "cancer", "biopsy", "invasive",
-                 "BIRADS", "implant", "density", "machine_id", "difficult_negative_case"]
-TEST_COLUMNS = ["site_id", "patient_id", "image_id", "laterality", "view", "age", "implant", "machine_id",
-                "prediction_id"]
+TRAIN_COLUMNS = [
+    "site_id",
+    "patient_id",
+    "image_id",
+    "laterality",
+    "view",
+    "age",
+    "cancer",
+    "biopsy",
+    "invasive",
+    "BIRADS",
+    "implant",
+    "density",
+    "machine_id",
+    "difficult_negative_case",
+]
+TEST_COLUMNS = [
+    "site_id",
+    "patient_id",
+    "image_id",
+    "laterality",
+    "view",
+    "age",
+    "implant",
+    "machine_id",
+    "prediction_id",
+]
 
 
-def make_dataset(out: str, *, patients: int = 20, test_patients: Optional[int] = None, height: int = 416,
-                 width: int = 320, seed: int = 0, cancer_rate: float = 0.25, workers: int = 1,
-                 machines: Sequence[Machine] = MACHINES) -> Dict[str, int]:
+def make_dataset(
+    out: str,
+    *,
+    patients: int = 20,
+    test_patients: int | None = None,
+    height: int = 416,
+    width: int = 320,
+    seed: int = 0,
+    cancer_rate: float = 0.25,
+    workers: int = 1,
+    machines: Sequence[Machine] = MACHINES,
+) -> dict[str, int]:
     """Write an RSNA-layout dataset under ``out``.
 
     Files: ``train.csv``, ``test.csv`` (Kaggle columns), ``test_labels.csv`` (the
@@ -228,13 +293,28 @@ def make_dataset(out: str, *, patients: int = 20, test_patients: Optional[int] =
                 for view in ("CC", "MLO"):
                     image_id += int(rng.integers(1, 50))
                     rel = f"{split}_images/{pid}/{image_id}.dcm"
-                    jobs.append((os.path.join(out, rel), int(rng.integers(0, 2**31)), m, side, cancer, pid,
-                                 str(image_id), view))
-                    row = dict(site_id=m.site_id, patient_id=pid, image_id=image_id, laterality=side, view=view,
-                               age=age, implant=0, machine_id=m.machine_id)
+                    jobs.append(
+                        (os.path.join(out, rel), int(rng.integers(0, 2**31)), m, side, cancer, pid, str(image_id), view)
+                    )
+                    row = dict(
+                        site_id=m.site_id,
+                        patient_id=pid,
+                        image_id=image_id,
+                        laterality=side,
+                        view=view,
+                        age=age,
+                        implant=0,
+                        machine_id=m.machine_id,
+                    )
                     if split == "train":
-                        row.update(cancer=int(cancer), biopsy=int(cancer), invasive=int(cancer),
-                                   BIRADS=0 if cancer else 1, density="B", difficult_negative_case=False)
+                        row.update(
+                            cancer=int(cancer),
+                            biopsy=int(cancer),
+                            invasive=int(cancer),
+                            BIRADS=0 if cancer else 1,
+                            density="B",
+                            difficult_negative_case=False,
+                        )
                     else:
                         row.update(prediction_id=f"{pid}_{side}", cancer=int(cancer))
                     rows[split].append(row)
@@ -246,14 +326,27 @@ def make_dataset(out: str, *, patients: int = 20, test_patients: Optional[int] =
     test[TEST_COLUMNS].to_csv(os.path.join(out, "test.csv"), index=False)
     labels = test.groupby("prediction_id", sort=True)["cancer"].max().reset_index()
     labels.to_csv(os.path.join(out, "test_labels.csv"), index=False)
-    return {"train_images": len(train), "test_images": len(test),
-            "positive_breasts": int(train.groupby(["patient_id", "laterality"])["cancer"].max().sum())}
+    return {
+        "train_images": len(train),
+        "test_images": len(test),
+        "positive_breasts": int(train.groupby(["patient_id", "laterality"])["cancer"].max().sum()),
+    }
 
 
 def _write_job(args) -> str:
     path, seed, m, side, cancer, pid, iid, view, height, width = args
-    return write_mammogram(path, np.random.default_rng(seed), m, height=height, width=width, side=side,
-                           cancer=cancer, patient_id=pid, image_id=iid, view=view)
+    return write_mammogram(
+        path,
+        np.random.default_rng(seed),
+        m,
+        height=height,
+        width=width,
+        side=side,
+        cancer=cancer,
+        patient_id=pid,
+        image_id=iid,
+        view=view,
+    )
 
 
 def _run_jobs(jobs, height: int, width: int, workers: int) -> None:

@@ -16,6 +16,7 @@ Note: OpenJPH writes a 16-bit codestream (SIZ precision 16) for 9–16-bit data;
 lossless for every value of the container dtype, so 12- and 14-bit data (and signed
 data) round-trip exactly. Bits Stored in the header is unchanged.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +24,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -144,8 +144,9 @@ def _same_header(a, b) -> bool:
     return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 
-def transcode_file(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str = "auto",
-                   verify_backend: str = "auto") -> TranscodeResult:
+def transcode_file(
+    src: str | os.PathLike, dst: str | os.PathLike, *, backend: str = "auto", verify_backend: str = "auto"
+) -> TranscodeResult:
     """Transcode ``src`` to an HTJ2K-lossless DICOM at ``dst``, verified, atomically.
 
     Args:
@@ -172,6 +173,7 @@ def transcode_file(src: str | os.PathLike, dst: str | os.PathLike, *, backend: s
     except Exception as exc:
         raise TranscodeError(src, f"HTJ2K encode failed: {type(exc).__name__}: {exc}") from None
     ds = htj2k_dataset(dfile.ds, cs)
+
     def write(f) -> None:
         try:
             ds.save_as(f, enforce_file_format=True)
@@ -181,12 +183,20 @@ def transcode_file(src: str | os.PathLike, dst: str | os.PathLike, *, backend: s
     try:
         atomic_write(dst, write, verify=lambda tmp: _verify(tmp, dst, pixels, dec.meta, verify_backend))
     except OSError as exc:
-        raise WriteError(dst, f"cannot write in {os.path.dirname(os.path.abspath(dst))}: "
-                              f"{exc.strerror or exc}") from None
-    return TranscodeResult(src=src, dst=dst, source_syntax=dec.meta.transfer_syntax, shape=tuple(pixels.shape),
-                           dtype=str(pixels.dtype), pixel_checksum=pixel_checksum(pixels),
-                           bytes_in=os.path.getsize(src), bytes_out=os.path.getsize(dst),
-                           seconds=round(time.perf_counter() - t0, 4))
+        raise WriteError(
+            dst, f"cannot write in {os.path.dirname(os.path.abspath(dst))}: {exc.strerror or exc}"
+        ) from None
+    return TranscodeResult(
+        src=src,
+        dst=dst,
+        source_syntax=dec.meta.transfer_syntax,
+        shape=tuple(pixels.shape),
+        dtype=str(pixels.dtype),
+        pixel_checksum=pixel_checksum(pixels),
+        bytes_in=os.path.getsize(src),
+        bytes_out=os.path.getsize(dst),
+        seconds=round(time.perf_counter() - t0, 4),
+    )
 
 
 def _verify(tmp: str, dst: str, pixels: np.ndarray, meta, backend: str) -> None:
@@ -197,14 +207,13 @@ def _verify(tmp: str, dst: str, pixels: np.ndarray, meta, backend: str) -> None:
     if back.meta.transfer_syntax != HTJ2K_SYNTAX or not _same_header(back.meta, meta):
         raise VerifyError(dst, "the written file's header differs from the source")
     if back.pixels.dtype != pixels.dtype or back.pixels.shape != pixels.shape:
-        raise VerifyError(dst, f"decoded {back.pixels.dtype} {back.pixels.shape}, "
-                               f"source {pixels.dtype} {pixels.shape}")
+        raise VerifyError(dst, f"decoded {back.pixels.dtype} {back.pixels.shape}, source {pixels.dtype} {pixels.shape}")
     if not np.array_equal(back.pixels, pixels):
         n = int(np.count_nonzero(back.pixels != pixels))
         raise VerifyError(dst, f"decoded pixels differ from the source in {n} places (not lossless)")
 
 
-def verify_htj2k_file(path: str | os.PathLike, checksum: str, *, backend: str = "auto") -> Optional[str]:
+def verify_htj2k_file(path: str | os.PathLike, checksum: str, *, backend: str = "auto") -> str | None:
     """Decode an HTJ2K file and compare its pixel checksum; None when it matches, else the reason."""
     try:
         dec = decode_file(path, backend)

@@ -6,11 +6,12 @@ y_min/y_max, so it is ``clip((x' − c)/w + ½, 0, 1)`` (LINEAR after pydicom's 
 ``sigmoid(4(x' − c)/w)`` (SIGMOID); a VOI LUT is scaled by 2^bits − 1; with no VOI
 information, min–max over the image. Written against an array module (numpy or CuPy).
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 
@@ -98,7 +99,7 @@ def modality(raw, meta: DicomMeta, xp=None):
     return raw
 
 
-def apply_voi(raw, meta: DicomMeta, *, index: int = 0, params: Optional[WindowParams] = None, xp=None):
+def apply_voi(raw, meta: DicomMeta, *, index: int = 0, params: WindowParams | None = None, xp=None):
     """Stored values → float32 image in [0, 1], MONOCHROME1 inverted (1 − x).
 
     Args:
@@ -129,7 +130,7 @@ def apply_voi(raw, meta: DicomMeta, *, index: int = 0, params: Optional[WindowPa
             y = (y > 0).astype(np.float32)
     elif p.kind == "lut":
         lut = meta.voi_lut
-        y = lut_lookup(modality(raw, meta, xp), lut, xp).astype(np.float32) / np.float32(2 ** lut.bits - 1)
+        y = lut_lookup(modality(raw, meta, xp), lut, xp).astype(np.float32) / np.float32(2**lut.bits - 1)
     else:
         x = modality(raw, meta, xp).astype(np.float32)
         lo, hi = x.min(), x.max()

@@ -1,4 +1,5 @@
 """Array-module helpers: the preprocessing code runs unchanged on numpy and CuPy."""
+
 from __future__ import annotations
 
 import sys

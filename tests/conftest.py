@@ -1,4 +1,5 @@
 """Shared fixtures: tiny synthetic DICOMs and datasets, generated at test time."""
+
 from __future__ import annotations
 
 import pytest

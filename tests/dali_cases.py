@@ -1,9 +1,9 @@
 """Named synthetic DICOM cases for the DALI / GPU tests (imported by test_dali_cpu and test_gpu)."""
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -17,9 +17,9 @@ class Case:
     transfer_syntax: str
     bits: int
     photometric: str = "MONOCHROME2"
-    voi: Optional[str] = "LINEAR"  # None: no window (min-max)
+    voi: str | None = "LINEAR"  # None: no window (min-max)
     kind: str = "u16"  # u16 | i16 | u8
-    extra: Dict[str, object] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
     expect: str = "ok"  # ok | error
 
 
@@ -42,8 +42,7 @@ CPU_CASES = (
 )
 
 
-def write_case(folder: str, case: Case, *, shape: Tuple[int, int] = (48, 40), seed: int = 0,
-               side: str = "L") -> str:
+def write_case(folder: str, case: Case, *, shape: tuple[int, int] = (48, 40), seed: int = 0, side: str = "L") -> str:
     """Write ``case`` as ``folder/<name>.dcm`` (a synthetic mammogram) and return the path."""
     rng = np.random.default_rng(seed)
     img = make_mammogram(rng, *shape, side=side, cancer=bool(seed % 2))
@@ -54,10 +53,17 @@ def write_case(folder: str, case: Case, *, shape: Tuple[int, int] = (48, 40), se
     elif case.kind == "u8":
         stored = stored.astype(np.uint8)
     window = None if case.voi is None else ([c], [w])
-    return write_dicom(os.path.join(folder, f"{case.name}.dcm"), stored, transfer_syntax=case.transfer_syntax,
-                       bits_stored=case.bits, photometric=case.photometric, window=window,
-                       voi_function=case.voi if case.voi and case.voi != "LINEAR" else None,
-                       extra=dict(case.extra) or None, laterality=side)
+    return write_dicom(
+        os.path.join(folder, f"{case.name}.dcm"),
+        stored,
+        transfer_syntax=case.transfer_syntax,
+        bits_stored=case.bits,
+        photometric=case.photometric,
+        window=window,
+        voi_function=case.voi if case.voi and case.voi != "LINEAR" else None,
+        extra=dict(case.extra) or None,
+        laterality=side,
+    )
 
 
 def write_corrupt(folder: str, good_path: str, name: str = "CORRUPT_TRUNCATED") -> str:

@@ -1,4 +1,5 @@
 """Reference computations for tests: pydicom's own VOI, scaled by its output range."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,11 +22,14 @@ def pydicom_voi_scaled(ds, index: int = 0) -> np.ndarray:
         if ds.get("ModalityLUTSequence"):
             lo, hi = 0.0, float(2 ** ds.ModalityLUTSequence[0].LUTDescriptor[2] - 1)
         elif ds.PixelRepresentation == 0:
-            lo, hi = 0.0, float(2 ** ds.BitsStored - 1)
+            lo, hi = 0.0, float(2**ds.BitsStored - 1)
         else:
             lo, hi = float(-(2 ** (ds.BitsStored - 1))), float(2 ** (ds.BitsStored - 1) - 1)
         if "RescaleSlope" in ds and "RescaleIntercept" in ds:
-            lo, hi = lo * float(ds.RescaleSlope) + float(ds.RescaleIntercept), hi * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+            lo, hi = (
+                lo * float(ds.RescaleSlope) + float(ds.RescaleIntercept),
+                hi * float(ds.RescaleSlope) + float(ds.RescaleIntercept),
+            )
     else:
         lo, hi = float(y.min()), float(y.max())
     out = (y - lo) / ((hi - lo) if hi != lo else 1.0)

@@ -1,4 +1,5 @@
 """Atomic writes: a failed verification or writer leaves the old file and no temporary file."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Bad inputs: each gives one clear, typed, one-line error naming the file; the rest complete."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,6 @@ from decode.corpus import build_corpus
 from decode.decoding import decode_file
 from decode.errors import CorruptDicomError, DicomError, UnsupportedDicomError
 from training.cli import main
-
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +39,24 @@ def test_bad_input_typed_one_line_error(name, corpus):
 
 def test_corpus_covers_the_issue_list(corpus):
     names = set(corpus["bad"])
-    for must in ("empty", "not_dicom", "truncated_header", "truncated_j2k_500", "truncated_jll_500",
-                 "garbage_j2k", "garbage_jll", "no_pixel_data", "absurd_dims", "dims_disagree_j2k",
-                 "bits_stored_zero", "colour_rgb", "multi_frame", "unknown_syntax", "directory", "missing"):
+    for must in (
+        "empty",
+        "not_dicom",
+        "truncated_header",
+        "truncated_j2k_500",
+        "truncated_jll_500",
+        "garbage_j2k",
+        "garbage_jll",
+        "no_pixel_data",
+        "absurd_dims",
+        "dims_disagree_j2k",
+        "bits_stored_zero",
+        "colour_rgb",
+        "multi_frame",
+        "unknown_syntax",
+        "directory",
+        "missing",
+    ):
         assert must in names
 
 
@@ -78,7 +93,7 @@ def test_cli_decode_folder_of_broken_files_names_every_one(corpus, tmp_path, cap
     folder = tmp_path / "broken"
     folder.mkdir()
     names = []
-    for k, (p, _) in corpus["bad"].items():
+    for p, _ in corpus["bad"].values():
         if os.path.isfile(p) and not os.path.islink(p):
             shutil.copy(p, folder / os.path.basename(p))
             names.append(os.path.basename(p))

@@ -1,4 +1,5 @@
 """Benchmark suite: result schema, exactness gate, report, and small real runs of every bench."""
+
 from __future__ import annotations
 
 import glob
@@ -16,17 +17,42 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _row(**kw) -> BenchResult:
-    base = dict(stage="decode", backend="auto", device="cpu", transfer_syntax="1.2.840.10008.1.2.4.90", height=64,
-                width=48, images=2, images_per_s=10.0, mpix_per_s=0.03, spread=0.1, workers=2, batch_size=1,
-                peak_host_mb=100.0, peak_gpu_mb=None, exact=True)
+    base = dict(
+        stage="decode",
+        backend="auto",
+        device="cpu",
+        transfer_syntax="1.2.840.10008.1.2.4.90",
+        height=64,
+        width=48,
+        images=2,
+        images_per_s=10.0,
+        mpix_per_s=0.03,
+        spread=0.1,
+        workers=2,
+        batch_size=1,
+        peak_host_mb=100.0,
+        peak_gpu_mb=None,
+        exact=True,
+    )
     base.update(kw)
     return BenchResult(**base)
 
 
 def _machine() -> dict:
-    return {"cpu": "AMD EPYC", "cpu_count": 2, "cpus_usable": 2, "gpu": None, "gpu_count": 0, "driver": None,
-            "cuda": None, "python": "3.11.7", "versions": {"pydicom": "3.0"}, "git_commit": "0" * 40,
-            "git_dirty": False, "date": "2026-11-27T10:00:00+00:00"}
+    return {
+        "cpu": "AMD EPYC",
+        "cpu_count": 2,
+        "cpus_usable": 2,
+        "gpu": None,
+        "gpu_count": 0,
+        "driver": None,
+        "cuda": None,
+        "python": "3.11.7",
+        "versions": {"pydicom": "3.0"},
+        "git_commit": "0" * 40,
+        "git_dirty": False,
+        "date": "2026-11-27T10:00:00+00:00",
+    }
 
 
 @pytest.fixture
@@ -35,36 +61,64 @@ def decode_doc() -> dict:
     j2k, ljpeg = "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70"
     rows = []
     for ts, scale in ((j2k, 1.0), (ljpeg, 6.0)):
-        rows += [_row(stage="baseline", backend="pydicom", transfer_syntax=ts, workers=1, images_per_s=1.0 * scale),
-                 _row(stage="baseline", backend="dicomsdl", transfer_syntax=ts, workers=1, images_per_s=1.1 * scale),
-                 _row(backend="auto", transfer_syntax=ts, workers=2, images_per_s=2.0 * scale),
-                 _row(backend="auto", transfer_syntax=ts, workers=1, images_per_s=1.2 * scale),
-                 _row(backend="imagecodecs", transfer_syntax=ts, workers=1, images_per_s=1.2 * scale),
-                 _row(backend="broken", transfer_syntax=ts, workers=1, images_per_s=None, mpix_per_s=None,
-                      spread=None, peak_host_mb=None, exact=False)]
+        rows += [
+            _row(stage="baseline", backend="pydicom", transfer_syntax=ts, workers=1, images_per_s=1.0 * scale),
+            _row(stage="baseline", backend="dicomsdl", transfer_syntax=ts, workers=1, images_per_s=1.1 * scale),
+            _row(backend="auto", transfer_syntax=ts, workers=2, images_per_s=2.0 * scale),
+            _row(backend="auto", transfer_syntax=ts, workers=1, images_per_s=1.2 * scale),
+            _row(backend="imagecodecs", transfer_syntax=ts, workers=1, images_per_s=1.2 * scale),
+            _row(
+                backend="broken",
+                transfer_syntax=ts,
+                workers=1,
+                images_per_s=None,
+                mpix_per_s=None,
+                spread=None,
+                peak_host_mb=None,
+                exact=False,
+            ),
+        ]
     return schema.make_document(_machine(), {"command": "bench decode"}, rows)
 
 
 # --- schema --------------------------------------------------------------------------------
 
+
 def test_schema_rows_have_exactly_the_issue_fields(decode_doc):
-    assert schema.ROW_FIELDS == ("stage", "backend", "device", "transfer_syntax", "height", "width", "images",
-                                 "images_per_s", "mpix_per_s", "spread", "workers", "batch_size", "peak_host_mb",
-                                 "peak_gpu_mb", "exact")
+    assert schema.ROW_FIELDS == (
+        "stage",
+        "backend",
+        "device",
+        "transfer_syntax",
+        "height",
+        "width",
+        "images",
+        "images_per_s",
+        "mpix_per_s",
+        "spread",
+        "workers",
+        "batch_size",
+        "peak_host_mb",
+        "peak_gpu_mb",
+        "exact",
+    )
     doc = json.loads(json.dumps(decode_doc))
     rows = schema.validate(doc)
     assert len(rows) == 12 and all(isinstance(r, BenchResult) for r in rows)
     assert set(doc) == {"machine", "config", "results"}
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(stage="warp"), "stage 'warp' is not one of: baseline, decode"),
-    (dict(device="tpu"), "device 'tpu' is not one of: cpu, cuda"),
-    (dict(workers=0), "workers"),
-    (dict(images_per_s=-1.0), "images_per_s"),
-    (dict(exact="yes"), "exact"),
-    (dict(exact=False), "no speed"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(stage="warp"), "stage 'warp' is not one of: baseline, decode"),
+        (dict(device="tpu"), "device 'tpu' is not one of: cpu, cuda"),
+        (dict(workers=0), "workers"),
+        (dict(images_per_s=-1.0), "images_per_s"),
+        (dict(exact="yes"), "exact"),
+        (dict(exact=False), "no speed"),
+    ],
+)
 def test_schema_rejects_bad_rows(change, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         _row(**change)
@@ -100,10 +154,21 @@ def test_machine_record_and_slug():
     assert rec["versions"]["pydicom"] and rec["cpu_count"] >= 1
     assert re.fullmatch(r"[a-z0-9-]+", machine_slug(rec))
     assert machine_slug({**rec, "cpu": "AMD EPYC 7B13", "cpus_usable": 2, "gpu": None}) == "cpu-2core-epyc"
-    assert machine_slug({"cpu": "Intel(R) Xeon(R) Platinum 8480+", "cpus_usable": 16, "gpu": "NVIDIA H100 80GB HBM3",
-                         "gpu_count": 1}) == "h100x1-16core-xeon"
-    assert expand_path("r/{machine}-{date}.json", {"cpu": "AMD EPYC", "cpus_usable": 2,
-                                                    "date": "2026-11-27T10:00:00"}) == "r/cpu-2core-epyc-2026-11-27.json"
+    assert (
+        machine_slug(
+            {
+                "cpu": "Intel(R) Xeon(R) Platinum 8480+",
+                "cpus_usable": 16,
+                "gpu": "NVIDIA H100 80GB HBM3",
+                "gpu_count": 1,
+            }
+        )
+        == "h100x1-16core-xeon"
+    )
+    assert (
+        expand_path("r/{machine}-{date}.json", {"cpu": "AMD EPYC", "cpus_usable": 2, "date": "2026-11-27T10:00:00"})
+        == "r/cpu-2core-epyc-2026-11-27.json"
+    )
 
 
 def test_nothing_in_the_library_imports_benchmarks():
@@ -117,6 +182,7 @@ def test_nothing_in_the_library_imports_benchmarks():
 
 
 # --- the exactness gate, on real files with a real (deliberately wrong) backend -----------
+
 
 @pytest.fixture(scope="module")
 def tiny_codec_files(tmp_path_factory):
@@ -139,8 +205,16 @@ def wrong_backend():
     made = []
 
     def register(first: bool = False) -> str:
-        register_backend(Backend("wrong_plus_one", frozenset(J2K_FAMILY | LOSSLESS_JPEG), ("imagecodecs",),
-                                 off_by_one, "test: wrong on purpose"), first=first)
+        register_backend(
+            Backend(
+                "wrong_plus_one",
+                frozenset(J2K_FAMILY | LOSSLESS_JPEG),
+                ("imagecodecs",),
+                off_by_one,
+                "test: wrong on purpose",
+            ),
+            first=first,
+        )
         made.append(1)
         return "wrong_plus_one"
 
@@ -157,13 +231,17 @@ def test_exactness_gate_flags_a_wrong_backend(tiny_codec_files, wrong_backend):
     name = wrong_backend(first=False)
     groups, errors = scan([p for ps in made.values() for p in ps])
     assert errors == [] and len(groups) == 2
-    for ts, group in groups.items():
+    for group in groups.values():
         rows, _ = bench_group(group, backends=["auto", "imagecodecs", name], workers=1, repeats=1)
         by = {(r.stage, r.backend, r.workers): r for r in rows}
         wrong = by[("decode", name, 1)]
         assert wrong.exact is False and wrong.images_per_s is None and wrong.mpix_per_s is None
-        for key in (("baseline", "pydicom", 1), ("baseline", "dicomsdl", 1), ("decode", "auto", 1),
-                    ("decode", "imagecodecs", 1)):
+        for key in (
+            ("baseline", "pydicom", 1),
+            ("baseline", "dicomsdl", 1),
+            ("decode", "auto", 1),
+            ("decode", "imagecodecs", 1),
+        ):
             assert by[key].exact is True and by[key].images_per_s > 0, key
 
 
@@ -183,15 +261,32 @@ def test_exactness_gate_flags_auto_when_auto_picks_a_wrong_backend(tiny_codec_fi
 
 # --- small real runs --------------------------------------------------------------------------
 
+
 def test_bench_decode_small_run_writes_valid_json(tmp_path, tiny_codec_files, capsys):
     from training.cli import main
 
     cache, _ = tiny_codec_files
-    rc = main(["bench", "decode", "--size", "64x48", "--files", "2", "--repeats", "1", "--cache", cache,
-               "--no-progress", "--json", str(tmp_path / "{machine}-{date}-decode.json")])
+    rc = main(
+        [
+            "bench",
+            "decode",
+            "--size",
+            "64x48",
+            "--files",
+            "2",
+            "--repeats",
+            "1",
+            "--cache",
+            cache,
+            "--no-progress",
+            "--json",
+            str(tmp_path / "{machine}-{date}-decode.json"),
+        ]
+    )
     assert rc == 0
-    [path] = glob.glob(str(tmp_path / "cpu-*core-*-????-??-??-decode.json")) or \
-        glob.glob(str(tmp_path / "*-decode.json"))
+    [path] = glob.glob(str(tmp_path / "cpu-*core-*-????-??-??-decode.json")) or glob.glob(
+        str(tmp_path / "*-decode.json")
+    )
     doc = schema.load(path)
     rows = schema.validate(doc)
     for ts in ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70"):
@@ -207,8 +302,24 @@ def test_bench_decode_refuses_unknown_backend_and_cuda(tiny_codec_files, capsys)
     from training.cli import main
 
     cache, _ = tiny_codec_files
-    assert main(["bench", "decode", "--size", "64x48", "--files", "2", "--cache", cache, "--backends", "nope",
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "decode",
+                "--size",
+                "64x48",
+                "--files",
+                "2",
+                "--cache",
+                cache,
+                "--backends",
+                "nope",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "unknown backend(s) nope; allowed: auto, native" in capsys.readouterr().err
     assert main(["bench", "decode", "--device", "cuda", "--no-progress"]) == 2
     assert "allowed here: auto, cpu" in capsys.readouterr().err
@@ -238,8 +349,16 @@ def test_decode_summary_ratios(decode_doc):
     from benchmarks.decode_bench import decode_summary
 
     rows = schema.validate(decode_doc)
-    rows.append(_row(backend="nvjpeg", device="cuda", transfer_syntax="1.2.840.10008.1.2.4.70", workers=1,
-                     batch_size=16, images_per_s=60.0))
+    rows.append(
+        _row(
+            backend="nvjpeg",
+            device="cuda",
+            transfer_syntax="1.2.840.10008.1.2.4.70",
+            workers=1,
+            batch_size=16,
+            images_per_s=60.0,
+        )
+    )
     s = decode_summary(rows)["1.2.840.10008.1.2.4.70"]
     assert s["default_vs_pydicom"] == 2.0 and s["default_workers"] == 2 and s["per_core_vs_pydicom"] == 1.2
     assert s["fastest_single"] == "imagecodecs" and s["per_core_vs_fastest_single"] == 1.0
@@ -263,8 +382,31 @@ def test_bench_pipeline_small_run(tmp_path, tiny_dataset):
     from training.cli import main
 
     out = tmp_path / "pipe.json"
-    assert main(["bench", "pipeline", "--data", tiny_dataset, "--limit", "2", "--size", "32x24", "--batch-size", "2",
-                 "--repeats", "1", "--workers", "1", "--device", "cpu", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "pipeline",
+                "--data",
+                tiny_dataset,
+                "--limit",
+                "2",
+                "--size",
+                "32x24",
+                "--batch-size",
+                "2",
+                "--repeats",
+                "1",
+                "--workers",
+                "1",
+                "--device",
+                "cpu",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = schema.load(str(out))
     rows = schema.validate(doc)
     stages = {r.stage for r in rows}
@@ -278,8 +420,22 @@ def test_bench_train_and_infer_small_run(tmp_path, tiny_dataset):
     from training.cli import main
 
     out = tmp_path / "train.json"
-    common = ["--model", "test_resnet", "--size", "64x32", "--batch-size", "2", "--steps", "1", "--warmup", "1",
-              "--repeats", "1", "--device", "cpu"]
+    common = [
+        "--model",
+        "test_resnet",
+        "--size",
+        "64x32",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--repeats",
+        "1",
+        "--device",
+        "cpu",
+    ]
     assert main(["bench", "train", *common, "--data", tiny_dataset, "--workers", "1", "--json", str(out)]) == 0
     doc = schema.load(str(out))
     rows = schema.validate(doc)
@@ -296,15 +452,62 @@ def test_bench_pipeline_and_infer_on_gpu(tmp_path, tiny_dataset):
     from training.cli import main
 
     out = tmp_path / "pipe.json"
-    assert main(["bench", "pipeline", "--data", tiny_dataset, "--limit", "2", "--size", "32x24", "--batch-size", "2",
-                 "--repeats", "1", "--workers", "1", "--device", "cuda", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "pipeline",
+                "--data",
+                tiny_dataset,
+                "--limit",
+                "2",
+                "--size",
+                "32x24",
+                "--batch-size",
+                "2",
+                "--repeats",
+                "1",
+                "--workers",
+                "1",
+                "--device",
+                "cuda",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = schema.validate(schema.load(str(out)))
     h2d = [r for r in rows if r.stage == "h2d"]
     assert h2d and all(r.device == "cuda" and r.images_per_s > 0 for r in h2d)
     out = tmp_path / "infer.json"
-    assert main(["bench", "infer", "--model", "test_resnet", "--size", "64x32", "--batch-size", "2", "--steps", "2",
-                 "--repeats", "1", "--device", "cuda", "--data", tiny_dataset, "--workers", "1",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "infer",
+                "--model",
+                "test_resnet",
+                "--size",
+                "64x32",
+                "--batch-size",
+                "2",
+                "--steps",
+                "2",
+                "--repeats",
+                "1",
+                "--device",
+                "cuda",
+                "--data",
+                tiny_dataset,
+                "--workers",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = schema.validate(schema.load(str(out)))
     assert all(r.device == "cuda" and r.peak_gpu_mb is not None for r in rows)
 
@@ -329,8 +532,26 @@ def test_bench_decode_reports_caches_beside_raw(tmp_path):
     from training.cli import main as cli_main
 
     out = tmp_path / "caches.json"
-    rc = cli_main(["bench", "decode", "--size", "96x64", "--files", "2", "--repeats", "1", "--caches",
-                   "--cache-size", "48x32", "--cache", str(tmp_path / "c"), "--no-progress", "--json", str(out)])
+    rc = cli_main(
+        [
+            "bench",
+            "decode",
+            "--size",
+            "96x64",
+            "--files",
+            "2",
+            "--repeats",
+            "1",
+            "--caches",
+            "--cache-size",
+            "48x32",
+            "--cache",
+            str(tmp_path / "c"),
+            "--no-progress",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     doc = json.loads(out.read_text())
     caches = doc["summary"]["caches"]

@@ -1,4 +1,5 @@
 """CLI in-process through main(argv): decode stages, synth, env, help."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ def test_synth_layout_and_columns(tiny_dataset):
     assert list(train.columns) == TRAIN_COLUMNS and list(test.columns) == TEST_COLUMNS
     assert len(train) == 6 * 4 and len(test) == 2 * 4
     assert (test.prediction_id == test.patient_id.astype(str) + "_" + test.laterality).all()
-    for (pid, lat), g in train.groupby(["patient_id", "laterality"]):
+    for _key, g in train.groupby(["patient_id", "laterality"]):
         assert sorted(g.view) == ["CC", "MLO"]
     for p in _train_files(tiny_dataset):
         ds = pydicom.dcmread(p, stop_before_pixels=True)
@@ -35,8 +36,23 @@ def test_synth_layout_and_columns(tiny_dataset):
 
 
 def test_synth_covers_both_codecs_and_photometrics(tmp_path):
-    rc = main(["synth", "--out", str(tmp_path / "d"), "--patients", "12", "--height", "64", "--width", "48",
-               "--workers", "1", "--seed", "5"])
+    rc = main(
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "d"),
+            "--patients",
+            "12",
+            "--height",
+            "64",
+            "--width",
+            "48",
+            "--workers",
+            "1",
+            "--seed",
+            "5",
+        ]
+    )
     assert rc == 0
     seen = set()
     for p in _train_files(str(tmp_path / "d")):
@@ -49,8 +65,26 @@ def test_synth_covers_both_codecs_and_photometrics(tmp_path):
 
 def test_synth_is_deterministic(tmp_path):
     for name in ("a", "b"):
-        assert main(["synth", "--out", str(tmp_path / name), "--patients", "2", "--height", "32", "--width", "32",
-                     "--workers", "1", "--seed", "9"]) == 0
+        assert (
+            main(
+                [
+                    "synth",
+                    "--out",
+                    str(tmp_path / name),
+                    "--patients",
+                    "2",
+                    "--height",
+                    "32",
+                    "--width",
+                    "32",
+                    "--workers",
+                    "1",
+                    "--seed",
+                    "9",
+                ]
+            )
+            == 0
+        )
     a = pd.read_csv(tmp_path / "a" / "train.csv")
     b = pd.read_csv(tmp_path / "b" / "train.csv")
     pd.testing.assert_frame_equal(a, b)
@@ -63,8 +97,18 @@ def test_synth_is_deterministic(tmp_path):
 def test_decode_stages(tiny_dataset, tmp_path, stage, dtype, capsys):
     files = _train_files(tiny_dataset)[:4]
     out = tmp_path / stage
-    args = ["decode", *files, "--out", str(out), "--stage", stage, "--workers", "1", "--summary",
-            str(tmp_path / "s.json")]
+    args = [
+        "decode",
+        *files,
+        "--out",
+        str(out),
+        "--stage",
+        stage,
+        "--workers",
+        "1",
+        "--summary",
+        str(tmp_path / "s.json"),
+    ]
     if stage == "crop":
         args += ["--size", "64x48", "--png"]
     assert main(args) == 0
@@ -110,15 +154,28 @@ def test_help_for_every_subcommand(capsys):
 def test_env_lists_versions(capsys):
     assert main(["env", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    for key in ("python", "numpy", "pydicom", "imagecodecs", "dicomsdl", "torch", "timm", "nvidia-dali", "cupy",
-                "nvimgcodec", "gpu"):
+    for key in (
+        "python",
+        "numpy",
+        "pydicom",
+        "imagecodecs",
+        "dicomsdl",
+        "torch",
+        "timm",
+        "nvidia-dali",
+        "cupy",
+        "nvimgcodec",
+        "gpu",
+    ):
         assert key in info
     assert info["pydicom"] and info["imagecodecs"]
 
 
 def test_decode_path_does_not_import_torch(tiny_dataset, tmp_path):
     f = _train_files(tiny_dataset)[0]
-    code = ("import sys; from training.cli import main; "
-            f"rc = main(['decode', {f!r}, '--out', {str(tmp_path)!r}, '--stage', 'crop', '--workers', '1']); "
-            "assert rc == 0, rc; assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys; from training.cli import main; "
+        f"rc = main(['decode', {f!r}, '--out', {str(tmp_path)!r}, '--stage', 'crop', '--workers', '1']); "
+        "assert rc == 0, rc; assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))

@@ -3,6 +3,7 @@
 The DALI pipelines start spawned worker processes (a few seconds each): one runner is
 shared by the module, one more exercises the fallback, one serves the loader tests.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,13 +11,13 @@ import os
 import numpy as np
 import pytest
 
-from tests.dali_cases import CPU_CASES, GPU_CASES, pydicom_pixels, write_case, write_corrupt
 from decode import syntax as TS
 from decode.backends.nvimgcodec_backend import CPU_SYNTAXES, GPU_SYNTAXES, gpu_unsupported_reason, probe_codestreams
 from decode.chain import preprocess
 from decode.dicom import read_dicom
 from decode.gpu_chain import preprocess_batch, preprocess_image, record_params, voi_fused
 from decode.voi import apply_voi
+from tests.dali_cases import CPU_CASES, GPU_CASES, pydicom_pixels, write_case, write_corrupt
 
 pytest.importorskip("nvidia.dali")
 
@@ -29,8 +30,9 @@ def files(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("dali_cases"))
     out = {}
     for k, case in enumerate(ALL_CASES):
-        out[case.name] = write_case(folder, case, shape=(48 + 4 * (k % 3), 40 + 2 * (k % 2)), seed=k,
-                                    side="R" if k % 2 else "L")
+        out[case.name] = write_case(
+            folder, case, shape=(48 + 4 * (k % 3), 40 + 2 * (k % 2)), seed=k, side="R" if k % 2 else "L"
+        )
     out["CORRUPT_TRUNCATED"] = write_corrupt(folder, out["J2K_16_12_MONO2"])
     return out
 
@@ -56,8 +58,11 @@ def _collect(runner, rows):
 
 # --------------------------------------------------------------------------- routing (no DALI)
 def test_gpu_route_rules(files):
-    want_cpu = {"NATIVE_16_12_MONO2": "transfer syntax", "J2K_SIGNED_16_12": "signed",
-                "J2K_8_8_MONO2": "Bits Allocated"}
+    want_cpu = {
+        "NATIVE_16_12_MONO2": "transfer syntax",
+        "J2K_SIGNED_16_12": "signed",
+        "J2K_8_8_MONO2": "Bits Allocated",
+    }
     for name, path in files.items():
         if name == "CORRUPT_TRUNCATED":
             continue
@@ -90,8 +95,11 @@ def test_cpu_pipeline_decodes_like_pydicom(runner, files):
         ref = pydicom_pixels(files[name])
         assert s.image.dtype == ref.dtype and np.array_equal(s.image, ref), name
         ts = read_dicom(files[name]).meta.transfer_syntax
-        expected_route = "decoder" if name in ("J2K_16_12_MONO2", "J2K_16_14_MONO1", "J2K_16_16_MONO2",
-                                               "HTJ2K_16_12_MONO1") else "raw"
+        expected_route = (
+            "decoder"
+            if name in ("J2K_16_12_MONO2", "J2K_16_14_MONO1", "J2K_16_16_MONO2", "HTJ2K_16_12_MONO1")
+            else "raw"
+        )
         assert s.route == expected_route, (name, s.route, s.message)
         if ts == TS.JPEG_LOSSLESS_SV1:  # lossless JPEG goes through the CPU branch on the CPU
             assert "decoded on the CPU" in s.message
@@ -153,8 +161,9 @@ def loader(files):
     from dali_pipelines.loader import DicomLoader
 
     paths = list(files.values())
-    ld = DicomLoader(paths, labels=np.arange(len(paths), dtype=np.float32), batch_size=3, size=(32, 24),
-                     device="cpu", workers=1)
+    ld = DicomLoader(
+        paths, labels=np.arange(len(paths), dtype=np.float32), batch_size=3, size=(32, 24), device="cpu", workers=1
+    )
     yield ld
     close_runner(ld)
 
@@ -200,8 +209,17 @@ def test_auto_device_does_not_pick_the_gpu_path_here():
 
 
 # --------------------------------------------------------------------------- GPU chain, numpy path
-@pytest.mark.parametrize("name", ["J2K_16_12_MONO2", "J2K_16_14_MONO1", "JLL_16_12_MONO1", "NATIVE_16_12_MONO2",
-                                  "J2K_SIGNED_16_12", "J2K_8_8_MONO2"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "J2K_16_12_MONO2",
+        "J2K_16_14_MONO1",
+        "JLL_16_12_MONO1",
+        "NATIVE_16_12_MONO2",
+        "J2K_SIGNED_16_12",
+        "J2K_8_8_MONO2",
+    ],
+)
 def test_fused_voi_numpy_path_equals_apply_voi(files, name):
     dfile = read_dicom(files[name])
     raw = pydicom_pixels(files[name])
@@ -296,8 +314,25 @@ def test_decode_cli_device(files, tmp_path):
     if gpu_unavailable_reason() is not None:
         assert main(["decode", path, "--out", str(tmp_path / "a"), "--device", "cuda"]) == 2
         assert not os.path.exists(tmp_path / "a" / "J2K_16_12_MONO2.npy")
-    assert main(["decode", path, "--out", str(tmp_path / "b"), "--device", "auto", "--stage", "crop",
-                 "--size", "32x24", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                path,
+                "--out",
+                str(tmp_path / "b"),
+                "--device",
+                "auto",
+                "--stage",
+                "crop",
+                "--size",
+                "32x24",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     got = np.load(tmp_path / "b" / "J2K_16_12_MONO2.npy")
     dfile = read_dicom(path)
     np.testing.assert_allclose(got, preprocess(pydicom_pixels(path), dfile.meta, size=(32, 24)).image, atol=1e-5)
@@ -319,8 +354,8 @@ def test_stretched_decoder_output_is_undone_exactly(precision):
 
 
 def test_records_carry_codestream_precision_and_syntax(files):
+    from dali_pipelines.source import ROUTE_DECODER, ROUTE_RAW, I, prepare_sample
     from decode.backends.depth import SYNTAX_CODES
-    from dali_pipelines.source import I, ROUTE_DECODER, ROUTE_RAW, prepare_sample
 
     rec = prepare_sample(files["J2K_16_14_MONO1"], 7)
     assert rec.route == ROUTE_DECODER and rec.info[I["index"]] == 7
@@ -339,10 +374,14 @@ def test_gpu_decode_cli_flow_with_the_cpu_only_decoder(files, tmp_path):
 
     names = list(files)
     paths = [files[n] for n in names]
-    jobs = [DecodeJob(p, o, "crop", (32, 24), "auto", True, False)
-            for p, o in zip(paths, output_stems(paths, str(tmp_path)))]
-    results = {job.path: (ok, res) for job, ok, res in run_gpu(jobs, workers=2, batch_size=3, write=write_outputs,
-                                                               device="cpu")}
+    jobs = [
+        DecodeJob(p, o, "crop", (32, 24), "auto", True, False)
+        for p, o in zip(paths, output_stems(paths, str(tmp_path)))
+    ]
+    results = {
+        job.path: (ok, res)
+        for job, ok, res in run_gpu(jobs, workers=2, batch_size=3, write=write_outputs, device="cpu")
+    }
     assert len(results) == len(paths)
     for name, path in files.items():
         ok, res = results[path]
@@ -351,7 +390,8 @@ def test_gpu_decode_cli_flow_with_the_cpu_only_decoder(files, tmp_path):
             continue
         assert ok, (name, res)
         ts = read_dicom(path).meta.transfer_syntax
-        assert (res["backend"] == "nvimgcodec-cpu") == (ts in CPU_SYNTAXES and name != "J2K_SIGNED_16_12"
-                                                         and name != "J2K_8_8_MONO2"), (name, res["backend"])
+        assert (res["backend"] == "nvimgcodec-cpu") == (
+            ts in CPU_SYNTAXES and name != "J2K_SIGNED_16_12" and name != "J2K_8_8_MONO2"
+        ), (name, res["backend"])
         want = preprocess(pydicom_pixels(path), read_dicom(path).meta, size=(32, 24)).image
         np.testing.assert_allclose(np.load(res["out"]), want, atol=1e-6)

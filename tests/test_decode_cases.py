@@ -3,6 +3,7 @@
 Raw stored values must be exactly pydicom's ``pixel_array`` for every backend that
 handles the syntax; the VOI stage must match pydicom's VOI scaled by its output range.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -37,8 +38,7 @@ CASES = {
     "J2K_16_16_MONO2_LINEAR_EXACT": (TS.JPEG2000_LOSSLESS, "u2", 16, "MONOCHROME2", "LINEAR_EXACT", (32, 32), {}),
     "J2K_S16_12_MONO2_LINEAR": (TS.JPEG2000_LOSSLESS, "i2", 12, "MONOCHROME2", "LINEAR", (29, 31), {}),
     "J2K_S16_16_MONO1_SIGMOID": (TS.JPEG2000_LOSSLESS, "i2", 16, "MONOCHROME1", "SIGMOID", (17, 45), {}),
-    "J2K_16_12_MONO2_TWO_WINDOWS": (TS.JPEG2000_LOSSLESS, "u2", 12, "MONOCHROME2", "LINEAR", (24, 20),
-                                    {"windows": 2}),
+    "J2K_16_12_MONO2_TWO_WINDOWS": (TS.JPEG2000_LOSSLESS, "u2", 12, "MONOCHROME2", "LINEAR", (24, 20), {"windows": 2}),
     "J2K_16_12_ODD_1ROW": (TS.JPEG2000_LOSSLESS, "u2", 12, "MONOCHROME2", "LINEAR", (1, 37), {}),
     "JLL_16_12_MONO1_LINEAR": (TS.JPEG_LOSSLESS_SV1, "u2", 12, "MONOCHROME1", "LINEAR", (61, 47), {}),
     "JLL_16_14_MONO2_SIGMOID": (TS.JPEG_LOSSLESS_SV1, "u2", 14, "MONOCHROME2", "SIGMOID", (33, 40), {}),
@@ -48,10 +48,24 @@ CASES = {
     "HTJ2K_16_12_MONO2_LINEAR": (TS.HTJ2K_LOSSLESS, "u2", 12, "MONOCHROME2", "LINEAR", (50, 38), {}),
     "HTJ2K_16_16_MONO1_SIGMOID": (TS.HTJ2K_LOSSLESS, "u2", 16, "MONOCHROME1", "SIGMOID", (19, 27), {}),
     "NATIVE_16_12_DIRTY_HIGH_BITS": (TS.EXPLICIT_LE, "u2", 12, "MONOCHROME2", "LINEAR", (15, 22), {"dirty": True}),
-    "NATIVE_S16_12_RESCALE": (TS.EXPLICIT_LE, "i2", 12, "MONOCHROME2", "LINEAR", (20, 20),
-                              {"rescale": (2.0, -100.0), "dirty": True}),
-    "NATIVE_S16_16_NEG_SLOPE_SIGMOID": (TS.EXPLICIT_LE, "i2", 16, "MONOCHROME1", "SIGMOID", (9, 11),
-                                        {"rescale": (-1.5, 30.0)}),
+    "NATIVE_S16_12_RESCALE": (
+        TS.EXPLICIT_LE,
+        "i2",
+        12,
+        "MONOCHROME2",
+        "LINEAR",
+        (20, 20),
+        {"rescale": (2.0, -100.0), "dirty": True},
+    ),
+    "NATIVE_S16_16_NEG_SLOPE_SIGMOID": (
+        TS.EXPLICIT_LE,
+        "i2",
+        16,
+        "MONOCHROME1",
+        "SIGMOID",
+        (9, 11),
+        {"rescale": (-1.5, 30.0)},
+    ),
     "NATIVE_8_8_MONO2_LINEAR": (TS.EXPLICIT_LE, "u1", 8, "MONOCHROME2", "LINEAR", (12, 31), {}),
     "IMPLICIT_16_12_MONO1_NOWINDOW": (TS.IMPLICIT_LE, "u2", 12, "MONOCHROME1", None, (23, 29), {}),
     "NATIVE_16_12_VOI_LUT": (TS.EXPLICIT_LE, "u2", 12, "MONOCHROME2", "LUT", (18, 24), {}),
@@ -66,11 +80,11 @@ def make_case(name: str, folder) -> str:
     if dtype.kind == "i":
         pixels = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), size=(h, w)).astype(dtype)
     else:
-        pixels = rng.integers(0, 2 ** bits, size=(h, w)).astype(dtype)
+        pixels = rng.integers(0, 2**bits, size=(h, w)).astype(dtype)
     if extra.get("dirty"):  # garbage above Bits Stored: pydicom clears / sign-extends it
         pixels = (pixels.view(np.uint16) | np.uint16(0xA000)).view(dtype)
     kw = {}
-    top = 2 ** bits
+    top = 2**bits
     lo = -(top // 2) if dtype.kind == "i" else 0
     if func in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
         n = extra.get("windows", 1)

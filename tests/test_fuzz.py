@@ -4,6 +4,7 @@ Every mutated input must end as a clean DicomError or as pixels; no backend of t
 path may crash or hang its worker (other backends' native crashes are contained and
 counted); outside corrupt entropy-coded data, decoded pixels must equal pydicom's.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,12 @@ from decode.fuzz import HEADER_EDITS, Mutation, fuzz_sources, run_fuzz
 header_edits = st.sampled_from([(k, v) for k, vs in sorted(HEADER_EDITS.items()) for v in vs])
 mutations = st.one_of(
     st.builds(Mutation, kind=st.just("truncate"), where=st.floats(0.0, 0.999)),
-    st.builds(Mutation, kind=st.sampled_from(["flip", "garbage"]), where=st.floats(0.0, 1.0),
-              count=st.sampled_from([1, 4, 64])),
+    st.builds(
+        Mutation,
+        kind=st.sampled_from(["flip", "garbage"]),
+        where=st.floats(0.0, 1.0),
+        count=st.sampled_from([1, 4, 64]),
+    ),
     header_edits.map(lambda kv: Mutation("header", key=kv[0], value=kv[1])),
 )
 

@@ -1,4 +1,5 @@
 """Breast box, crop, flip and resize on images with known geometry."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -89,8 +90,8 @@ def test_crop_stage_on_mammogram(tmp_path):
     rng = np.random.default_rng(3)
     img = make_mammogram(rng, 208, 160, side="R", cancer=False)
     stored = np.round(img * 4095).astype(np.uint16)
-    from decode.synth import write_dicom
     from decode.decoding import decode_file
+    from decode.synth import write_dicom
 
     p = write_dicom(str(tmp_path / "m.dcm"), stored, bits_stored=12, window=([2047.5], [4095.0]))
     dec = decode_file(p)
@@ -114,8 +115,10 @@ def test_unknown_stage_lists_allowed():
         preprocess(np.zeros((4, 4), np.uint16), None, stage="bogus")
 
 
-@pytest.mark.parametrize("shape,out", [((2900, 1800), (1024, 636)), ((37, 53), (100, 90)), ((64, 48), (64, 20)),
-                                       ((1, 37), (1, 5)), ((300, 200), (7, 3))])
+@pytest.mark.parametrize(
+    "shape,out",
+    [((2900, 1800), (1024, 636)), ((37, 53), (100, 90)), ((64, 48), (64, 20)), ((1, 37), (1, 5)), ((300, 200), (7, 3))],
+)
 def test_banded_resize_equals_dense_matrix_resampling(shape, out):
     from decode.resize import resample_weights
 

@@ -6,6 +6,7 @@ here), the CuPy chain equals the numpy chain within 1e-5, a corrupt sample insid
 batch falls back without losing its neighbours, and the torch tensor shares memory with
 the decoder output.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,10 @@ NAMES = [c.name for c in EXACT_CASES]
 @pytest.fixture(scope="module")
 def gpu_files(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("gpu_cases"))
-    return {c.name: write_case(folder, c, shape=SHAPE, seed=k, side="R" if k % 2 else "L")
-            for k, c in enumerate(EXACT_CASES)}
+    return {
+        c.name: write_case(folder, c, shape=SHAPE, seed=k, side="R" if k % 2 else "L")
+        for k, c in enumerate(EXACT_CASES)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,7 @@ def test_lossless_jpeg_12bit_single_decode_not_zero(dali_epoch):
     from decode.backends.depth import classify, probe_codestreams
 
     runner = dali_epoch[0]
-    (cs, expected), = probe_codestreams([TS.JPEG_LOSSLESS_SV1]).values()
+    ((cs, expected),) = probe_codestreams([TS.JPEG_LOSSLESS_SV1]).values()
     out = runner.decode_one(cs)
     assert out is not None and int(out.max()) > 0, "nvJPEG returned an all-zero 12-bit lossless JPEG"
     assert classify(out, expected, 12) in ("exact", "scaled")
@@ -92,8 +95,9 @@ def test_nvimgcodec_gpu_decode_is_bit_exact(gpu_files, refs, name):
     assert set(dec.modes) == set(GPU_SYNTAXES), f"probe rejected: {set(GPU_SYNTAXES) - set(dec.modes)}"
     dfile = read_dicom(gpu_files[name])
     other = read_dicom(gpu_files[NAMES[0]])
-    out = dec.decode_exact([other.codestream(), dfile.codestream()],
-                           [other.meta.transfer_syntax, dfile.meta.transfer_syntax])
+    out = dec.decode_exact(
+        [other.codestream(), dfile.codestream()], [other.meta.transfer_syntax, dfile.meta.transfer_syntax]
+    )
     assert isinstance(out[1], cupy.ndarray)
     assert np.array_equal(cupy.asnumpy(out[1]), refs[name]), (name, dec.modes)
     assert isinstance(dec, NvImageCodecDecoder)
@@ -157,7 +161,7 @@ def test_corrupt_sample_in_a_gpu_batch_falls_back(gpu_files, refs, tmp_path):
     assert "cpu" not in {got[i].route for i in (4, 5, 6)}  # the next batch is untouched
     import cupy
 
-    for i, p in enumerate(paths):
+    for i in range(len(paths)):
         if i == 2:
             continue
         name = NAMES[i if i < 2 else i - 1]
@@ -217,8 +221,10 @@ def test_decode_cli_on_the_gpu(gpu_files, tmp_path):
     from training.cli import main
 
     paths = [gpu_files[n] for n in NAMES]
-    assert main(["decode", *paths, "--out", str(tmp_path), "--device", "cuda", "--stage", "crop",
-                 "--size", "256x128"]) == 0
+    assert (
+        main(["decode", *paths, "--out", str(tmp_path), "--device", "cuda", "--stage", "crop", "--size", "256x128"])
+        == 0
+    )
     for n, p in zip(NAMES, paths):
         got = np.load(tmp_path / f"{n}.npy")
         want = preprocess(pydicom_pixels(p), read_dicom(p).meta, size=(256, 128)).image

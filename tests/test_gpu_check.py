@@ -3,6 +3,7 @@
 The GPU run itself (``benchmarks/gpu_check.sh OUTDIR``) needs a GPU; this test makes sure
 the script's phases, checks and JSON document work before a GPU machine is spent on it.
 """
+
 from __future__ import annotations
 
 import glob
@@ -19,9 +20,31 @@ def test_gpu_check_cpu_mode_writes_a_valid_document(tmp_path):
     from benchmarks.schema import load
 
     out = tmp_path / "out"
-    rc = gpu_check.main(["--out", str(out), "--device", "cpu", "--size", "96x80", "--chain-size", "48x32",
-                         "--files", "2", "--repeat-files", "1", "--repeats", "1", "--batch", "3", "--workers", "1",
-                         "--no-pytest", "--data", str(tmp_path / "data")])
+    rc = gpu_check.main(
+        [
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--size",
+            "96x80",
+            "--chain-size",
+            "48x32",
+            "--files",
+            "2",
+            "--repeat-files",
+            "1",
+            "--repeats",
+            "1",
+            "--batch",
+            "3",
+            "--workers",
+            "1",
+            "--no-pytest",
+            "--data",
+            str(tmp_path / "data"),
+        ]
+    )
     files = glob.glob(str(out / "gpu-cpu-*.json"))
     assert len(files) == 1
     doc = load(files[0])  # validates against benchmarks.schema
@@ -31,8 +54,14 @@ def test_gpu_check_cpu_mode_writes_a_valid_document(tmp_path):
     assert checks == {"j2k_exact": True, "jll_exact": False, "voi_match": True, "zero_copy": True, "fallback": True}
     assert rc == 1
     stages = {(r["stage"], r["backend"]) for r in doc["results"]}
-    assert {("decode", "dali"), ("decode", "nvimgcodec"), ("loader", "dali"), ("loader", "nvimgcodec"),
-            ("baseline", "pydicom"), ("decode", "auto")} <= stages
+    assert {
+        ("decode", "dali"),
+        ("decode", "nvimgcodec"),
+        ("loader", "dali"),
+        ("loader", "nvimgcodec"),
+        ("baseline", "pydicom"),
+        ("decode", "auto"),
+    } <= stages
     assert len(doc["summary"]["row_bits"]) == len(doc["results"])
     assert doc["summary"]["fallback"]["stats"]["rebuilds"] == 0
     assert os.path.isdir(tmp_path / "data")

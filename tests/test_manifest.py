@@ -1,4 +1,5 @@
 """Manifest: Kaggle CSVs, path resolution and confinement, prediction ids, folds."""
+
 import os
 
 import numpy as np
@@ -13,9 +14,20 @@ def test_resolve_paths_inside_root(tmp_path):
     assert p == os.path.join(str(tmp_path), "train_images", "10006", "462822612.dcm")
 
 
-@pytest.mark.parametrize("pid,iid", [("..", "1"), ("../..", "1"), ("1", "../../etc/passwd"), ("/etc", "1"),
-                                     ("1", "/etc/passwd"), ("", "1"), ("1", "."), ("a\\..\\b", "1"),
-                                     ("1", "x\x00y")])
+@pytest.mark.parametrize(
+    "pid,iid",
+    [
+        ("..", "1"),
+        ("../..", "1"),
+        ("1", "../../etc/passwd"),
+        ("/etc", "1"),
+        ("1", "/etc/passwd"),
+        ("", "1"),
+        ("1", "."),
+        ("a\\..\\b", "1"),
+        ("1", "x\x00y"),
+    ],
+)
 def test_path_leaving_root_is_refused(tmp_path, pid, iid):
     with pytest.raises(UnsafePathError):
         resolve_image_path(str(tmp_path), "train_images", pid, iid)
@@ -55,8 +67,9 @@ def test_folds_grouped_by_patient_and_stratified():
         cancer = int(p < 12)
         for side in "LR":
             for view in ("CC", "MLO"):
-                rows.append(dict(patient_id=str(1000 + p), laterality=side, view=view,
-                                 cancer=cancer if side == "L" else 0))
+                rows.append(
+                    dict(patient_id=str(1000 + p), laterality=side, view=view, cancer=cancer if side == "L" else 0)
+                )
     df = pd.DataFrame(rows).sample(frac=1.0, random_state=1).reset_index(drop=True)
     df["prediction_id"] = df["patient_id"] + "_" + df["laterality"]
     folds = assign_folds(df, folds=4, seed=int(rng.integers(100)))

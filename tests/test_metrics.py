@@ -1,11 +1,11 @@
 """Screening metrics against hand-computed values and the Kaggle reference scorer."""
+
 import math
 
 import numpy as np
 import pytest
 
-from training.metrics import (aggregate_breasts, best_threshold, binarized_pf1, breast_metrics, pfbeta,
-                              roc_auc)
+from training.metrics import aggregate_breasts, best_threshold, binarized_pf1, breast_metrics, pfbeta, roc_auc
 
 LABELS = [1, 0, 1, 0]
 SCORES = [0.8, 0.4, 0.6, 0.2]

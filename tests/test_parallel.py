@@ -1,4 +1,5 @@
 """The worker pool: crash and hang containment, nothing lost, order-independent results."""
+
 from __future__ import annotations
 
 import os

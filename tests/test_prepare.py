@@ -1,4 +1,5 @@
 """`rsna-mammo prepare`: HTJ2K transcode and tensor cache — exact, atomic, resumable, sharded, refused when stale."""
+
 from __future__ import annotations
 
 import glob
@@ -57,8 +58,7 @@ def _stored_values(bits: int, signed: bool, seed: int) -> np.ndarray:
 def test_htj2k_round_trip_is_bit_exact(tmp_path, name):
     ts, bits, photometric, signed = ROUND_TRIP_CASES[name]
     pixels = _stored_values(bits, signed, seed=len(name))
-    src = write_dicom(str(tmp_path / "src.dcm"), pixels, transfer_syntax=ts, bits_stored=bits,
-                      photometric=photometric)
+    src = write_dicom(str(tmp_path / "src.dcm"), pixels, transfer_syntax=ts, bits_stored=bits, photometric=photometric)
     res = transcode_file(src, str(tmp_path / "out" / "dst.dcm"))
     assert res.source_syntax == ts and res.dtype == str(pixels.dtype)
     ds = pydicom.dcmread(res.dst)
@@ -78,11 +78,24 @@ def test_htj2k_keeps_every_other_element(tmp_path):
 
     item = Dataset()
     item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "R-10224", "SRT", "medio-lateral oblique"
-    extra = {"PatientName": "Doe^Jane", "PatientAge": "061Y", "ViewCodeSequence": Sequence([item]),
-             "Manufacturer": "ACME", "BurnedInAnnotation": "NO", "PresentationIntentType": "FOR PRESENTATION"}
-    src = write_dicom(str(tmp_path / "src.dcm"), _stored_values(12, False, 3), transfer_syntax=TS.JPEG2000_LOSSLESS,
-                      bits_stored=12, photometric="MONOCHROME1", window=([2048.0, 1800.0], [4000.0, 3000.0]),
-                      voi_function="SIGMOID", extra=extra)
+    extra = {
+        "PatientName": "Doe^Jane",
+        "PatientAge": "061Y",
+        "ViewCodeSequence": Sequence([item]),
+        "Manufacturer": "ACME",
+        "BurnedInAnnotation": "NO",
+        "PresentationIntentType": "FOR PRESENTATION",
+    }
+    src = write_dicom(
+        str(tmp_path / "src.dcm"),
+        _stored_values(12, False, 3),
+        transfer_syntax=TS.JPEG2000_LOSSLESS,
+        bits_stored=12,
+        photometric="MONOCHROME1",
+        window=([2048.0, 1800.0], [4000.0, 3000.0]),
+        voi_function="SIGMOID",
+        extra=extra,
+    )
     ds0 = pydicom.dcmread(src)
     ds0.add_new(0x00091010, "LO", "private value")  # a private element survives too
     ds0.save_as(src, enforce_file_format=True)
@@ -118,8 +131,7 @@ def htj2k_cache(tiny_dataset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tensor_cache(tiny_dataset, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("tensor") / "cache")
-    report = run_prepare(PrepareConfig(data=tiny_dataset, out=out, format="tensor", size=(64, 48), workers=1,
-                                       chunk=5))
+    report = run_prepare(PrepareConfig(data=tiny_dataset, out=out, format="tensor", size=(64, 48), workers=1, chunk=5))
     assert report.line() == "32 ok, 0 failed, 0 unaccounted", report.errors
     return out
 
@@ -140,18 +152,30 @@ def test_htj2k_cache_is_the_same_dataset(tiny_dataset, htj2k_cache):
     assert not _temps(htj2k_cache)
     # the loader reads the HTJ2K cache like the original: identical tensors
     a = next(iter(DicomLoader(_files(tiny_dataset), batch_size=24, size=(64, 48), device="cpu", workers=0)))
-    b = next(iter(DicomLoader(_files(htj2k_cache), batch_size=24, size=(64, 48), device="cpu", workers=0,
-                              data_root=htj2k_cache)))
+    b = next(
+        iter(
+            DicomLoader(
+                _files(htj2k_cache), batch_size=24, size=(64, 48), device="cpu", workers=0, data_root=htj2k_cache
+            )
+        )
+    )
     assert np.array_equal(a["image"].numpy(), b["image"].numpy())
 
 
 def test_loader_same_tensors_from_raw_and_tensor_cache(tiny_dataset, tensor_cache):
     labels = pd.read_csv(os.path.join(tiny_dataset, "train.csv"))["cancer"].to_numpy(np.float32)
     order = list(np.random.default_rng(0).permutation(len(labels)))
-    raw = DicomLoader(_files(tiny_dataset), labels, batch_size=7, size=(64, 48), device="cpu", workers=0,
-                      sampler=order)
-    cached = DicomLoader(_files(tensor_cache), labels, batch_size=7, size=(64, 48), device="cpu", workers=2,
-                         sampler=order, data_root=tensor_cache)
+    raw = DicomLoader(_files(tiny_dataset), labels, batch_size=7, size=(64, 48), device="cpu", workers=0, sampler=order)
+    cached = DicomLoader(
+        _files(tensor_cache),
+        labels,
+        batch_size=7,
+        size=(64, 48),
+        device="cpu",
+        workers=2,
+        sampler=order,
+        data_root=tensor_cache,
+    )
     assert isinstance(cached.reader, TensorCacheReader)
     pairs = list(zip(raw, cached))
     assert len(pairs) == 4 and not raw.failures and not cached.failures
@@ -166,8 +190,7 @@ def test_loader_same_tensors_from_raw_and_tensor_cache(tiny_dataset, tensor_cach
     assert {"shard", "offset", "shape", "checksum", "box", "flipped", "source", "rel"} <= set(entry)
     # a bare image id finds its entry too
     iid = os.path.splitext(os.path.basename(_files(tiny_dataset)[3]))[0]
-    np.testing.assert_array_equal(TensorCacheReader.open(tensor_cache, [iid], (64, 48))(0),
-                                  cached.reader(3))
+    np.testing.assert_array_equal(TensorCacheReader.open(tensor_cache, [iid], (64, 48))(0), cached.reader(3))
 
 
 def test_stale_tensor_cache_is_refused(tiny_dataset, tensor_cache, tmp_path, capsys):
@@ -192,8 +215,20 @@ def test_stale_tensor_cache_is_refused(tiny_dataset, tensor_cache, tmp_path, cap
 
 def test_resume_after_kill_9(tiny_dataset, tmp_path):
     out = str(tmp_path / "cache")
-    cmd = [sys.executable, "-m", "training.cli", "prepare", "--data", tiny_dataset, "--out", out,
-           "--workers", "2", "--chunk", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.cli",
+        "prepare",
+        "--data",
+        tiny_dataset,
+        "--out",
+        out,
+        "--workers",
+        "2",
+        "--chunk",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = os.path.join(out, "_prepare", "journal")
     deadline = time.monotonic() + 60
@@ -219,8 +254,11 @@ def test_resume_redoes_partial_outputs(tiny_dataset, tensor_cache, htj2k_cache, 
     shutil.copytree(tensor_cache, out)
     shards = sorted(glob.glob(os.path.join(out, "tensors", "*.u16")))
     assert len(shards) == 7  # 32 rows in chunks of 5
-    torn = [e for e in json.load(open(os.path.join(out, "tensor_index.json")))["entries"].values()
-            if e["shard"] == "tensors/" + os.path.basename(shards[0])]
+    torn = [
+        e
+        for e in json.load(open(os.path.join(out, "tensor_index.json")))["entries"].values()
+        if e["shard"] == "tensors/" + os.path.basename(shards[0])
+    ]
     with open(shards[0], "r+b") as f:
         f.truncate(100)
     open(os.path.join(out, "tensors", ".s0of1-deadbeef.u16.x1y2.tmp"), "wb").write(b"\0" * 64)
@@ -250,8 +288,7 @@ def test_resume_redoes_partial_outputs(tiny_dataset, tensor_cache, htj2k_cache, 
 
 def test_shards_cover_every_row_once(tiny_dataset, tmp_path, capsys):
     out = str(tmp_path / "cache")
-    args = ["prepare", "--data", tiny_dataset, "--out", out, "--format", "tensor", "--size", "32x24",
-            "--workers", "1"]
+    args = ["prepare", "--data", tiny_dataset, "--out", out, "--format", "tensor", "--size", "32x24", "--workers", "1"]
     assert main(args + ["--shard", "0/2"]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip().endswith("16 ok, 0 failed, 0 unaccounted")
@@ -308,11 +345,14 @@ def test_every_row_accounted_for(tiny_dataset, tmp_path, capsys):
     assert not glob.glob(os.path.join(out, "**", "1.dcm"), recursive=True)
     # a tensor cache of the same data: the failed rows fail one by one in the loader, like raw decoding
     cache = str(tmp_path / "tensor")
-    assert main(["prepare", "--data", data, "--out", cache, "--format", "tensor", "--size", "32x24",
-                 "--workers", "1"]) == 1
-    ok_rows = [p for p in _files(data)[:24]]
-    loader = DicomLoader([p.replace(data, cache) for p in ok_rows], batch_size=8, size=(32, 24), device="cpu",
-                         workers=0, data_root=cache)
+    assert (
+        main(["prepare", "--data", data, "--out", cache, "--format", "tensor", "--size", "32x24", "--workers", "1"])
+        == 1
+    )
+    ok_rows = list(_files(data)[:24])
+    loader = DicomLoader(
+        [p.replace(data, cache) for p in ok_rows], batch_size=8, size=(32, 24), device="cpu", workers=0, data_root=cache
+    )
     assert sum(len(b["index"]) for b in loader) == 23
     assert [f["index"] for f in loader.failures] == [5]
     assert "prepare failed on it (decode:" in loader.failures[0]["reason"]
@@ -321,10 +361,35 @@ def test_every_row_accounted_for(tiny_dataset, tmp_path, capsys):
 def test_two_ranks_at_once_like_torchrun(tiny_dataset, tmp_path):
     """Two processes with torchrun's RANK/WORLD_SIZE, running at the same time, build one complete cache."""
     out = str(tmp_path / "cache")
-    cmd = [sys.executable, "-m", "training.cli", "prepare", "--data", tiny_dataset, "--out", out,
-           "--format", "tensor", "--size", "32x24", "--workers", "1", "--chunk", "3"]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2"},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.cli",
+        "prepare",
+        "--data",
+        tiny_dataset,
+        "--out",
+        out,
+        "--format",
+        "tensor",
+        "--size",
+        "32x24",
+        "--workers",
+        "1",
+        "--chunk",
+        "3",
+    ]
+    procs = [
+        subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert all(o.strip().endswith("16 ok, 0 failed, 0 unaccounted") for o, _ in outs)
@@ -340,12 +405,39 @@ def test_train_and_predict_same_from_raw_and_tensor_cache(tiny_dataset, tmp_path
     from training.train import train
 
     cache = str(tmp_path / "cache")
-    assert main(["prepare", "--data", tiny_dataset, "--out", cache, "--format", "tensor", "--size", "32x24",
-                 "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "--data",
+                tiny_dataset,
+                "--out",
+                cache,
+                "--format",
+                "tensor",
+                "--size",
+                "32x24",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     runs = {}
     for name, data in (("raw", tiny_dataset), ("cache", cache)):
-        cfg = TrainConfig(data=data, out=str(tmp_path / name), epochs=1, steps_per_epoch=2, batch_size=4,
-                          model="resnet10t", img_size=(32, 24), workers=0, device="cpu", seed=3, ema_decay=0.0)
+        cfg = TrainConfig(
+            data=data,
+            out=str(tmp_path / name),
+            epochs=1,
+            steps_per_epoch=2,
+            batch_size=4,
+            model="resnet10t",
+            img_size=(32, 24),
+            workers=0,
+            device="cpu",
+            seed=3,
+            ema_decay=0.0,
+        )
         runs[name] = train(cfg)
     a, b = (runs[k]["history"][0] for k in ("raw", "cache"))
     assert a["train_images"] == b["train_images"] > 0 and a["val_failed"] == b["val_failed"] == 0
@@ -354,8 +446,25 @@ def test_train_and_predict_same_from_raw_and_tensor_cache(tiny_dataset, tmp_path
     subs = {}
     for name, data in (("raw", tiny_dataset), ("cache", cache)):
         out = str(tmp_path / f"sub-{name}.csv")
-        assert main(["predict", "--data", data, "--ckpt", str(tmp_path / "raw" / "best.pt"), "--out", out,
-                     "--workers", "0", "--device", "cpu", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--data",
+                    data,
+                    "--ckpt",
+                    str(tmp_path / "raw" / "best.pt"),
+                    "--out",
+                    out,
+                    "--workers",
+                    "0",
+                    "--device",
+                    "cpu",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         subs[name] = pd.read_csv(out).sort_values("prediction_id").reset_index(drop=True)
     capsys.readouterr()
     assert list(subs["raw"].prediction_id) == list(subs["cache"].prediction_id)

@@ -1,4 +1,5 @@
 """Every greyscale single-frame file bundled with pydicom that pydicom decodes here."""
+
 from __future__ import annotations
 
 import glob
@@ -27,7 +28,7 @@ def _grey_single_frame(path):
                 return None
             if ds.get("PhotometricInterpretation") not in ("MONOCHROME1", "MONOCHROME2"):
                 return None
-            ds.pixel_array
+            _ = ds.pixel_array
         except Exception:
             return None
     return ds

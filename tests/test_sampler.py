@@ -1,4 +1,5 @@
 """BalancedSampler: ratios, ≥1 positive per batch, rank sharding, determinism, resume state."""
+
 import numpy as np
 import pytest
 
@@ -10,12 +11,15 @@ def _labels(n_pos, n_neg, seed=0):
     return np.random.default_rng(seed).permutation(y)
 
 
-@pytest.mark.parametrize("n_pos,n_neg,batch,ratio,expect_pos", [
-    (10, 700, 8, 1 / 8, 1),  # rare positives: oversampled to 1:7
-    (300, 700, 8, 1 / 8, 1),  # plenty of positives: still 1:7
-    (5, 95, 16, 0.25, 4),
-    (2, 50, 4, 0.01, 1),  # at least one per batch
-])
+@pytest.mark.parametrize(
+    "n_pos,n_neg,batch,ratio,expect_pos",
+    [
+        (10, 700, 8, 1 / 8, 1),  # rare positives: oversampled to 1:7
+        (300, 700, 8, 1 / 8, 1),  # plenty of positives: still 1:7
+        (5, 95, 16, 0.25, 4),
+        (2, 50, 4, 0.01, 1),  # at least one per batch
+    ],
+)
 def test_every_batch_has_its_share_of_positives(n_pos, n_neg, batch, ratio, expect_pos):
     y = _labels(n_pos, n_neg)
     s = BalancedSampler(y, batch_size=batch, pos_ratio=ratio, seed=1)

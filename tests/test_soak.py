@@ -1,5 +1,6 @@
 """Bounded resources: the loader over a couple of thousand small files keeps memory flat
 and leaves no worker process behind; every row is accounted for."""
+
 from __future__ import annotations
 
 import pytest

@@ -3,6 +3,7 @@
 Budget: tiny images (64×48 model input), ``resnet10t``, a few dozen patients, in-process
 loaders (``workers=0``).
 """
+
 import math
 import os
 import shutil
@@ -52,8 +53,24 @@ def test_learns_lesion_signal(learned, learn_data, tmp_path):
     assert ck["model_name"] == "resnet10t" and ck["img_size"] == [64, 48]
     assert 0.0 < ck["prior"] < 1.0 and 0.0 <= ck["threshold"] <= 1.0 and ck["config"]["model"] == "resnet10t"
     sub = tmp_path / "sub.csv"
-    assert main(["predict", "--data", learn_data, "--ckpt", os.path.join(out, "best.pt"), "--out", str(sub),
-                 "--workers", "0", "--no-progress", "--tta"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--data",
+                learn_data,
+                "--ckpt",
+                os.path.join(out, "best.pt"),
+                "--out",
+                str(sub),
+                "--workers",
+                "0",
+                "--no-progress",
+                "--tta",
+            ]
+        )
+        == 0
+    )
     pred = pd.read_csv(sub)
     truth = pd.read_csv(os.path.join(learn_data, "test_labels.csv"))
     both = truth.merge(pred, on="prediction_id", suffixes=("_true", ""))
@@ -63,8 +80,20 @@ def test_learns_lesion_signal(learned, learn_data, tmp_path):
 
 
 def _tiny_cfg(data, out, **kw):
-    return TrainConfig(data=data, out=out, epochs=2, steps_per_epoch=2, batch_size=4, model="resnet10t",
-                       img_size=(32, 24), workers=0, device="cpu", seed=3, ema_decay=0.9, **kw)
+    return TrainConfig(
+        data=data,
+        out=out,
+        epochs=2,
+        steps_per_epoch=2,
+        batch_size=4,
+        model="resnet10t",
+        img_size=(32, 24),
+        workers=0,
+        device="cpu",
+        seed=3,
+        ema_decay=0.9,
+        **kw,
+    )
 
 
 def _assert_same_tensors(a, b, path=""):
@@ -103,8 +132,10 @@ def test_resume_equals_uninterrupted(tiny_dataset, tmp_path):
 def test_cli_config_yaml_and_flags(tiny_dataset, tmp_path):
     out = tmp_path / "run"
     cfg_file = tmp_path / "c.yaml"
-    cfg_file.write_text(f"data: {tiny_dataset}\nmodel: resnet10t\nimg_size: 32x24\nepochs: 3\nbatch-size: 4\n"
-                        "steps_per_epoch: 1\nworkers: 0\ndevice: cpu\naugment:\n  cutout: 0.5\n  hflip: 0.5\n")
+    cfg_file.write_text(
+        f"data: {tiny_dataset}\nmodel: resnet10t\nimg_size: 32x24\nepochs: 3\nbatch-size: 4\n"
+        "steps_per_epoch: 1\nworkers: 0\ndevice: cpu\naugment:\n  cutout: 0.5\n  hflip: 0.5\n"
+    )
     assert main(["train", "--config", str(cfg_file), "--out", str(out), "--epochs", "1", "--no-progress"]) == 0
     saved = TrainConfig.from_dict(__import__("yaml").safe_load((out / "config.yaml").read_text()))
     assert saved.epochs == 1 and saved.img_size == (32, 24) and saved.augment.cutout == 0.5
@@ -140,8 +171,22 @@ def test_predict_complete_with_missing_and_broken_images(learned, tiny_dataset, 
     data = str(tmp_path / "data")
     df, dead = _broken_copy(tiny_dataset, data)
     sub = tmp_path / "pred" / "submission.csv"
-    rc = main(["predict", "--data", data, "--ckpt", os.path.join(out, "best.pt"), "--out", str(sub),
-               "--workers", "0", "--no-progress", "--agg", "max"])
+    rc = main(
+        [
+            "predict",
+            "--data",
+            data,
+            "--ckpt",
+            os.path.join(out, "best.pt"),
+            "--out",
+            str(sub),
+            "--workers",
+            "0",
+            "--no-progress",
+            "--agg",
+            "max",
+        ]
+    )
     assert rc == 0
     pred = pd.read_csv(sub, dtype={"prediction_id": str})
     assert list(pred.columns) == ["prediction_id", "cancer"]
@@ -159,11 +204,42 @@ def test_predict_complete_with_missing_and_broken_images(learned, tiny_dataset, 
     assert dead in capsys.readouterr().out  # listed in the printed summary too
     # binarized at the checkpoint's threshold, and at a number
     sub2 = tmp_path / "bin.csv"
-    assert main(["predict", "--data", data, "--ckpt", os.path.join(out, "best.pt"), "--out", str(sub2),
-                 "--workers", "0", "--no-progress", "--threshold", "best"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--data",
+                data,
+                "--ckpt",
+                os.path.join(out, "best.pt"),
+                "--out",
+                str(sub2),
+                "--workers",
+                "0",
+                "--no-progress",
+                "--threshold",
+                "best",
+            ]
+        )
+        == 0
+    )
     assert set(pd.read_csv(sub2)["cancer"]) <= {0, 1}
-    assert main(["predict", "--data", data, "--ckpt", os.path.join(out, "best.pt"), "--out", str(sub2),
-                 "--threshold", "1.5"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--data",
+                data,
+                "--ckpt",
+                os.path.join(out, "best.pt"),
+                "--out",
+                str(sub2),
+                "--threshold",
+                "1.5",
+            ]
+        )
+        == 2
+    )
 
 
 def _free_port():
@@ -173,8 +249,13 @@ def _free_port():
 
 
 def _ddp_worker(rank, world, ports, argvs, results):
-    os.environ.update(MASTER_ADDR="127.0.0.1", RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+    )
     from training.cli import main as cli_main
 
     for port, argv in zip(ports, argvs):  # one process group per command, as under torchrun
@@ -187,15 +268,49 @@ def test_ddp_two_processes_gloo(tiny_dataset, tmp_path):
     import torch.multiprocessing as mp
 
     run, sub = str(tmp_path / "ddp"), str(tmp_path / "ddp_sub.csv")
-    argvs = [["train", "--data", tiny_dataset, "--out", run, "--model", "resnet10t", "--img-size", "32x24",
-              "--epochs", "1", "--batch-size", "4", "--steps-per-epoch", "2", "--workers", "0", "--device", "cpu",
-              "--no-progress"],
-             ["predict", "--data", tiny_dataset, "--ckpt", os.path.join(run, "best.pt"), "--out", sub,
-              "--workers", "0", "--device", "cpu", "--no-progress"]]
+    argvs = [
+        [
+            "train",
+            "--data",
+            tiny_dataset,
+            "--out",
+            run,
+            "--model",
+            "resnet10t",
+            "--img-size",
+            "32x24",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--steps-per-epoch",
+            "2",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        [
+            "predict",
+            "--data",
+            tiny_dataset,
+            "--ckpt",
+            os.path.join(run, "best.pt"),
+            "--out",
+            sub,
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    ]
     ctx = mp.get_context("spawn")
     results = ctx.SimpleQueue()
-    procs = mp.start_processes(_ddp_worker, args=(2, [_free_port(), _free_port()], argvs, results), nprocs=2,
-                               join=False, start_method="spawn")
+    procs = mp.start_processes(
+        _ddp_worker, args=(2, [_free_port(), _free_port()], argvs, results), nprocs=2, join=False, start_method="spawn"
+    )
     deadline = time.monotonic() + 240
     while not procs.join(timeout=2):
         if time.monotonic() > deadline:
@@ -212,8 +327,25 @@ def test_ddp_two_processes_gloo(tiny_dataset, tmp_path):
     # the gathered DDP predictions equal a single-process run of the same checkpoint
     ddp = pd.read_csv(sub)
     single = str(tmp_path / "single.csv")
-    assert main(["predict", "--data", tiny_dataset, "--ckpt", os.path.join(run, "best.pt"), "--out", single,
-                 "--workers", "0", "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--data",
+                tiny_dataset,
+                "--ckpt",
+                os.path.join(run, "best.pt"),
+                "--out",
+                single,
+                "--workers",
+                "0",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     one = pd.read_csv(single)
     assert ddp["prediction_id"].tolist() == one["prediction_id"].tolist()
     np.testing.assert_allclose(ddp["cancer"], one["cancer"], atol=1e-5)

@@ -1,4 +1,5 @@
 """Training survives a kill -9 (atomic checkpoints, exact resume) and accounts for every row."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,25 @@ import torch
 from training.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARGS = ["--model", "resnet10t", "--img-size", "96x72", "--epochs", "4", "--batch-size", "4", "--workers", "0",
-        "--device", "cpu", "--seed", "5", "--ema-decay", "0.9", "--no-progress"]
+ARGS = [
+    "--model",
+    "resnet10t",
+    "--img-size",
+    "96x72",
+    "--epochs",
+    "4",
+    "--batch-size",
+    "4",
+    "--workers",
+    "0",
+    "--device",
+    "cpu",
+    "--seed",
+    "5",
+    "--ema-decay",
+    "0.9",
+    "--no-progress",
+]
 
 
 def _assert_close(a, b, where):
@@ -36,8 +54,12 @@ def _assert_close(a, b, where):
 def test_kill_9_mid_training_then_resume_matches_uninterrupted(tiny_dataset, tmp_path):
     full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
     assert main(["train", "--data", tiny_dataset, "--out", full, *ARGS]) == 0
-    proc = subprocess.Popen([sys.executable, "-m", "training.cli", "train", "--data", tiny_dataset, "--out", cut,
-                             *ARGS], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.cli", "train", "--data", tiny_dataset, "--out", cut, *ARGS],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     last = os.path.join(cut, "last.pt")
     deadline = time.monotonic() + 240
     while not os.path.exists(last) and proc.poll() is None and time.monotonic() < deadline:

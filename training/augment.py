@@ -5,6 +5,7 @@ brightness/contrast, and optional cutout. Every random draw comes from the
 ``torch.Generator`` passed in, so a run is reproducible and a resumed run draws what
 an uninterrupted one would.
 """
+
 from __future__ import annotations
 
 import math
@@ -83,8 +84,7 @@ def augment_batch(x, cfg: AugmentConfig, gen):
         h, w = x.shape[2], x.shape[3]
         cos, sin = torch.cos(ang) / s, torch.sin(ang) / s
         # normalised coords: keep the rotation isotropic on a non-square image
-        theta = torch.stack([torch.stack([cos, -sin * h / w, tx], 1),
-                             torch.stack([sin * w / h, cos, ty], 1)], 1)
+        theta = torch.stack([torch.stack([cos, -sin * h / w, tx], 1), torch.stack([sin * w / h, cos, ty], 1)], 1)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if cfg.contrast or cfg.brightness:
@@ -100,7 +100,12 @@ def augment_batch(x, cfg: AugmentConfig, gen):
         x0 = (torch.rand(b, generator=gen, device=dev) * (w - cw + 1)).long()
         yy = torch.arange(h, device=dev).view(1, h, 1)
         xx = torch.arange(w, device=dev).view(1, 1, w)
-        box = ((yy >= y0.view(b, 1, 1)) & (yy < (y0 + ch).view(b, 1, 1)) & (xx >= x0.view(b, 1, 1))
-               & (xx < (x0 + cw).view(b, 1, 1)) & on.view(b, 1, 1))
+        box = (
+            (yy >= y0.view(b, 1, 1))
+            & (yy < (y0 + ch).view(b, 1, 1))
+            & (xx >= x0.view(b, 1, 1))
+            & (xx < (x0 + cw).view(b, 1, 1))
+            & on.view(b, 1, 1)
+        )
         x = x.masked_fill(box.unsqueeze(1), 0.0)
     return x

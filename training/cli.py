@@ -4,17 +4,17 @@ Each subcommand lives in its own module exposing ``HELP``, ``add_arguments(parse
 and ``run(args) -> int``; only the invoked one is imported, so ``rsna-mammo decode``
 starts without torch. ``main(argv)`` is what tests call in-process.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
 import sys
-from typing import Dict, List, Optional
 
 #: subcommand → module (imported lazily; ``bench`` is dispatched by name, so nothing
 #: in the library imports ``benchmarks``).
-COMMANDS: Dict[str, str] = {
+COMMANDS: dict[str, str] = {
     "decode": "decode.cli_decode",
     "synth": "decode.cli_synth",
     "env": "decode.env",
@@ -41,9 +41,11 @@ def register(name: str, module: str, help: str) -> None:
     HELPS[name] = help
 
 
-def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rsna-mammo", description="GPU DICOM decode, preprocessing, training "
-                                     "and inference for RSNA screening mammography")
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rsna-mammo",
+        description="GPU DICOM decode, preprocessing, training and inference for RSNA screening mammography",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -53,7 +55,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
@@ -61,8 +63,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
     except KeyboardInterrupt:

@@ -3,11 +3,12 @@
 Precedence when the CLI builds one: dataclass defaults < ``--config FILE`` < flags given
 on the command line. ``RUN/config.yaml`` records the resolved config of a run.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Literal, Optional, Tuple
+from typing import Any, Literal
 
 from .augment import AugmentConfig
 
@@ -18,7 +19,7 @@ LR_SCRATCH = 1e-3  # AdamW from random init
 LR_PRETRAINED = 2e-4  # AdamW fine-tuning local pretrained weights
 
 
-def parse_size(value) -> Tuple[int, int]:
+def parse_size(value) -> tuple[int, int]:
     """``"1536x768"``, ``[1536, 768]`` or ``(1536, 768)`` → ``(H, W)``."""
     if isinstance(value, str):
         from decode.chain import parse_size as _parse
@@ -37,12 +38,12 @@ class TrainConfig:
     data: str = ""  # dataset root: train.csv, train_images/
     out: str = "runs/train"  # run folder: best.pt, last.pt, metrics.json, config.yaml
     model: str = "convnext_small"  # timm name
-    pretrained: Optional[str] = None  # local weights file (no network)
-    img_size: Tuple[int, int] = (1536, 768)  # H x W, breast crop, aspect kept and padded
+    pretrained: str | None = None  # local weights file (no network)
+    img_size: tuple[int, int] = (1536, 768)  # H x W, breast crop, aspect kept and padded
     epochs: int = 10
     batch_size: int = 8  # per process
     accum: int = 1  # gradient accumulation steps
-    lr: Optional[float] = None  # None: 1e-3 from scratch, 2e-4 with --pretrained
+    lr: float | None = None  # None: 1e-3 from scratch, 2e-4 with --pretrained
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to min_lr_ratio * lr
     min_lr_ratio: float = 0.01
@@ -51,9 +52,9 @@ class TrainConfig:
     pos_label: float = 0.9  # soft target for positive images
     drop_rate: float = 0.0
     drop_path_rate: float = 0.1
-    grad_clip: Optional[float] = 5.0  # max grad norm (None: off)
+    grad_clip: float | None = 5.0  # max grad norm (None: off)
     device: str = "auto"
-    workers: Optional[int] = None  # decode processes (None: all cores)
+    workers: int | None = None  # decode processes (None: all cores)
     backend: str = "auto"  # CPU decode backend
     folds: int = 4
     fold: int = 0
@@ -62,9 +63,9 @@ class TrainConfig:
     channels_last: bool = True
     agg: str = "mean"  # breast aggregation for validation: mean | max
     select: str = "bin_pf1"  # best.pt criterion (ties broken by AUC)
-    val_batch_size: Optional[int] = None  # None: 2 x batch_size
-    steps_per_epoch: Optional[int] = None  # cap on batches per epoch (None: every negative once)
-    time_limit_s: Optional[float] = None  # stop after the epoch that crosses it (demo)
+    val_batch_size: int | None = None  # None: 2 x batch_size
+    steps_per_epoch: int | None = None  # cap on batches per epoch (None: every negative once)
+    time_limit_s: float | None = None  # stop after the epoch that crosses it (demo)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
@@ -98,13 +99,13 @@ class TrainConfig:
             return float(self.lr)
         return LR_PRETRAINED if self.pretrained else LR_SCRATCH
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["img_size"] = f"{self.img_size[0]}x{self.img_size[1]}"
         return d
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d or {})
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
@@ -124,7 +125,7 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def load_yaml(path: str) -> Dict[str, Any]:
+def load_yaml(path: str) -> dict[str, Any]:
     """Read a YAML mapping of config keys (``-`` in keys is accepted for ``_``)."""
     import yaml
 

@@ -8,6 +8,7 @@
 
 On a GPU machine the same command trains and predicts on the GPU with a larger input.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,16 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if not os.path.exists(os.path.join(data, "test_labels.csv")):
         print(f"[1/5] synthesizing {args.patients}+{args.test_patients} patients under {data}", file=sys.stderr)
-        make_dataset(data, patients=args.patients, test_patients=args.test_patients, height=s["synth"][0],
-                     width=s["synth"][1], seed=0, cancer_rate=0.4, workers=workers)
+        make_dataset(
+            data,
+            patients=args.patients,
+            test_patients=args.test_patients,
+            height=s["synth"][0],
+            width=s["synth"][1],
+            seed=0,
+            cancer_rate=0.4,
+            workers=workers,
+        )
     else:
         print(f"[1/5] reusing the dataset in {data}", file=sys.stderr)
     times["synth_s"] = round(time.perf_counter() - t0, 2)
@@ -71,9 +80,24 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     print("[2/5] rsna-mammo decode (crop stage) → decode_summary.json", file=sys.stderr)
     h, w = s["img_size"]
-    rc = cli_main(["decode", os.path.join(data, "train_images"), "--out", os.path.join(out, "decoded"),
-                   "--stage", "crop", "--size", f"{h}x{w}", "--workers", str(workers),
-                   "--device", "cpu", "--summary", os.path.join(out, "decode_summary.json")])
+    rc = cli_main(
+        [
+            "decode",
+            os.path.join(data, "train_images"),
+            "--out",
+            os.path.join(out, "decoded"),
+            "--stage",
+            "crop",
+            "--size",
+            f"{h}x{w}",
+            "--workers",
+            str(workers),
+            "--device",
+            "cpu",
+            "--summary",
+            os.path.join(out, "decode_summary.json"),
+        ]
+    )
     times["decode_s"] = round(time.perf_counter() - t0, 2)
     if rc not in (0, 1):
         print(f"decode failed with status {rc}", file=sys.stderr)
@@ -82,9 +106,20 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     print(f"[3/5] training {s['model']} at {h}x{w} on {device} (≤ {args.minutes:g} min)", file=sys.stderr)
     run_dir = os.path.join(out, "run")
-    cfg = TrainConfig(data=data, out=run_dir, model=s["model"], img_size=s["img_size"],
-                      epochs=args.epochs or s["epochs"], batch_size=s["batch_size"], pos_ratio=0.25, lr=2e-3,
-                      warmup_epochs=0.5, device=device, workers=workers, time_limit_s=60 * args.minutes)
+    cfg = TrainConfig(
+        data=data,
+        out=run_dir,
+        model=s["model"],
+        img_size=s["img_size"],
+        epochs=args.epochs or s["epochs"],
+        batch_size=s["batch_size"],
+        pos_ratio=0.25,
+        lr=2e-3,
+        warmup_epochs=0.5,
+        device=device,
+        workers=workers,
+        time_limit_s=60 * args.minutes,
+    )
     tm = train(cfg, progress=progress_factory(sys.stderr.isatty()))
     times["train_s"] = round(time.perf_counter() - t0, 2)
 
@@ -102,27 +137,51 @@ def run(args: argparse.Namespace) -> int:
     thr = float(tm["threshold"]) if tm.get("threshold") is not None else 0.5
     oracle_f1, oracle_t = best_threshold(y, p)
     decode_summary = json.load(open(os.path.join(out, "decode_summary.json")))
-    metrics = {"device": device, "model": s["model"], "img_size": list(s["img_size"]),
-               "patients": {"train": args.patients, "test": args.test_patients},
-               "test": {"breasts": int(len(both)), "positives": int(y.sum()), "auc": _f(roc_auc(y, p)),
-                        "pf1": _f(pfbeta(y, p)), "bin_pf1_at_val_threshold": _f(binarized_pf1(y, p, thr)),
-                        "val_threshold": thr, "bin_pf1_oracle": _f(oracle_f1), "oracle_threshold": oracle_t,
-                        "complete": bool(len(sub) == len(truth) == len(both))},
-               "validation": {k: v for k, v in tm.items() if k != "history"},
-               "history": tm["history"],
-               "throughput": {"decode_images_per_s": decode_summary.get("images_per_s"),
-                              "train_images_per_s": tm.get("train_images_per_s"),
-                              "val_images_per_s": tm.get("val_images_per_s"),
-                              "predict_images_per_s": ps.get("images_per_s")},
-               "predict": {k: v for k, v in ps.items() if k not in ("submission", "errors")},
-               "seconds": times, "machine": collect(),
-               "train_flags": (f"--model {cfg.model} --img-size {h}x{w} --epochs {cfg.epochs} --batch-size "
-                               f"{cfg.batch_size} --lr {cfg.lr:g} --pos-ratio {cfg.pos_ratio:g} --warmup-epochs "
-                               f"{cfg.warmup_epochs:g} --device {device}")}
+    metrics = {
+        "device": device,
+        "model": s["model"],
+        "img_size": list(s["img_size"]),
+        "patients": {"train": args.patients, "test": args.test_patients},
+        "test": {
+            "breasts": int(len(both)),
+            "positives": int(y.sum()),
+            "auc": _f(roc_auc(y, p)),
+            "pf1": _f(pfbeta(y, p)),
+            "bin_pf1_at_val_threshold": _f(binarized_pf1(y, p, thr)),
+            "val_threshold": thr,
+            "bin_pf1_oracle": _f(oracle_f1),
+            "oracle_threshold": oracle_t,
+            "complete": bool(len(sub) == len(truth) == len(both)),
+        },
+        "validation": {k: v for k, v in tm.items() if k != "history"},
+        "history": tm["history"],
+        "throughput": {
+            "decode_images_per_s": decode_summary.get("images_per_s"),
+            "train_images_per_s": tm.get("train_images_per_s"),
+            "val_images_per_s": tm.get("val_images_per_s"),
+            "predict_images_per_s": ps.get("images_per_s"),
+        },
+        "predict": {k: v for k, v in ps.items() if k not in ("submission", "errors")},
+        "seconds": times,
+        "machine": collect(),
+        "train_flags": (
+            f"--model {cfg.model} --img-size {h}x{w} --epochs {cfg.epochs} --batch-size "
+            f"{cfg.batch_size} --lr {cfg.lr:g} --pos-ratio {cfg.pos_ratio:g} --warmup-epochs "
+            f"{cfg.warmup_epochs:g} --device {device}"
+        ),
+    }
     atomic_write(os.path.join(out, "metrics.json"), json.dumps(metrics, indent=2, default=str) + "\n")
     atomic_write(os.path.join(out, "report.md"), _report(metrics, out, decode_summary))
-    print(json.dumps({"submission": sub_path, "test_auc": metrics["test"]["auc"],
-                      "test_pf1": metrics["test"]["pf1"], "seconds": times}))
+    print(
+        json.dumps(
+            {
+                "submission": sub_path,
+                "test_auc": metrics["test"]["auc"],
+                "test_pf1": metrics["test"]["pf1"],
+                "seconds": times,
+            }
+        )
+    )
     return 0
 
 
@@ -135,25 +194,28 @@ def _f(v):
 def _report(m: dict, out: str, dec: dict) -> str:
     t, v, thr, sec = m["test"], m["validation"], m["throughput"], m["seconds"]
     mach = m["machine"]
-    rows = "\n".join(f"| {h['epoch']} | {_f(h['train_loss'])} | {h['train_images_per_s']} | {_f(h['val_auc'])} | "
-                     f"{_f(h['val_pf1'])} | {_f(h['val_bin_pf1'])} |" for h in m["history"])
+    rows = "\n".join(
+        f"| {h['epoch']} | {_f(h['train_loss'])} | {h['train_images_per_s']} | {_f(h['val_auc'])} | "
+        f"{_f(h['val_pf1'])} | {_f(h['val_bin_pf1'])} |"
+        for h in m["history"]
+    )
     c = m["train_flags"]
     return f"""# rsna-mammo demo
 
-Device: **{m['device']}** ({mach.get('gpu') or mach.get('cpu')}); model `{m['model']}` at
-{m['img_size'][0]}×{m['img_size'][1]}, trained from scratch on raw synthetic DICOMs
-({m['patients']['train']} training patients, {m['patients']['test']} test patients).
+Device: **{m["device"]}** ({mach.get("gpu") or mach.get("cpu")}); model `{m["model"]}` at
+{m["img_size"][0]}×{m["img_size"][1]}, trained from scratch on raw synthetic DICOMs
+({m["patients"]["train"]} training patients, {m["patients"]["test"]} test patients).
 
-## Test split (breast level, {t['breasts']} breasts, {t['positives']} with cancer)
+## Test split (breast level, {t["breasts"]} breasts, {t["positives"]} with cancer)
 
-| AUC | pF1 | binarized pF1 @ validation threshold {t['val_threshold']:.3f} | best binarized pF1 (oracle) |
+| AUC | pF1 | binarized pF1 @ validation threshold {t["val_threshold"]:.3f} | best binarized pF1 (oracle) |
 | --- | --- | --- | --- |
-| {t['auc']} | {t['pf1']} | {t['bin_pf1_at_val_threshold']} | {t['bin_pf1_oracle']} |
+| {t["auc"]} | {t["pf1"]} | {t["bin_pf1_at_val_threshold"]} | {t["bin_pf1_oracle"]} |
 
-Submission complete (one row per prediction_id): **{t['complete']}**; images that could not
-be used: {m['predict'].get('failed_images')} (see `errors.csv`).
+Submission complete (one row per prediction_id): **{t["complete"]}**; images that could not
+be used: {m["predict"].get("failed_images")} (see `errors.csv`).
 
-## Validation (fold 0, best epoch {v.get('best_epoch')} of {v.get('epochs_done')})
+## Validation (fold 0, best epoch {v.get("best_epoch")} of {v.get("epochs_done")})
 
 | epoch | train loss | train img/s | val AUC | val pF1 | val binarized pF1 |
 | --- | --- | --- | --- | --- | --- |
@@ -161,9 +223,9 @@ be used: {m['predict'].get('failed_images')} (see `errors.csv`).
 
 ## Throughput and time
 
-decode (crop stage, {dec.get('workers')} workers): {thr['decode_images_per_s']} images/s ·
-training: {thr['train_images_per_s']} images/s · inference: {thr['predict_images_per_s']} images/s ·
-seconds: synth {sec['synth_s']}, decode {sec['decode_s']}, train {sec['train_s']}, predict {sec['predict_s']}.
+decode (crop stage, {dec.get("workers")} workers): {thr["decode_images_per_s"]} images/s ·
+training: {thr["train_images_per_s"]} images/s · inference: {thr["predict_images_per_s"]} images/s ·
+seconds: synth {sec["synth_s"]}, decode {sec["decode_s"]}, train {sec["train_s"]}, predict {sec["predict_s"]}.
 
 Files: `submission.csv`, `errors.csv`, `metrics.json`, `decode_summary.json`, `run/` (best.pt, last.pt,
 metrics.json, config.yaml), `data/` (the synthetic dataset). The same steps by hand:

@@ -4,12 +4,13 @@ Under ``torchrun --nproc_per_node N`` the environment holds ``RANK``, ``WORLD_SI
 ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``; without them everything runs as a
 single process (rank 0 of 1) and the helpers here are no-ops.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,13 @@ def barrier() -> None:
         dist.barrier()
 
 
-def all_gather_objects(obj: Any) -> List[Any]:
+def all_gather_objects(obj: Any) -> list[Any]:
     """Every process's ``obj`` (picklable), in rank order; ``[obj]`` when not distributed."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return [obj]
-    out: List[Any] = [None] * dist.get_world_size()
+    out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
 

@@ -1,4 +1,5 @@
 """Exponential moving average of model weights (with timm-style warm-up of the decay)."""
+
 from __future__ import annotations
 
 import copy

@@ -6,13 +6,17 @@ is ``.``/``..`` — anything that would make the path leave the data root — is
 for that row (``path == ""`` and ``path_error`` says why); the rest of the manifest loads.
 The check is lexical (symlinks under the data root are followed as the user set them up).
 """
+
 from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +36,15 @@ def resolve_image_path(root: str, split_dir: str, patient_id: str, image_id: str
     """
     for what, value in (("patient_id", patient_id), ("image_id", image_id)):
         v = str(value)
-        if (not v or v in (".", "..") or "/" in v or "\\" in v or "\x00" in v or os.path.isabs(v)
-                or (os.altsep and os.altsep in v)):
+        if (
+            not v
+            or v in (".", "..")
+            or "/" in v
+            or "\\" in v
+            or "\x00" in v
+            or os.path.isabs(v)
+            or (os.altsep and os.altsep in v)
+        ):
             raise UnsafePathError(f"{what} {v!r} would leave the data root")
     root_n = os.path.normpath(os.path.abspath(root))
     path = os.path.normpath(os.path.join(root_n, split_dir, str(patient_id), f"{image_id}.dcm"))
@@ -47,8 +58,9 @@ def split_of_csv(csv: str) -> str:
     return "train" if os.path.basename(csv).lower().startswith("train") else "test"
 
 
-def load_manifest(data: str, split: Optional[str] = None, *, csv: Optional[str] = None,
-                  images: Optional[str] = None) -> "pd.DataFrame":
+def load_manifest(
+    data: str, split: str | None = None, *, csv: str | None = None, images: str | None = None
+) -> pd.DataFrame:
     """Read a Kaggle CSV and resolve every image path.
 
     Args:
@@ -73,8 +85,9 @@ def load_manifest(data: str, split: Optional[str] = None, *, csv: Optional[str] 
         csv = os.path.join(data, csv)
     if not os.path.exists(csv):
         raise ValueError(f"{csv}: no such CSV file")
-    df = pd.read_csv(csv, dtype={"patient_id": str, "image_id": str, "laterality": str,
-                                 "prediction_id": str}, keep_default_na=False)
+    df = pd.read_csv(
+        csv, dtype={"patient_id": str, "image_id": str, "laterality": str, "prediction_id": str}, keep_default_na=False
+    )
     missing = [c for c in ("patient_id", "image_id", "laterality") if c not in df.columns]
     if missing:
         raise ValueError(f"{csv}: missing column(s) {', '.join(missing)}")
@@ -102,7 +115,7 @@ def load_manifest(data: str, split: Optional[str] = None, *, csv: Optional[str] 
     return df.reset_index(drop=True)
 
 
-def assign_folds(df: "pd.DataFrame", *, folds: int = 4, seed: int = 42) -> np.ndarray:
+def assign_folds(df: pd.DataFrame, *, folds: int = 4, seed: int = 42) -> np.ndarray:
     """Fold number per row: grouped by patient, stratified by cancer.
 
     Patients with any positive image are dealt round-robin over the folds after a
@@ -133,7 +146,7 @@ def assign_folds(df: "pd.DataFrame", *, folds: int = 4, seed: int = 42) -> np.nd
     return np.array([fold_of[str(p)] for p in df["patient_id"]], dtype=np.int64)
 
 
-def breast_prior(df: "pd.DataFrame") -> float:
+def breast_prior(df: pd.DataFrame) -> float:
     """Fraction of breasts (prediction_ids) with cancer; 0 when the frame has no labels."""
     if "cancer" not in df.columns or len(df) == 0:
         return 0.0

@@ -5,11 +5,13 @@ All functions take plain numpy arrays (or anything ``np.asarray`` accepts) on th
 ``labels`` are 0/1 (any value > 0.5 counts as positive), ``scores`` are probabilities in
 [0, 1] (pF1 clips them to [0, 1], like the Kaggle scorer).
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence, Tuple
+from typing import Literal
 
 import numpy as np
 
@@ -75,7 +77,7 @@ def binarized_pf1(labels, scores, threshold: float) -> float:
     return pfbeta(labels, p)
 
 
-def best_threshold(labels, scores) -> Tuple[float, float]:
+def best_threshold(labels, scores) -> tuple[float, float]:
     """Search the threshold that maximises binarized pF1.
 
     Candidates are the distinct scores (each one the lowest score called positive);
@@ -98,7 +100,7 @@ def best_threshold(labels, scores) -> Tuple[float, float]:
 class BreastScores:
     """Per-breast scores after aggregation (arrays aligned with ``ids``)."""
 
-    ids: Tuple[str, ...]
+    ids: tuple[str, ...]
     scores: np.ndarray  # float64 [N] in [0, 1]
     labels: np.ndarray  # float64 [N] 0/1 (max over the breast's images), or empty when unknown
 
@@ -129,5 +131,11 @@ def breast_metrics(prediction_ids: Sequence[str], scores, labels, *, agg: Agg = 
     """
     b = aggregate_breasts(prediction_ids, scores, labels, agg=agg)
     bin_f1, thr = best_threshold(b.labels, b.scores)
-    return {"auc": roc_auc(b.labels, b.scores), "pf1": pfbeta(b.labels, b.scores), "bin_pf1": bin_f1,
-            "threshold": thr, "breasts": len(b.ids), "positives": int(b.labels.sum())}
+    return {
+        "auc": roc_auc(b.labels, b.scores),
+        "pf1": pfbeta(b.labels, b.scores),
+        "bin_pf1": bin_f1,
+        "threshold": thr,
+        "breasts": len(b.ids),
+        "positives": int(b.labels.sum()),
+    }

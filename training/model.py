@@ -5,17 +5,27 @@ local file (timm/torchvision ``.pth``/``.bin``/``.safetensors`` or one of our ch
 sums a 3-channel stem into one channel (timm's ``adapt_input_conv``), and drops a
 classifier whose shape does not match.
 """
+
 from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, Optional
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 
-def create_model(name: str, *, pretrained: Optional[str] = None, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, head_prior: float = 0.5):
+def create_model(
+    name: str,
+    *,
+    pretrained: str | None = None,
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    head_prior: float = 0.5,
+):
     """A timm model with ``in_chans=1, num_classes=1`` (float32, on the CPU).
 
     Args:
@@ -66,7 +76,7 @@ def init_head(model, prior: float = 0.5) -> None:
             head.bias.fill_(math.log(p / (1 - p)))
 
 
-def _read_state_dict(path: str) -> Dict[str, "torch.Tensor"]:
+def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     import torch
 
     if not os.path.isfile(path):
@@ -105,8 +115,14 @@ def load_pretrained(model, path: str) -> dict:
             skipped.append(k)
             continue
         target = own[k]
-        if v.shape != target.shape and v.ndim == 4 and target.ndim == 4 and v.shape[0] == target.shape[0] \
-                and v.shape[2:] == target.shape[2:] and target.shape[1] == 1:
+        if (
+            v.shape != target.shape
+            and v.ndim == 4
+            and target.ndim == 4
+            and v.shape[0] == target.shape[0]
+            and v.shape[2:] == target.shape[2:]
+            and target.shape[1] == 1
+        ):
             v = adapt_input_conv(1, v.float()).to(target.dtype)
             adapted.append(k)
         if v.shape != target.shape:
@@ -117,6 +133,12 @@ def load_pretrained(model, path: str) -> dict:
     model.load_state_dict(out, strict=False)
     if not out:
         raise ValueError(f"{path}: no tensor matches the model's parameters")
-    log.info("pretrained %s: %d tensors loaded, stem adapted: %s, skipped: %d, left at init: %d", path, len(out),
-             adapted or "-", len(skipped), len(missing))
+    log.info(
+        "pretrained %s: %d tensors loaded, stem adapted: %s, skipped: %d, left at init: %d",
+        path,
+        len(out),
+        adapted or "-",
+        len(skipped),
+        len(missing),
+    )
     return {"loaded": sorted(out), "adapted": adapted, "skipped": skipped, "missing": missing}

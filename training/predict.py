@@ -5,11 +5,12 @@ training. The submission has exactly one row per ``prediction_id`` of the CSV; a
 that cannot be used is listed in ``errors.csv`` (``image_id,path,reason``) and a breast
 whose images all failed gets the training prior (and its rows in ``errors.csv`` say so).
 """
+
 from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
 
 import numpy as np
 
@@ -71,8 +72,16 @@ def autocast_ctx(device: str, dtype):
     return torch.autocast("cuda" if str(device).startswith("cuda") else "cpu", dtype=dtype)
 
 
-def infer(model, loader, *, device: str, amp: str = "auto", tta: bool = False, channels_last: bool = True,
-          progress: Optional[Callable] = None) -> Tuple[np.ndarray, np.ndarray, List[dict]]:
+def infer(
+    model,
+    loader,
+    *,
+    device: str,
+    amp: str = "auto",
+    tta: bool = False,
+    channels_last: bool = True,
+    progress: Callable | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Run ``model`` over ``loader``'s rows (this process's shard).
 
     Returns:
@@ -113,7 +122,7 @@ def infer(model, loader, *, device: str, amp: str = "auto", tta: bool = False, c
     return np.concatenate(idx).astype(np.int64), np.concatenate(probs), failed
 
 
-def parse_threshold(value: str) -> Optional[str | float]:
+def parse_threshold(value: str) -> str | float | None:
     """``none`` → None, ``best`` → ``"best"``, a number in [0, 1] → float."""
     v = str(value).strip().lower()
     if v == "none":
@@ -129,10 +138,21 @@ def parse_threshold(value: str) -> Optional[str | float]:
     return t
 
 
-def predict(*, data: str, ckpt: str, out: str, csv: Optional[str] = None, images: Optional[str] = None,
-            device: str = "auto", tta: bool = False, agg: Optional[str] = None, threshold: str = "none",
-            batch_size: Optional[int] = None, workers: Optional[int] = None,
-            progress: Optional[Callable] = None) -> Dict[str, object]:
+def predict(
+    *,
+    data: str,
+    ckpt: str,
+    out: str,
+    csv: str | None = None,
+    images: str | None = None,
+    device: str = "auto",
+    tta: bool = False,
+    agg: str | None = None,
+    threshold: str = "none",
+    batch_size: int | None = None,
+    workers: int | None = None,
+    progress: Callable | None = None,
+) -> dict[str, object]:
     """Write the submission ``out`` and ``errors.csv`` beside it (rank 0 under torchrun).
 
     Returns:
@@ -160,16 +180,29 @@ def predict(*, data: str, ckpt: str, out: str, csv: Optional[str] = None, images
     dev = "cuda" if info.device.startswith("cuda") else "cpu"
     model = model_from_checkpoint(ck, info.device)
     n_workers = default_workers() if workers is None else workers
-    loader = DicomLoader([man["path"].iloc[i] for i in ok_rows], batch_size=batch_size or 2 * int(cfg.get("batch_size", 8)),
-                         size=size, device=dev, workers=n_workers, shard=(info.rank, info.world),
-                         backend=cfg.get("backend", "auto"), data_root=data)
+    loader = DicomLoader(
+        [man["path"].iloc[i] for i in ok_rows],
+        batch_size=batch_size or 2 * int(cfg.get("batch_size", 8)),
+        size=size,
+        device=dev,
+        workers=n_workers,
+        shard=(info.rank, info.world),
+        backend=cfg.get("backend", "auto"),
+        data_root=data,
+    )
     t0 = time.perf_counter()
-    idx, probs, failed = infer(model, loader, device=info.device, amp=cfg.get("amp", "auto"), tta=tta,
-                               channels_last=bool(cfg.get("channels_last", True)),
-                               progress=progress if info.is_main else None)
+    idx, probs, failed = infer(
+        model,
+        loader,
+        device=info.device,
+        amp=cfg.get("amp", "auto"),
+        tta=tta,
+        channels_last=bool(cfg.get("channels_last", True)),
+        progress=progress if info.is_main else None,
+    )
     seconds = time.perf_counter() - t0
     parts = all_gather_objects((idx, probs, failed, len(idx), seconds))
-    summary: Dict[str, object] = {}
+    summary: dict[str, object] = {}
     if info.is_main:
         idx = np.concatenate([p[0] for p in parts])
         probs = np.concatenate([p[1] for p in parts])
@@ -182,7 +215,7 @@ def predict(*, data: str, ckpt: str, out: str, csv: Optional[str] = None, images
     return summary
 
 
-def _write_outputs(man, ok_rows, idx, probs, failed, *, out, agg, thr, ck) -> Dict[str, object]:
+def _write_outputs(man, ok_rows, idx, probs, failed, *, out, agg, thr, ck) -> dict[str, object]:
     import pandas as pd
 
     prior = float(ck.get("prior", 0.0))
@@ -194,18 +227,31 @@ def _write_outputs(man, ok_rows, idx, probs, failed, *, out, agg, thr, ck) -> Di
     scores = np.array([score_of.get(p, prior) for p in pids], dtype=np.float64)
     t = ck.get("threshold", 0.5) if thr == "best" else thr
     errors = []
-    for i, reason in zip(np.flatnonzero(man["path_error"].to_numpy() != ""), man["path_error"]
-                         [man["path_error"] != ""]):
+    for i, reason in zip(
+        np.flatnonzero(man["path_error"].to_numpy() != ""), man["path_error"][man["path_error"] != ""]
+    ):
         errors.append((man["image_id"].iloc[i], man["path"].iloc[i] or _intended(man, i), f"path: {reason}", i))
     for f in failed:
         i = int(ok_rows[int(f["index"])])
         errors.append((man["image_id"].iloc[i], man["path"].iloc[i], f"{f['stage']}: {f['reason']}", i))
     prior_set = set(prior_breasts)
-    err = pd.DataFrame([(iid, path, reason + (f" [breast {man['prediction_id'].iloc[i]}: all images failed, "
-                                              f"predicted the training prior {prior:.4f}]"
-                                              if man["prediction_id"].iloc[i] in prior_set else ""))
-                        for iid, path, reason, i in sorted(errors, key=lambda e: e[3])],
-                       columns=["image_id", "path", "reason"])
+    err = pd.DataFrame(
+        [
+            (
+                iid,
+                path,
+                reason
+                + (
+                    f" [breast {man['prediction_id'].iloc[i]}: all images failed, "
+                    f"predicted the training prior {prior:.4f}]"
+                    if man["prediction_id"].iloc[i] in prior_set
+                    else ""
+                ),
+            )
+            for iid, path, reason, i in sorted(errors, key=lambda e: e[3])
+        ],
+        columns=["image_id", "path", "reason"],
+    )
     if t is None:
         sub = pd.DataFrame({"prediction_id": pids, "cancer": scores})
         text = sub.to_csv(index=False, float_format="%.6f", lineterminator="\n")
@@ -218,10 +264,19 @@ def _write_outputs(man, ok_rows, idx, probs, failed, *, out, agg, thr, ck) -> Di
     for p in prior_breasts:
         log.warning("breast %s: all images failed; predicted the training prior %.4f", p, prior)
     used = len(set(rows.tolist()))
-    return {"submission": out, "errors": err_path, "rows": len(pids), "images": len(man), "ok_images": used,
-            "failed_images": len(err), "unaccounted_images": len(man) - used - len(err),
-            "prior_breasts": prior_breasts, "prior": prior, "agg": agg,
-            "threshold": None if t is None else float(t)}
+    return {
+        "submission": out,
+        "errors": err_path,
+        "rows": len(pids),
+        "images": len(man),
+        "ok_images": used,
+        "failed_images": len(err),
+        "unaccounted_images": len(man) - used - len(err),
+        "prior_breasts": prior_breasts,
+        "prior": prior,
+        "agg": agg,
+        "threshold": None if t is None else float(t),
+    }
 
 
 def _intended(man, i: int) -> str:

@@ -1,4 +1,5 @@
 """``rsna-mammo predict``: a complete submission from a checkpoint and raw test DICOMs."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--tta", action="store_true", help="average with the vertically flipped image")
     p.add_argument("--agg", choices=["mean", "max"], help="breast aggregation (default: the checkpoint's)")
-    p.add_argument("--threshold", default="none", metavar="none|best|X",
-                   help="none: probabilities; best: binarize at the validation threshold; X: at X")
+    p.add_argument(
+        "--threshold",
+        default="none",
+        metavar="none|best|X",
+        help="none: probabilities; best: binarize at the validation threshold; X: at X",
+    )
     p.add_argument("--batch-size", type=int, help="default: twice the training batch")
     p.add_argument("--workers", type=int, help="decode processes (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -32,15 +37,28 @@ def run(args: argparse.Namespace) -> int:
 
     parse_threshold(args.threshold)  # bad values fail before any work
     try:
-        summary = predict(data=args.data, ckpt=args.ckpt, out=args.out, csv=args.csv, images=args.images,
-                          device=args.device, tta=args.tta, agg=args.agg, threshold=args.threshold,
-                          batch_size=args.batch_size, workers=args.workers,
-                          progress=progress_factory(not args.no_progress))
+        summary = predict(
+            data=args.data,
+            ckpt=args.ckpt,
+            out=args.out,
+            csv=args.csv,
+            images=args.images,
+            device=args.device,
+            tta=args.tta,
+            agg=args.agg,
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            progress=progress_factory(not args.no_progress),
+        )
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(summary))
-            print(f"{summary['ok_images']} ok, {summary['failed_images']} failed, "
-                  f"{summary['unaccounted_images']} unaccounted; {summary['rows']} prediction rows written "
-                  f"({len(summary['prior_breasts'])} from the prior)", file=sys.stderr)
+            print(
+                f"{summary['ok_images']} ok, {summary['failed_images']} failed, "
+                f"{summary['unaccounted_images']} unaccounted; {summary['rows']} prediction rows written "
+                f"({len(summary['prior_breasts'])} from the prior)",
+                file=sys.stderr,
+            )
     finally:
         if env_world() > 1:
             cleanup()

@@ -19,13 +19,15 @@ row of ``errors.csv``. ``--shard i/n`` (or torchrun's ``RANK``/``WORLD_SIZE``) t
 rows ``i, i+n, i+2n, ...``: no overlap, no gap; every shard ends with a check of the
 whole cache that lists anything missing.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Literal, Optional, Tuple
+from typing import Literal
 
 from decode.atomic import atomic_write
 from decode.parallel import default_workers, map_files
@@ -75,11 +77,11 @@ class PrepareConfig:
     data: str
     out: str
     format: Format = "htj2k"
-    size: Optional[Tuple[int, int]] = None
+    size: tuple[int, int] | None = None
     flip: bool = True
     workers: int = 0
     backend: str = "auto"
-    shard: Tuple[int, int] = (0, 1)
+    shard: tuple[int, int] = (0, 1)
     chunk: int = 0
     verify: str = "quick"
 
@@ -111,7 +113,10 @@ class PrepareConfig:
         from dali_pipelines.tensor_cache import CacheParams
         from decode.chain import CHAIN_VERSION
 
-        return {"format": "tensor", **CacheParams(size=self.size, flip=self.flip, chain_version=CHAIN_VERSION).to_json()}
+        return {
+            "format": "tensor",
+            **CacheParams(size=self.size, flip=self.flip, chain_version=CHAIN_VERSION).to_json(),
+        }
 
     def rows_per_chunk(self) -> int:
         if self.chunk:
@@ -131,15 +136,15 @@ class PrepareReport:
     skipped: int
     failed: int
     unaccounted: int
-    errors: List[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
     seconds: float = 0.0
-    check: Optional[state.CacheCheck] = None
+    check: state.CacheCheck | None = None
 
     def line(self) -> str:
         return f"{self.ok} ok, {self.failed} failed, {self.unaccounted} unaccounted"
 
 
-def parse_shard(text: Optional[str]) -> Tuple[int, int]:
+def parse_shard(text: str | None) -> tuple[int, int]:
     """``"i/n"`` → ``(i, n)``; None → torchrun's ``RANK``/``WORLD_SIZE`` or ``(0, 1)``.
 
     Raises:
@@ -162,7 +167,7 @@ def parse_shard(text: Optional[str]) -> Tuple[int, int]:
     return shard
 
 
-def manifest_rows(data: str) -> Tuple[List[Row], Dict[str, dict]]:
+def manifest_rows(data: str) -> tuple[list[Row], dict[str, dict]]:
     """Every row of ``train.csv`` then ``test.csv`` (whichever exist), and the refused ones.
 
     Returns:
@@ -174,8 +179,8 @@ def manifest_rows(data: str) -> Tuple[List[Row], Dict[str, dict]]:
     """
     from .manifest import load_manifest
 
-    rows: List[Row] = []
-    errors: Dict[str, dict] = {}
+    rows: list[Row] = []
+    errors: dict[str, dict] = {}
     seen = set()
     found = False
     for split in SPLITS:
@@ -199,7 +204,7 @@ def manifest_rows(data: str) -> Tuple[List[Row], Dict[str, dict]]:
     return rows, errors
 
 
-def copy_csvs(data: str, out: str) -> List[str]:
+def copy_csvs(data: str, out: str) -> list[str]:
     """Copy the top-level CSV files of the data root into the cache (atomically)."""
     copied = []
     with state.locked(out):  # temporary names at the root are only written under the lock
@@ -211,7 +216,7 @@ def copy_csvs(data: str, out: str) -> List[str]:
     return copied
 
 
-def run_prepare(cfg: PrepareConfig, *, progress: Optional[Callable[[int], None]] = None) -> PrepareReport:
+def run_prepare(cfg: PrepareConfig, *, progress: Callable[[int], None] | None = None) -> PrepareReport:
     """Build (or resume) the cache for this shard's rows, then rebuild the index and check every row.
 
     Args:
@@ -245,7 +250,7 @@ def run_prepare(cfg: PrepareConfig, *, progress: Optional[Callable[[int], None]]
     sink = Sink(cfg, tag)
     tasks = [Task(r, cfg.out, cfg.format, cfg.size, cfg.flip, cfg.backend) for r in todo]
     for start in range(0, len(tasks), BLOCK_ROWS):
-        block = tasks[start:start + BLOCK_ROWS]
+        block = tasks[start : start + BLOCK_ROWS]
         for task, good, res in map_files(run_task, block, workers=cfg.workers or default_workers()):
             if good:
                 sink.add(*res)
@@ -258,27 +263,46 @@ def run_prepare(cfg: PrepareConfig, *, progress: Optional[Callable[[int], None]]
     clean_leftovers(cfg, tag, [], state.read_journal(cfg.out)[0])  # shards whose rows were all redone
 
     # this shard's outputs and journal are final: say so before the (last) index rebuild sees it
-    state.mark_done(cfg.out, cfg.shard, {"rows": len(mine), "written": sink.ok, "errors": sink.failed,
-                                         "skipped": skipped, "seconds": round(time.perf_counter() - t0, 3)})
+    state.mark_done(
+        cfg.out,
+        cfg.shard,
+        {
+            "rows": len(mine),
+            "written": sink.ok,
+            "errors": sink.failed,
+            "skipped": skipped,
+            "seconds": round(time.perf_counter() - t0, 3),
+        },
+    )
     check, done, failed = finish(cfg, rows, manifest_errors)
     mine_ok = sum(r.image_id in done for r in mine)
     mine_failed = sum(r.image_id in failed for r in mine)
-    report = PrepareReport(rows=len(mine), ok=mine_ok, skipped=skipped, failed=mine_failed,
-                           unaccounted=len(mine) - mine_ok - mine_failed,
-                           errors=[failed[r.image_id] for r in mine if r.image_id in failed],
-                           seconds=round(time.perf_counter() - t0, 3), check=check)
+    report = PrepareReport(
+        rows=len(mine),
+        ok=mine_ok,
+        skipped=skipped,
+        failed=mine_failed,
+        unaccounted=len(mine) - mine_ok - mine_failed,
+        errors=[failed[r.image_id] for r in mine if r.image_id in failed],
+        seconds=round(time.perf_counter() - t0, 3),
+        check=check,
+    )
     return report
 
 
-def _to_do(cfg: PrepareConfig, mine: List[Row], manifest_errors: Dict[str, dict], ok_records: Dict[str, dict]
-           ) -> Tuple[List[Row], int]:
+def _to_do(
+    cfg: PrepareConfig, mine: list[Row], manifest_errors: dict[str, dict], ok_records: dict[str, dict]
+) -> tuple[list[Row], int]:
     """Rows of this shard that are not complete and verified (manifest-refused rows are never done)."""
     candidates = [r for r in mine if r.image_id not in manifest_errors]
     quick, shard_sizes = [], {}
     for r in candidates:
         rec = ok_records.get(r.image_id)
-        if rec is None or rec.get("rel") != r.rel or \
-                state.record_problem(cfg.out, cfg.format, rec, r.src, shard_sizes=shard_sizes) is not None:
+        if (
+            rec is None
+            or rec.get("rel") != r.rel
+            or state.record_problem(cfg.out, cfg.format, rec, r.src, shard_sizes=shard_sizes) is not None
+        ):
             quick.append(False)
         else:
             quick.append(True)
@@ -286,8 +310,9 @@ def _to_do(cfg: PrepareConfig, mine: List[Row], manifest_errors: Dict[str, dict]
     if cfg.verify == "full" and done:
         bad = set()
         items = [(cfg.out, cfg.format, ok_records[r.image_id], r.src) for r in done]
-        for item, good, res in map_files(_full_check, items, workers=cfg.workers or default_workers(),
-                                         path_of=lambda it: it[3]):
+        for item, good, res in map_files(
+            _full_check, items, workers=cfg.workers or default_workers(), path_of=lambda it: it[3]
+        ):
             if not good or res is not None:
                 bad.add(item[2]["image_id"])
                 log.warning("%s: redoing: %s", item[3], res if good else res.reason)
@@ -296,18 +321,19 @@ def _to_do(cfg: PrepareConfig, mine: List[Row], manifest_errors: Dict[str, dict]
     return [r for r in candidates if r.image_id not in done_ids], len(done)
 
 
-def _full_check(item) -> Optional[str]:
+def _full_check(item) -> str | None:
     out, fmt, rec, src = item
     return state.record_problem(out, fmt, rec, src, full=True)
 
 
-def finish(cfg: PrepareConfig, rows: Optional[List[Row]] = None, manifest_errors: Optional[Dict[str, dict]] = None):
+def finish(cfg: PrepareConfig, rows: list[Row] | None = None, manifest_errors: dict[str, dict] | None = None):
     """Rebuild the index and ``errors.csv`` from the journal and check every row of every shard."""
     if rows is None:
         rows, manifest_errors = manifest_rows(cfg.data)
     extra = {"data": os.path.abspath(cfg.data), "backend": cfg.backend}
-    return state.rebuild(cfg.out, cfg.format, rows, manifest_errors or {}, index_extra=extra,
-                         params=cfg.params(), world=cfg.shard[1])
+    return state.rebuild(
+        cfg.out, cfg.format, rows, manifest_errors or {}, index_extra=extra, params=cfg.params(), world=cfg.shard[1]
+    )
 
 
 def check_only(cfg: PrepareConfig) -> state.CacheCheck:

@@ -1,4 +1,5 @@
 """``rsna-mammo prepare``: decode once into an HTJ2K transcode or a preprocessed-tensor cache."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,22 +11,34 @@ HELP = "decode once: lossless HTJ2K transcode or a preprocessed-tensor cache (at
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="dataset root (train.csv, test.csv, *_images/)")
     p.add_argument("--out", required=True, metavar="CACHE", help="cache root to create or resume")
-    p.add_argument("--format", choices=["htj2k", "tensor"], default="htj2k",
-                   help="htj2k: lossless HTJ2K DICOMs, same layout (default); tensor: the loader's chain output "
-                        "as uint16 shards + tensor_index.json")
+    p.add_argument(
+        "--format",
+        choices=["htj2k", "tensor"],
+        default="htj2k",
+        help="htj2k: lossless HTJ2K DICOMs, same layout (default); tensor: the loader's chain output "
+        "as uint16 shards + tensor_index.json",
+    )
     p.add_argument("--size", metavar="HxW", help="tensor format: output size, e.g. 1024x512 (required)")
     p.add_argument("--no-flip", action="store_true", help="tensor format: keep each breast's original side")
     p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     p.add_argument("--backend", default="auto", help="CPU decode backend for the sources (default: auto)")
-    p.add_argument("--shard", metavar="i/n", help="take rows i, i+n, ... (default: torchrun's RANK/WORLD_SIZE, "
-                                                  "else 0/1)")
+    p.add_argument(
+        "--shard", metavar="i/n", help="take rows i, i+n, ... (default: torchrun's RANK/WORLD_SIZE, else 0/1)"
+    )
     p.add_argument("--chunk", type=int, default=0, help="rows per tensor shard / journal file (default: automatic)")
-    p.add_argument("--verify", choices=["quick", "full"], default="quick",
-                   help="how rows done by an earlier run are trusted: quick = source and output sizes/mtimes "
-                        "unchanged (default); full = re-decode and compare checksums")
-    p.add_argument("--check", action="store_true",
-                   help="only rebuild the index and errors.csv from the journal and check every row (no work; "
-                        "format and size are read from the cache)")
+    p.add_argument(
+        "--verify",
+        choices=["quick", "full"],
+        default="quick",
+        help="how rows done by an earlier run are trusted: quick = source and output sizes/mtimes "
+        "unchanged (default); full = re-decode and compare checksums",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only rebuild the index and errors.csv from the journal and check every row (no work; "
+        "format and size are read from the cache)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,10 +52,18 @@ def run(args: argparse.Namespace) -> int:
             args.format = params["format"]
             args.size = "x".join(map(str, params["size"])) if params.get("size") else None
             args.no_flip = not params.get("flip", True)
-    cfg = PrepareConfig(data=args.data, out=args.out, format=args.format,
-                        size=parse_size(args.size) if args.size else None, flip=not args.no_flip,
-                        workers=args.workers, backend=args.backend, shard=parse_shard(args.shard),
-                        chunk=args.chunk, verify=args.verify)
+    cfg = PrepareConfig(
+        data=args.data,
+        out=args.out,
+        format=args.format,
+        size=parse_size(args.size) if args.size else None,
+        flip=not args.no_flip,
+        workers=args.workers,
+        backend=args.backend,
+        shard=parse_shard(args.shard),
+        chunk=args.chunk,
+        verify=args.verify,
+    )
     if args.check:
         check = check_only(cfg)
         _print_check(check)
@@ -51,15 +72,23 @@ def run(args: argparse.Namespace) -> int:
 
     from .prepare import manifest_rows
 
-    total = len(manifest_rows(cfg.data)[0][cfg.shard[0]::cfg.shard[1]])
-    with tqdm(total=total, unit="img", desc=f"prepare {cfg.format} {cfg.shard[0]}/{cfg.shard[1]}",
-              file=sys.stderr, disable=None) as bar:
+    total = len(manifest_rows(cfg.data)[0][cfg.shard[0] :: cfg.shard[1]])
+    with tqdm(
+        total=total,
+        unit="img",
+        desc=f"prepare {cfg.format} {cfg.shard[0]}/{cfg.shard[1]}",
+        file=sys.stderr,
+        disable=None,
+    ) as bar:
         report = run_prepare(cfg, progress=bar.update)
     for e in report.errors:
         print(f"error: {e['path']}: [{e['stage']}] {e['reason']}", file=sys.stderr)
     done_now = report.ok - report.skipped
-    print(f"prepare {cfg.format} shard {cfg.shard[0]}/{cfg.shard[1]}: {report.rows} rows; {done_now} written, "
-          f"{report.skipped} already complete; {report.seconds:.1f} s", file=sys.stderr)
+    print(
+        f"prepare {cfg.format} shard {cfg.shard[0]}/{cfg.shard[1]}: {report.rows} rows; {done_now} written, "
+        f"{report.skipped} already complete; {report.seconds:.1f} s",
+        file=sys.stderr,
+    )
     _print_check(report.check)
     print(report.line())
     bad_cache = report.check.all_shards_done and not report.check.complete

@@ -14,6 +14,7 @@ has the recorded size and mtime, the output exists with the recorded size; ``ful
 also re-checks the pixels). Anything else is redone by the next run. Journal files of
 any shard layout are read, so a cache may be resumed with another ``--shard`` split.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,8 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
 
 from decode.atomic import atomic_write
 
@@ -39,7 +40,7 @@ HTJ2K_INDEX = "htj2k_index.json"
 ERROR_COLUMNS = ("image_id", "path", "stage", "reason")
 
 
-def source_stat(path: str) -> Dict[str, int]:
+def source_stat(path: str) -> dict[str, int]:
     """``{"size", "mtime_ns"}`` of a file (both -1 when it cannot be read)."""
     try:
         st = os.stat(path)
@@ -74,15 +75,20 @@ def check_params(out: str, params: dict) -> None:
             with open(path, encoding="utf-8") as f:
                 have = json.load(f)
             if have != params:
-                diff = [f"{k}={have.get(k)!r} (asked {params.get(k)!r})" for k in sorted(set(have) | set(params))
-                        if have.get(k) != params.get(k)]
-                raise ValueError(f"{out} already holds a cache made with other parameters: {', '.join(diff)}; "
-                                 f"use another --out (or delete {out})")
+                diff = [
+                    f"{k}={have.get(k)!r} (asked {params.get(k)!r})"
+                    for k in sorted(set(have) | set(params))
+                    if have.get(k) != params.get(k)
+                ]
+                raise ValueError(
+                    f"{out} already holds a cache made with other parameters: {', '.join(diff)}; "
+                    f"use another --out (or delete {out})"
+                )
             return
         atomic_write(path, json.dumps(params, indent=1, sort_keys=True))
 
 
-def write_journal(out: str, tag: str, records: List[dict]) -> Optional[str]:
+def write_journal(out: str, tag: str, records: list[dict]) -> str | None:
     """Append a batch of row records as one new journal file (atomic)."""
     if not records:
         return None
@@ -90,11 +96,11 @@ def write_journal(out: str, tag: str, records: List[dict]) -> Optional[str]:
     return atomic_write(os.path.join(out, JOURNAL_DIR, name), json.dumps(records, separators=(",", ":")))
 
 
-def read_journal(out: str) -> Tuple[Dict[str, dict], Dict[str, dict]]:
+def read_journal(out: str) -> tuple[dict[str, dict], dict[str, dict]]:
     """Newest ok record and newest error record per image id (unreadable files are skipped)."""
     folder = os.path.join(out, JOURNAL_DIR)
-    ok: Dict[str, dict] = {}
-    err: Dict[str, dict] = {}
+    ok: dict[str, dict] = {}
+    err: dict[str, dict] = {}
     try:
         names = sorted(n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith("."))
     except FileNotFoundError:
@@ -114,8 +120,9 @@ def read_journal(out: str) -> Tuple[Dict[str, dict], Dict[str, dict]]:
     return ok, err
 
 
-def record_problem(out: str, fmt: str, rec: dict, src: str, *, full: bool = False,
-                   shard_sizes: Optional[Dict[str, int]] = None) -> Optional[str]:
+def record_problem(
+    out: str, fmt: str, rec: dict, src: str, *, full: bool = False, shard_sizes: dict[str, int] | None = None
+) -> str | None:
     """Why an ok record no longer stands (None when the row is complete and verified)."""
     if source_stat(src) != rec.get("source"):
         return "the source file changed (size or mtime)"
@@ -147,9 +154,9 @@ class CacheCheck:
     total: int
     ok: int
     failed: int
-    missing: List[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
     world: int = 1
-    shards_done: List[int] = field(default_factory=list)
+    shards_done: list[int] = field(default_factory=list)
 
     @property
     def all_shards_done(self) -> bool:
@@ -166,7 +173,7 @@ class CacheCheck:
         return line
 
 
-def mark_done(out: str, shard: Tuple[int, int], counts: Optional[dict]) -> None:
+def mark_done(out: str, shard: tuple[int, int], counts: dict | None) -> None:
     """Write (``counts``) or remove (None) the done marker of ``shard``."""
     path = os.path.join(out, DONE_DIR, f"{shard[0]}of{shard[1]}.json")
     if counts is None:
@@ -176,12 +183,21 @@ def mark_done(out: str, shard: Tuple[int, int], counts: Optional[dict]) -> None:
         atomic_write(path, json.dumps(counts))
 
 
-def shards_done(out: str, world: int) -> List[int]:
+def shards_done(out: str, world: int) -> list[int]:
     return [i for i in range(world) if os.path.exists(os.path.join(out, DONE_DIR, f"{i}of{world}.json"))]
 
 
-def rebuild(out: str, fmt: str, rows: Iterable, manifest_errors: Dict[str, dict], *, index_extra: dict,
-            params: dict, world: int, full: bool = False) -> Tuple[CacheCheck, Dict[str, dict], Dict[str, dict]]:
+def rebuild(
+    out: str,
+    fmt: str,
+    rows: Iterable,
+    manifest_errors: dict[str, dict],
+    *,
+    index_extra: dict,
+    params: dict,
+    world: int,
+    full: bool = False,
+) -> tuple[CacheCheck, dict[str, dict], dict[str, dict]]:
     """Rebuild the index and ``errors.csv`` from the journal and check every row (under the lock).
 
     Args:
@@ -194,17 +210,20 @@ def rebuild(out: str, fmt: str, rows: Iterable, manifest_errors: Dict[str, dict]
     with locked(out):
         clean_locked_temps(out)
         ok, err = read_journal(out)
-        done: Dict[str, dict] = {}
-        failed: Dict[str, dict] = {}
-        missing: List[str] = []
-        shard_sizes: Dict[str, int] = {}
+        done: dict[str, dict] = {}
+        failed: dict[str, dict] = {}
+        missing: list[str] = []
+        shard_sizes: dict[str, int] = {}
         rows = list(rows)
         for row in rows:
             rec = ok.get(row.image_id)
             if row.image_id in manifest_errors:
                 failed[row.image_id] = manifest_errors[row.image_id]
-            elif rec is not None and rec.get("rel") == row.rel and \
-                    record_problem(out, fmt, rec, row.src, full=full, shard_sizes=shard_sizes) is None:
+            elif (
+                rec is not None
+                and rec.get("rel") == row.rel
+                and record_problem(out, fmt, rec, row.src, full=full, shard_sizes=shard_sizes) is None
+            ):
                 done[row.image_id] = rec
             elif row.image_id in err:
                 e = err[row.image_id]
@@ -213,8 +232,14 @@ def rebuild(out: str, fmt: str, rows: Iterable, manifest_errors: Dict[str, dict]
                 missing.append(row.rel)
         _write_index(out, fmt, done, params, index_extra)
         _write_errors(out, failed.values())
-        check = CacheCheck(total=len(rows), ok=len(done), failed=len(failed), missing=missing, world=world,
-                           shards_done=shards_done(out, world))
+        check = CacheCheck(
+            total=len(rows),
+            ok=len(done),
+            failed=len(failed),
+            missing=missing,
+            world=world,
+            shards_done=shards_done(out, world),
+        )
     return check, done, failed
 
 
@@ -236,7 +261,7 @@ def clean_locked_temps(out: str) -> int:
     return removed
 
 
-def _write_index(out: str, fmt: str, done: Dict[str, dict], params: dict, extra: dict) -> None:
+def _write_index(out: str, fmt: str, done: dict[str, dict], params: dict, extra: dict) -> None:
     drop = ("status", "t", "image_id")
     entries = {iid: {k: v for k, v in rec.items() if k not in drop} for iid, rec in sorted(done.items())}
     if fmt == "tensor":
@@ -244,8 +269,14 @@ def _write_index(out: str, fmt: str, done: Dict[str, dict], params: dict, extra:
 
         write_index(out, CacheParams.from_json(params), entries, **extra)
     else:
-        doc = {"format": "rsna-mammo-htj2k-cache", "format_version": 1, **params, "count": len(entries), **extra,
-               "entries": entries}
+        doc = {
+            "format": "rsna-mammo-htj2k-cache",
+            "format_version": 1,
+            **params,
+            "count": len(entries),
+            **extra,
+            "entries": entries,
+        }
         atomic_write(os.path.join(out, HTJ2K_INDEX), json.dumps(doc, separators=(",", ":")))
 
 

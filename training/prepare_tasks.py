@@ -5,6 +5,7 @@
 then the journal file that records its rows — so a row is recorded only once its
 output is in place; :func:`clean_leftovers` removes what a killed run left behind.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,7 +15,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class Task:
     row: Row
     out: str
     format: str
-    size: Optional[Tuple[int, int]]
+    size: tuple[int, int] | None
     flip: bool
     backend: str
 
@@ -80,8 +81,14 @@ def run_task(task: Task):
     """Do one row (runs in a worker). Returns the journal record (and, for tensors, the uint16 image)."""
     _die_with_parent()
     row = task.row
-    rec = {"image_id": row.image_id, "rel": row.rel, "split": row.split, "patient_id": row.patient_id,
-           "status": "ok", "source": state.source_stat(row.src)}
+    rec = {
+        "image_id": row.image_id,
+        "rel": row.rel,
+        "split": row.split,
+        "patient_id": row.patient_id,
+        "status": "ok",
+        "source": state.source_stat(row.src),
+    }
     if task.format == "htj2k":
         from decode.transcode import transcode_file
 
@@ -97,9 +104,15 @@ def run_task(task: Task):
                 pass
             raise
         st = state.source_stat(res.dst)
-        rec.update(file_size=st["size"], file_mtime_ns=st["mtime_ns"], pixel_checksum=res.pixel_checksum,
-                   shape=list(res.shape), dtype=res.dtype, source_syntax=res.source_syntax,
-                   bytes_in=res.bytes_in)
+        rec.update(
+            file_size=st["size"],
+            file_mtime_ns=st["mtime_ns"],
+            pixel_checksum=res.pixel_checksum,
+            shape=list(res.shape),
+            dtype=res.dtype,
+            source_syntax=res.source_syntax,
+            bytes_in=res.bytes_in,
+        )
         return rec, None
     from dali_pipelines.tensor_cache import to_stored
     from decode.chain import preprocess
@@ -118,8 +131,15 @@ def run_task(task: Task):
 def error_record(row: Row, exc: BaseException) -> dict:
     err = as_dicom_error(row.src, exc)
     stage = getattr(err, "stage", None) or "decode"
-    return {"image_id": row.image_id, "rel": row.rel, "status": "error", "t": time.time(),
-            "path": row.src, "stage": stage, "reason": err.reason}
+    return {
+        "image_id": row.image_id,
+        "rel": row.rel,
+        "status": "error",
+        "t": time.time(),
+        "path": row.src,
+        "stage": stage,
+        "reason": err.reason,
+    }
 
 
 class Sink:
@@ -127,13 +147,13 @@ class Sink:
 
     def __init__(self, cfg: PrepareConfig, tag: str):
         self.cfg, self.tag = cfg, tag
-        self.pending: List[Tuple[dict, Optional[np.ndarray]]] = []
-        self.errors: List[dict] = []
+        self.pending: list[tuple[dict, np.ndarray | None]] = []
+        self.errors: list[dict] = []
         self.ok = 0
         self.failed = 0
         self.chunk = cfg.rows_per_chunk()
 
-    def add(self, rec: dict, img: Optional[np.ndarray]) -> None:
+    def add(self, rec: dict, img: np.ndarray | None) -> None:
         self.pending.append((rec, img))
         if len(self.pending) >= self.chunk:
             self.flush()
@@ -159,13 +179,13 @@ class Sink:
         self.pending, self.errors = [], []
 
 
-def clean_leftovers(cfg: PrepareConfig, tag: str, mine: List[Row], ok_records: Dict[str, dict]) -> int:
+def clean_leftovers(cfg: PrepareConfig, tag: str, mine: list[Row], ok_records: dict[str, dict]) -> int:
     """Remove temporary files left by a killed run of this shard, and this shard's orphan tensor shards."""
     removed = 0
     rank, world = cfg.shard
     for folder, prefix in ((state.JOURNAL_DIR, f".{tag}-"), (state.DONE_DIR, f".{rank}of{world}.json.")):
         folder = os.path.join(cfg.out, folder)
-        for n in (os.listdir(folder) if os.path.isdir(folder) else []):
+        for n in os.listdir(folder) if os.path.isdir(folder) else []:
             if n.startswith(prefix) and n.endswith(".tmp"):
                 os.unlink(os.path.join(folder, n))
                 removed += 1
@@ -182,7 +202,7 @@ def clean_leftovers(cfg: PrepareConfig, tag: str, mine: List[Row], ok_records: D
                 os.unlink(os.path.join(folder, n))
                 removed += 1
         return removed
-    by_dir: Dict[str, set] = {}
+    by_dir: dict[str, set] = {}
     for row in mine:
         by_dir.setdefault(os.path.dirname(os.path.join(cfg.out, row.rel)), set()).add(os.path.basename(row.rel))
     for folder, bases in by_dir.items():

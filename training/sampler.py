@@ -10,11 +10,12 @@ For ``world`` processes the sampler emits ``world`` batches per step interleaved
 row by row, so the loader's ``order[rank::world]`` sharding hands every rank whole
 balanced batches, and every rank gets the same number of batches (DDP needs that).
 """
+
 from __future__ import annotations
 
 import logging
 import math
-from typing import Iterator, List, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -33,8 +34,16 @@ class BalancedSampler:
         max_batches: cap on batches per process per epoch (None: one pass over the negatives).
     """
 
-    def __init__(self, labels: Sequence[float], *, batch_size: int, pos_ratio: float = 1 / 8, world: int = 1,
-                 seed: int = 0, max_batches: Optional[int] = None):
+    def __init__(
+        self,
+        labels: Sequence[float],
+        *,
+        batch_size: int,
+        pos_ratio: float = 1 / 8,
+        world: int = 1,
+        seed: int = 0,
+        max_batches: int | None = None,
+    ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if not 0.0 < pos_ratio < 1.0:
@@ -50,12 +59,17 @@ class BalancedSampler:
         self.seed = int(seed)
         self.max_batches = max_batches
         self.epoch = 0
-        self.n_pos = min(self.batch_size - 1, max(1, int(round(self.batch_size * self.pos_ratio)))) \
-            if self.batch_size > 1 else 1
+        self.n_pos = (
+            min(self.batch_size - 1, max(1, int(round(self.batch_size * self.pos_ratio)))) if self.batch_size > 1 else 1
+        )
         self.balanced = len(self.pos) > 0 and len(self.neg) > 0 and self.batch_size > 1
         if not self.balanced:
-            log.warning("BalancedSampler: %d positives, %d negatives, batch %d: plain shuffle", len(self.pos),
-                        len(self.neg), self.batch_size)
+            log.warning(
+                "BalancedSampler: %d positives, %d negatives, batch %d: plain shuffle",
+                len(self.pos),
+                len(self.neg),
+                self.batch_size,
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -69,17 +83,17 @@ class BalancedSampler:
         per_rank = max(1, math.ceil(total / self.world))
         return min(per_rank, self.max_batches) if self.max_batches else per_rank
 
-    def _batches(self, rng: np.random.Generator, n: int) -> List[np.ndarray]:
+    def _batches(self, rng: np.random.Generator, n: int) -> list[np.ndarray]:
         if not self.balanced:
             everything = np.concatenate([self.pos, self.neg])
             rows = _cycle(rng, everything, n * self.batch_size)
-            return [rows[i * self.batch_size:(i + 1) * self.batch_size] for i in range(n)]
+            return [rows[i * self.batch_size : (i + 1) * self.batch_size] for i in range(n)]
         k_neg = self.batch_size - self.n_pos
         negs = _cycle(rng, self.neg, n * k_neg)
         poss = _cycle(rng, self.pos, n * self.n_pos)
         out = []
         for i in range(n):
-            b = np.concatenate([poss[i * self.n_pos:(i + 1) * self.n_pos], negs[i * k_neg:(i + 1) * k_neg]])
+            b = np.concatenate([poss[i * self.n_pos : (i + 1) * self.n_pos], negs[i * k_neg : (i + 1) * k_neg]])
             out.append(b[rng.permutation(len(b))])
         return out
 
@@ -88,7 +102,7 @@ class BalancedSampler:
         n = self.batches_per_rank()
         batches = self._batches(rng, n * self.world)
         for step in range(n):
-            group = batches[step * self.world:(step + 1) * self.world]  # one batch per rank
+            group = batches[step * self.world : (step + 1) * self.world]  # one batch per rank
             for j in range(self.batch_size):
                 for b in group:
                     yield int(b[j])
@@ -97,13 +111,23 @@ class BalancedSampler:
         return self.batches_per_rank() * self.batch_size * self.world
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "seed": self.seed, "batch_size": self.batch_size, "pos_ratio": self.pos_ratio,
-                "world": self.world}
+        return {
+            "epoch": self.epoch,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "pos_ratio": self.pos_ratio,
+            "world": self.world,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if int(state["batch_size"]) != self.batch_size or abs(float(state["pos_ratio"]) - self.pos_ratio) > 1e-12:
-            log.warning("BalancedSampler: resuming with batch %s/pos_ratio %s (saved %s/%s)", self.batch_size,
-                        self.pos_ratio, state["batch_size"], state["pos_ratio"])
+            log.warning(
+                "BalancedSampler: resuming with batch %s/pos_ratio %s (saved %s/%s)",
+                self.batch_size,
+                self.pos_ratio,
+                state["batch_size"],
+                state["pos_ratio"],
+            )
         self.seed = int(state["seed"])
         self.epoch = int(state["epoch"])
 

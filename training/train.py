@@ -9,6 +9,7 @@ an uninterrupted run would have (the order, augmentations and dropout of every e
 seeded from ``(seed, epoch, rank)``; optimizer, scheduler, EMA, sampler and RNG states are
 restored).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ import math
 import os
 import random
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -47,9 +48,11 @@ def rng_state() -> dict:
     import torch
 
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos),
-                                                        int(has_gauss), float(cached)],
-             "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -71,7 +74,7 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> int:
     """Seed every global RNG for one epoch of one process; returns the seed."""
     import torch
 
-    s = (int(seed) * 1_000_003 + int(epoch) * 7919 + int(rank) * 104_729) % (2 ** 31)
+    s = (int(seed) * 1_000_003 + int(epoch) * 7919 + int(rank) * 104_729) % (2**31)
     torch.manual_seed(s)
     np.random.seed(s)
     random.seed(s)
@@ -92,14 +95,16 @@ def _json_safe(v):
 
 def _select_key(m: dict, select: str):
     """Sort key of an epoch record for best.pt: the chosen metric, then AUC, then pF1."""
+
     def val(x):
         return -1.0 if x is None or not math.isfinite(x) else float(x)
 
     return (val(m.get(f"val_{select}")), val(m.get("val_auc")), val(m.get("val_pf1")))
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] = None,
-          progress: Optional[Callable] = None) -> dict:
+def train(
+    cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = None, progress: Callable | None = None
+) -> dict:
     """Train one fold; returns the metrics dict also written to ``RUN/metrics.json``.
 
     Args:
@@ -132,8 +137,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
         torch.backends.cudnn.benchmark = True
     man = load_manifest(cfg.data, "train")
     refused = man[man["path_error"] != ""]
-    errors = {("manifest", r.path or r.image_id): (r.image_id, r.path, "manifest", r.path_error)
-              for r in refused.itertuples()}
+    errors = {
+        ("manifest", r.path or r.image_id): (r.image_id, r.path, "manifest", r.path_error) for r in refused.itertuples()
+    }
     man = man[man["path_error"] == ""].reset_index(drop=True)
     if "cancer" not in man.columns:
         raise ValueError(f"{cfg.data}/train.csv has no 'cancer' column")
@@ -141,42 +147,77 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
     tr, va = man[fold_of != cfg.fold].reset_index(drop=True), man[fold_of == cfg.fold].reset_index(drop=True)
     prior = breast_prior(tr)
     labels = tr["cancer"].to_numpy(np.float32)
-    workers = cfg.workers if cfg.workers is not None else max(
-        1, default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", info.world)))
-    sampler = BalancedSampler(labels, batch_size=cfg.batch_size, pos_ratio=cfg.pos_ratio, world=info.world,
-                              seed=cfg.seed, max_batches=cfg.steps_per_epoch)
-    common = dict(size=cfg.img_size, device=dev_kind, workers=workers, shard=(info.rank, info.world),
-                  backend=cfg.backend, data_root=cfg.data)
+    workers = (
+        cfg.workers
+        if cfg.workers is not None
+        else max(1, default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", info.world)))
+    )
+    sampler = BalancedSampler(
+        labels,
+        batch_size=cfg.batch_size,
+        pos_ratio=cfg.pos_ratio,
+        world=info.world,
+        seed=cfg.seed,
+        max_batches=cfg.steps_per_epoch,
+    )
+    common = dict(
+        size=cfg.img_size,
+        device=dev_kind,
+        workers=workers,
+        shard=(info.rank, info.world),
+        backend=cfg.backend,
+        data_root=cfg.data,
+    )
     train_loader = DicomLoader(tr["path"].tolist(), labels, batch_size=cfg.batch_size, sampler=sampler, **common)
-    val_loader = DicomLoader(va["path"].tolist(), va["cancer"].to_numpy(np.float32),
-                             batch_size=cfg.val_batch_size or 2 * cfg.batch_size, **common)
+    val_loader = DicomLoader(
+        va["path"].tolist(),
+        va["cancer"].to_numpy(np.float32),
+        batch_size=cfg.val_batch_size or 2 * cfg.batch_size,
+        **common,
+    )
     say = log.info if info.is_main else log.debug
-    say("fold %d/%d: %d train images (%d positive), %d validation images; breast prior %.4f; %s x%d",
-             cfg.fold, cfg.folds, len(tr), int(labels.sum()), len(va), prior, device, info.world)
+    say(
+        "fold %d/%d: %d train images (%d positive), %d validation images; breast prior %.4f; %s x%d",
+        cfg.fold,
+        cfg.folds,
+        len(tr),
+        int(labels.sum()),
+        len(va),
+        prior,
+        device,
+        info.world,
+    )
 
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, pretrained=cfg.pretrained, drop_rate=cfg.drop_rate,
-                         drop_path_rate=cfg.drop_path_rate, head_prior=cfg.pos_ratio * cfg.pos_label).to(device)
+    model = create_model(
+        cfg.model,
+        pretrained=cfg.pretrained,
+        drop_rate=cfg.drop_rate,
+        drop_path_rate=cfg.drop_path_rate,
+        head_prior=cfg.pos_ratio * cfg.pos_label,
+    ).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     lr = cfg.effective_lr()
     decay, no_decay = [], []
-    for n, p in model.named_parameters():
+    for _name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
+    )
     batches = len(train_loader)
     steps_per_epoch = math.ceil(batches / cfg.accum)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(steps_per_epoch * cfg.epochs,
-                                                                round(cfg.warmup_epochs * steps_per_epoch),
-                                                                cfg.min_lr_ratio))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, WarmupCosine(steps_per_epoch * cfg.epochs, round(cfg.warmup_epochs * steps_per_epoch), cfg.min_lr_ratio)
+    )
     amp_dtype = autocast_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(dev_kind, enabled=amp_dtype == torch.float16)
     net = model
     if info.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if dev_kind == "cuda"
-                                                        else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if dev_kind == "cuda" else None
+        )
 
     out = cfg.out
     last_path, best_path = os.path.join(out, "last.pt"), os.path.join(out, "best.pt")
@@ -184,11 +225,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
     if resume and os.path.exists(last_path):
         ck = torch.load(last_path, map_location="cpu", weights_only=True)
         if ck.get("model_name") != cfg.model or tuple(ck.get("img_size", ())) != tuple(cfg.img_size):
-            raise ValueError(f"{last_path} is for {ck.get('model_name')} at {ck.get('img_size')}, not "
-                             f"{cfg.model} at {list(cfg.img_size)}")
+            raise ValueError(
+                f"{last_path} is for {ck.get('model_name')} at {ck.get('img_size')}, not "
+                f"{cfg.model} at {list(cfg.img_size)}"
+            )
         if int(ck["config"].get("epochs", cfg.epochs)) != cfg.epochs:
-            log.warning("resuming a %s-epoch run with epochs=%d: the LR schedule changes from here on",
-                        ck["config"].get("epochs"), cfg.epochs)
+            log.warning(
+                "resuming a %s-epoch run with epochs=%d: the LR schedule changes from here on",
+                ck["config"].get("epochs"),
+                cfg.epochs,
+            )
         model.load_state_dict(ck["model"])
         if ema is not None and ck.get("ema"):
             ema.load_state_dict(ck["ema"])
@@ -219,8 +265,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
         net.train()
         t0 = time.perf_counter()
         n_img, loss_sum, micro = 0, 0.0, 0
-        bar = progress(total=batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch") \
-            if progress and info.is_main else None
+        bar = (
+            progress(total=batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+            if progress and info.is_main
+            else None
+        )
         opt.zero_grad(set_to_none=True)
         for b_i, batch in enumerate(train_loader):
             x, y = batch["image"], batch["label"]
@@ -259,8 +308,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
                 loss_sum += float(loss.detach()) * x.shape[0]
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / max(n_img, 1):.4f}",
-                                img_s=f"{n_img / max(time.perf_counter() - t0, 1e-9):.1f}")
+                bar.set_postfix(
+                    loss=f"{loss_sum / max(n_img, 1):.4f}", img_s=f"{n_img / max(time.perf_counter() - t0, 1e-9):.1f}"
+                )
         if bar is not None:
             bar.close()
         train_s = time.perf_counter() - t0
@@ -277,50 +327,98 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: Optional[int] =
         if ema is not None:
             broadcast_module(ema.module)
         t1 = time.perf_counter()
-        idx, probs, failed = infer(eval_model, val_loader, device=device, amp=cfg.amp,
-                                   channels_last=cfg.channels_last)
+        idx, probs, failed = infer(eval_model, val_loader, device=device, amp=cfg.amp, channels_last=cfg.channels_last)
         val_s = time.perf_counter() - t1
         gathered = all_gather_objects((idx, probs, failed))
         idx = np.concatenate([g[0] for g in gathered])
         probs = np.concatenate([g[1] for g in gathered])
         val_failed = [f for g in gathered for f in g[2]]
         for f in val_failed:
-            errors[("val", f["path"])] = (va["image_id"].iloc[f["index"]], f["path"], f"validation {f['stage']}",
-                                          f["reason"])
+            errors[("val", f["path"])] = (
+                va["image_id"].iloc[f["index"]],
+                f["path"],
+                f"validation {f['stage']}",
+                f["reason"],
+            )
         m = breast_metrics(va["prediction_id"].iloc[idx].tolist(), probs, va["cancer"].to_numpy()[idx], agg=cfg.agg)
-        rec = {"epoch": epoch + 1, "train_loss": loss_all / max(n_all, 1), "lr": float(sched.get_last_lr()[0]),
-               "train_images": n_all, "train_seconds": round(train_s, 3),
-               "train_images_per_s": round(n_all / max(train_s, 1e-9), 2),
-               "val_auc": m["auc"], "val_pf1": m["pf1"], "val_bin_pf1": m["bin_pf1"], "threshold": m["threshold"],
-               "train_rows": len(exp_all), "train_ok": len(ok_all & exp_all),
-               "train_failed": len(set(fail_all) - ok_all),
-               "train_unaccounted": len(exp_all - ok_all - set(fail_all)),
-               "val_breasts": m["breasts"], "val_rows": len(va), "val_failed": len(val_failed),
-               "val_unaccounted": len(va) - len(idx) - len(val_failed),
-               "manifest_refused": len(refused),
-               "val_images_per_s": round(len(idx) / max(val_s, 1e-9), 2)}
+        rec = {
+            "epoch": epoch + 1,
+            "train_loss": loss_all / max(n_all, 1),
+            "lr": float(sched.get_last_lr()[0]),
+            "train_images": n_all,
+            "train_seconds": round(train_s, 3),
+            "train_images_per_s": round(n_all / max(train_s, 1e-9), 2),
+            "val_auc": m["auc"],
+            "val_pf1": m["pf1"],
+            "val_bin_pf1": m["bin_pf1"],
+            "threshold": m["threshold"],
+            "train_rows": len(exp_all),
+            "train_ok": len(ok_all & exp_all),
+            "train_failed": len(set(fail_all) - ok_all),
+            "train_unaccounted": len(exp_all - ok_all - set(fail_all)),
+            "val_breasts": m["breasts"],
+            "val_rows": len(va),
+            "val_failed": len(val_failed),
+            "val_unaccounted": len(va) - len(idx) - len(val_failed),
+            "manifest_refused": len(refused),
+            "val_images_per_s": round(len(idx) / max(val_s, 1e-9), 2),
+        }
         history.append({k: _json_safe(v) for k, v in rec.items()})
-        say("epoch %d/%d: loss %.4f, %.1f img/s train, val AUC %.4f pF1 %.4f bin-pF1 %.4f @%.3f",
-                 epoch + 1, cfg.epochs, rec["train_loss"], rec["train_images_per_s"], m["auc"], m["pf1"],
-                 m["bin_pf1"], m["threshold"])
-        common_ck = {"format": CKPT_FORMAT, "model_name": cfg.model, "img_size": list(cfg.img_size),
-                     "config": cfg.to_dict(), "prior": prior, "agg": cfg.agg}
+        say(
+            "epoch %d/%d: loss %.4f, %.1f img/s train, val AUC %.4f pF1 %.4f bin-pF1 %.4f @%.3f",
+            epoch + 1,
+            cfg.epochs,
+            rec["train_loss"],
+            rec["train_images_per_s"],
+            m["auc"],
+            m["pf1"],
+            m["bin_pf1"],
+            m["threshold"],
+        )
+        common_ck = {
+            "format": CKPT_FORMAT,
+            "model_name": cfg.model,
+            "img_size": list(cfg.img_size),
+            "config": cfg.to_dict(),
+            "prior": prior,
+            "agg": cfg.agg,
+        }
         is_best = best is None or _select_key(rec, cfg.select) > _select_key(best, cfg.select)
         if is_best:
             best = dict(history[-1])
         if info.is_main:
             if is_best:
-                save_checkpoint(best_path, {**common_ck, "kind": "best", "epoch": epoch + 1,
-                                            "threshold": float(m["threshold"]), "metrics": dict(history[-1]),
-                                            "model": eval_model.state_dict()})
+                save_checkpoint(
+                    best_path,
+                    {
+                        **common_ck,
+                        "kind": "best",
+                        "epoch": epoch + 1,
+                        "threshold": float(m["threshold"]),
+                        "metrics": dict(history[-1]),
+                        "model": eval_model.state_dict(),
+                    },
+                )
             rngs = all_gather_objects(rng_state())
-            save_checkpoint(last_path, {**common_ck, "kind": "last", "epoch": epoch + 1, "global_step": global_step,
-                                        "threshold": float(best["threshold"]), "model": model.state_dict(),
-                                        "ema": ema.state_dict() if ema is not None else None,
-                                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                                        "sampler": {**sampler.state_dict(), "epoch": epoch + 1},
-                                        "rng": rngs, "history": history, "best": best})
+            save_checkpoint(
+                last_path,
+                {
+                    **common_ck,
+                    "kind": "last",
+                    "epoch": epoch + 1,
+                    "global_step": global_step,
+                    "threshold": float(best["threshold"]),
+                    "model": model.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                    "sampler": {**sampler.state_dict(), "epoch": epoch + 1},
+                    "rng": rngs,
+                    "history": history,
+                    "best": best,
+                },
+            )
             _write_metrics(cfg, history, best, prior, info.world, device)
             _write_errors(out, errors)
         else:
@@ -346,12 +444,24 @@ def _metrics_dict(cfg, history, best, prior, world, device) -> dict:
     best = best or {}
     tr = [h["train_images_per_s"] for h in history]
     va = [h["val_images_per_s"] for h in history]
-    return {"val_auc": best.get("val_auc"), "val_pf1": best.get("val_pf1"), "val_bin_pf1": best.get("val_bin_pf1"),
-            "threshold": best.get("threshold"), "best_epoch": best.get("epoch"), "epochs_done": len(history),
-            "epochs": cfg.epochs, "train_images_per_s": round(float(np.mean(tr)), 2) if tr else None,
-            "val_images_per_s": round(float(np.mean(va)), 2) if va else None, "prior": prior,
-            "model": cfg.model, "img_size": list(cfg.img_size), "device": device, "world": world,
-            "select": cfg.select, "history": history}
+    return {
+        "val_auc": best.get("val_auc"),
+        "val_pf1": best.get("val_pf1"),
+        "val_bin_pf1": best.get("val_bin_pf1"),
+        "threshold": best.get("threshold"),
+        "best_epoch": best.get("epoch"),
+        "epochs_done": len(history),
+        "epochs": cfg.epochs,
+        "train_images_per_s": round(float(np.mean(tr)), 2) if tr else None,
+        "val_images_per_s": round(float(np.mean(va)), 2) if va else None,
+        "prior": prior,
+        "model": cfg.model,
+        "img_size": list(cfg.img_size),
+        "device": device,
+        "world": world,
+        "select": cfg.select,
+        "history": history,
+    }
 
 
 def _write_errors(out: str, errors: dict) -> None:

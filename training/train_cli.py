@@ -1,4 +1,5 @@
 """``rsna-mammo train``: train a timm model straight from the raw DICOMs (see :mod:`training.train`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,9 +10,34 @@ import sys
 HELP = "train a classifier streaming raw DICOMs (AMP, EMA, balanced sampler, breast-level pF1, resume, torchrun)"
 
 #: flag dest → TrainConfig field (all default to None: only flags given on the command line override)
-FLAGS = ("data", "out", "model", "img_size", "epochs", "batch_size", "lr", "device", "workers", "folds", "fold",
-         "pretrained", "accum", "weight_decay", "warmup_epochs", "ema_decay", "pos_ratio", "pos_label", "seed",
-         "amp", "agg", "select", "steps_per_epoch", "time_limit_s", "backend", "drop_path_rate")
+FLAGS = (
+    "data",
+    "out",
+    "model",
+    "img_size",
+    "epochs",
+    "batch_size",
+    "lr",
+    "device",
+    "workers",
+    "folds",
+    "fold",
+    "pretrained",
+    "accum",
+    "weight_decay",
+    "warmup_epochs",
+    "ema_decay",
+    "pos_ratio",
+    "pos_label",
+    "seed",
+    "amp",
+    "agg",
+    "select",
+    "steps_per_epoch",
+    "time_limit_s",
+    "backend",
+    "drop_path_rate",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,8 +99,9 @@ def progress_factory(enabled: bool):
 
     from tqdm import tqdm
 
-    return partial(tqdm, file=sys.stderr, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 5.0,
-                   leave=False)
+    return partial(
+        tqdm, file=sys.stderr, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 5.0, leave=False
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,10 +120,13 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"out": cfg.out, "best": os.path.join(cfg.out, "best.pt"), **short}))
             if metrics.get("history"):
                 h = metrics["history"][-1]
-                print(f"last epoch: train {h['train_ok']} ok, {h['train_failed']} failed, "
-                      f"{h['train_unaccounted']} unaccounted; validation {h['val_rows'] - h['val_failed']} ok, "
-                      f"{h['val_failed']} failed, {h['val_unaccounted']} unaccounted; "
-                      f"{h['manifest_refused']} refused by the manifest (see {cfg.out}/errors.csv)", file=sys.stderr)
+                print(
+                    f"last epoch: train {h['train_ok']} ok, {h['train_failed']} failed, "
+                    f"{h['train_unaccounted']} unaccounted; validation {h['val_rows'] - h['val_failed']} ok, "
+                    f"{h['val_failed']} failed, {h['val_unaccounted']} unaccounted; "
+                    f"{h['manifest_refused']} refused by the manifest (see {cfg.out}/errors.csv)",
+                    file=sys.stderr,
+                )
     finally:
         if env_world() > 1:
             cleanup()

@@ -5,9 +5,8 @@ Each backend states which transfer syntaxes it decodes and which modules it need
 :data:`AUTO_ORDER` (fastest first, measured by ``benchmarks/decode_speedup.py``).
 pydicom's ``pixel_array`` is the universal fallback.
 """
-from __future__ import annotations
 
-from typing import Dict, List
+from __future__ import annotations
 
 from ..syntax import HTJ2K_FAMILY, J2K_FAMILY, LOSSLESS_JPEG, NATIVE_LE
 from .base import ANY, Backend, conform, module_available
@@ -15,24 +14,50 @@ from .codecs import decode_dicomsdl, decode_imagecodecs, decode_native, decode_p
 
 _CODEC_SYNTAXES = frozenset(J2K_FAMILY | LOSSLESS_JPEG)
 
-BACKENDS: Dict[str, Backend] = {
+BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend("native", frozenset({"1.2.840.10008.1.2.1", "1.2.840.10008.1.2"}), ("numpy",), decode_native,
-                "uncompressed little-endian, read directly"),
-        Backend("imagecodecs", _CODEC_SYNTAXES, ("imagecodecs",), decode_imagecodecs,
-                "JPEG 2000 (OpenJPEG), HTJ2K (OpenJPH), lossless JPEG (liblj92 / libjpeg-turbo)"),
-        Backend("pylibjpeg", _CODEC_SYNTAXES, ("openjpeg", "libjpeg"), decode_pylibjpeg,
-                "pylibjpeg-openjpeg for JPEG 2000 / HTJ2K, pylibjpeg-libjpeg for lossless JPEG"),
-        Backend("dicomsdl", frozenset((_CODEC_SYNTAXES - HTJ2K_FAMILY) | (NATIVE_LE - {"1.2.840.10008.1.2.1.99"})),
-                ("dicomsdl",), decode_dicomsdl, "dicomsdl reads and decodes the file itself (no HTJ2K)"),
-        Backend("pydicom", frozenset({ANY}), ("pydicom",), decode_pydicom,
-                "pydicom pixel_array: the reference and universal fallback", is_reference=True),
+        Backend(
+            "native",
+            frozenset({"1.2.840.10008.1.2.1", "1.2.840.10008.1.2"}),
+            ("numpy",),
+            decode_native,
+            "uncompressed little-endian, read directly",
+        ),
+        Backend(
+            "imagecodecs",
+            _CODEC_SYNTAXES,
+            ("imagecodecs",),
+            decode_imagecodecs,
+            "JPEG 2000 (OpenJPEG), HTJ2K (OpenJPH), lossless JPEG (liblj92 / libjpeg-turbo)",
+        ),
+        Backend(
+            "pylibjpeg",
+            _CODEC_SYNTAXES,
+            ("openjpeg", "libjpeg"),
+            decode_pylibjpeg,
+            "pylibjpeg-openjpeg for JPEG 2000 / HTJ2K, pylibjpeg-libjpeg for lossless JPEG",
+        ),
+        Backend(
+            "dicomsdl",
+            frozenset((_CODEC_SYNTAXES - HTJ2K_FAMILY) | (NATIVE_LE - {"1.2.840.10008.1.2.1.99"})),
+            ("dicomsdl",),
+            decode_dicomsdl,
+            "dicomsdl reads and decodes the file itself (no HTJ2K)",
+        ),
+        Backend(
+            "pydicom",
+            frozenset({ANY}),
+            ("pydicom",),
+            decode_pydicom,
+            "pydicom pixel_array: the reference and universal fallback",
+            is_reference=True,
+        ),
     )
 }
 
 #: Preference for ``backend="auto"``: the first available backend that handles the syntax.
-AUTO_ORDER: List[str] = ["native", "imagecodecs", "dicomsdl", "pylibjpeg", "pydicom"]
+AUTO_ORDER: list[str] = ["native", "imagecodecs", "dicomsdl", "pylibjpeg", "pydicom"]
 
 
 def register_backend(backend: Backend, *, first: bool = False) -> None:
@@ -43,7 +68,7 @@ def register_backend(backend: Backend, *, first: bool = False) -> None:
     AUTO_ORDER.insert(0 if first else len(AUTO_ORDER) - 1, backend.name)
 
 
-def available_backends() -> List[str]:
+def available_backends() -> list[str]:
     """Names of the backends whose dependencies import here."""
     return [n for n, b in BACKENDS.items() if b.available()]
 
@@ -71,5 +96,14 @@ def get_backend(name: str, transfer_syntax: str) -> Backend:
     return b
 
 
-__all__ = ["ANY", "AUTO_ORDER", "BACKENDS", "Backend", "available_backends", "conform", "get_backend",
-           "module_available", "register_backend"]
+__all__ = [
+    "ANY",
+    "AUTO_ORDER",
+    "BACKENDS",
+    "Backend",
+    "available_backends",
+    "conform",
+    "get_backend",
+    "module_available",
+    "register_backend",
+]

@@ -1,10 +1,11 @@
 """The backend record and the rules that make every backend return pydicom's values."""
+
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Callable, Optional
+from functools import cache
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from ..syntax import J2K_FAMILY
 ANY = "*"
 
 
-@lru_cache(maxsize=None)
+@cache
 def module_available(name: str) -> bool:
     """Whether ``name`` can be imported, without importing it."""
     try:
@@ -79,13 +80,21 @@ def check_shape(arr: np.ndarray, dfile: DicomFile, backend: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.shape != meta.shape:
-        raise CorruptDicomError(dfile.path, f"{backend or 'decoder'} decoded {'x'.join(map(str, arr.shape))} pixels, "
-                                            f"the header says {meta.rows}x{meta.columns}")
+        raise CorruptDicomError(
+            dfile.path,
+            f"{backend or 'decoder'} decoded {'x'.join(map(str, arr.shape))} pixels, "
+            f"the header says {meta.rows}x{meta.columns}",
+        )
     return arr
 
 
-def conform(arr: np.ndarray, dfile: DicomFile, backend: str = "", j2k_signed: Optional[bool] = None,
-            j2k_precision: Optional[int] = None) -> np.ndarray:
+def conform(
+    arr: np.ndarray,
+    dfile: DicomFile,
+    backend: str = "",
+    j2k_signed: bool | None = None,
+    j2k_precision: int | None = None,
+) -> np.ndarray:
     """Bring a decoder's output to the stored values pydicom returns.
 
     pydicom's rules: JPEG 2000 output is sign-corrected when the codestream's signedness

@@ -1,4 +1,5 @@
 """The CPU decode functions, one per library. Each takes a :class:`DicomFile`."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -11,14 +11,15 @@ says whether the decoder returns the values (``"exact"``), the stretched values
 (``None``: e.g. nvJPEG's all-zero 9–15-bit lossless JPEG before 13.0.2 — that codec is
 then decoded on the CPU).
 """
+
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Tuple
+from collections.abc import Iterable
 
 import numpy as np
 
 from ..dicom import j2k_info, jpeg_sof_info
-from ..syntax import (HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, J2K_FAMILY, JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1)
+from ..syntax import HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, J2K_FAMILY, JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1
 from ..xp import array_module, to_host
 
 #: Fixed numbering of the syntaxes a GPU record can carry (``info["syntax"]``); -1: none.
@@ -67,12 +68,13 @@ def _undo_kernel():
     if _UNDO is None:
         import cupy
 
-        _UNDO = cupy.ElementwiseKernel("float32 f", "uint16 y", "y = (unsigned short)rintf((float)y * f);",
-                                       "rsna_mammo_undo_stretch")
+        _UNDO = cupy.ElementwiseKernel(
+            "float32 f", "uint16 y", "y = (unsigned short)rintf((float)y * f);", "rsna_mammo_undo_stretch"
+        )
     return _UNDO
 
 
-def classify(output, expected: np.ndarray, precision: int) -> Optional[str]:
+def classify(output, expected: np.ndarray, precision: int) -> str | None:
     """``"exact"``, ``"scaled"`` or ``None`` for a probe's decoded ``output`` (any device)."""
     if output is None:
         return None
@@ -87,8 +89,9 @@ def classify(output, expected: np.ndarray, precision: int) -> Optional[str]:
     return "scaled" if np.array_equal(undone, expected) else None
 
 
-def probe_codestreams(syntaxes: Iterable[str], *, bits: int = 12,
-                      shape=(40, 56)) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+def probe_codestreams(
+    syntaxes: Iterable[str], *, bits: int = 12, shape=(40, 56)
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Tiny test frames to check a GPU decoder before trusting it with a codec.
 
     Returns:

@@ -20,20 +20,21 @@ says why a codestream must not go to nvJPEG / nvJPEG2000 (other syntax, a codest
 header that disagrees with the DICOM header, a precision the GPU path does not keep
 exact), or ``None`` when it may.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from typing import Iterable, List, Literal, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import numpy as np
 
 from ..dicom import DicomFile, j2k_info, jpeg_sof_info
 from ..errors import CorruptDicomError
 from ..meta import DicomMeta
-from ..syntax import (HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, J2K_FAMILY, JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1,
-                      short_name)
+from ..syntax import HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, J2K_FAMILY, JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1, short_name
 from .depth import classify, codestream_precision, probe_codestreams, undo_stretch
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,7 @@ Device = Literal["cuda", "cpu"]
 DEVICES = ("cuda", "cpu")
 
 
-def gpu_unsupported_reason(meta: DicomMeta, codestream: bytes, syntaxes: Iterable[str] = GPU_SYNTAXES
-                           ) -> Optional[str]:
+def gpu_unsupported_reason(meta: DicomMeta, codestream: bytes, syntaxes: Iterable[str] = GPU_SYNTAXES) -> str | None:
     """Why this frame must be decoded on the CPU instead; ``None`` when the GPU may decode it.
 
     Args:
@@ -85,8 +85,7 @@ def gpu_unsupported_reason(meta: DicomMeta, codestream: bytes, syntaxes: Iterabl
         if info.precision > meta.bits_stored:
             return f"JPEG precision {info.precision} > Bits Stored {meta.bits_stored} (bits must be masked)"
     if (info.rows, info.columns) != meta.shape:
-        return (f"codestream is {info.rows}x{info.columns}, the DICOM header says "
-                f"{meta.rows}x{meta.columns}")
+        return f"codestream is {info.rows}x{info.columns}, the DICOM header says {meta.rows}x{meta.columns}"
     if info.components != 1:
         return f"codestream has {info.components} components, 1 expected"
     if not MIN_PRECISION <= info.precision <= MAX_PRECISION:
@@ -128,8 +127,9 @@ class NvImageCodecDecoder:
         self.device = device
         self.device_id = device_id
         if device == "cpu":
-            self._decoder = n.Decoder(device_id=n.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=threads,
-                                      backends=[n.Backend(n.CPU_ONLY)])
+            self._decoder = n.Decoder(
+                device_id=n.NVIMGCODEC_DEVICE_CPU_ONLY, max_num_cpu_threads=threads, backends=[n.Backend(n.CPU_ONLY)]
+            )
         else:
             self._decoder = n.Decoder(device_id=device_id, max_num_cpu_threads=threads)
         self._params = n.DecodeParams(allow_any_depth=True, color_spec=n.ColorSpec.UNCHANGED)
@@ -145,14 +145,18 @@ class NvImageCodecDecoder:
         for ts, (cs, expected) in probe_codestreams(syntaxes).items():
             mode = classify(self.decode_batch([cs])[0], expected, 12)
             if mode is None:
-                log.warning("nvImageCodec (%s) decodes a 12-bit %s probe wrongly; that syntax goes to the CPU",
-                            self.device, short_name(ts))
+                log.warning(
+                    "nvImageCodec (%s) decodes a 12-bit %s probe wrongly; that syntax goes to the CPU",
+                    self.device,
+                    short_name(ts),
+                )
             else:
                 self.modes[ts] = mode
         return frozenset(self.modes)
 
-    def decode_exact(self, codestreams: Sequence[bytes], syntaxes: Sequence[str], *, cuda_stream: int = 0
-                     ) -> List[Optional[object]]:
+    def decode_exact(
+        self, codestreams: Sequence[bytes], syntaxes: Sequence[str], *, cuda_stream: int = 0
+    ) -> list[object | None]:
         """:meth:`decode_batch`, then undo the stretch for syntaxes :meth:`calibrate` found scaled."""
         out = self.decode_batch(codestreams, cuda_stream=cuda_stream)
         for k, (arr, ts) in enumerate(zip(out, syntaxes)):
@@ -190,7 +194,7 @@ class NvImageCodecDecoder:
             out[i] = img
         return out
 
-    def decode_batch(self, codestreams: Sequence[bytes], *, cuda_stream: int = 0) -> List[Optional[object]]:
+    def decode_batch(self, codestreams: Sequence[bytes], *, cuda_stream: int = 0) -> list[object | None]:
         """Decode a batch of codestreams to ``(H, W)`` arrays of their native depth.
 
         Args:
@@ -202,7 +206,7 @@ class NvImageCodecDecoder:
             One entry per input: uint16 (or uint8) ``(H, W)`` CuPy array on the GPU
             (sharing the decoder's memory), numpy on the CPU, or ``None`` on failure.
         """
-        out: List[Optional[object]] = []
+        out: list[object | None] = []
         for img in self.decode_images(codestreams, cuda_stream=cuda_stream):
             out.append(None if img is None else image_to_array(img))
         return out
@@ -258,6 +262,13 @@ def register() -> bool:
     except Exception as exc:
         log.debug("nvimgcodec is installed but does not import: %s", exc)
         return False
-    register_backend(Backend("nvimgcodec", CPU_SYNTAXES, ("nvidia.nvimgcodec",), decode_nvimgcodec,
-                             "nvImageCodec (CPU_ONLY in the registry; batched GPU decode via NvImageCodecDecoder)"))
+    register_backend(
+        Backend(
+            "nvimgcodec",
+            CPU_SYNTAXES,
+            ("nvidia.nvimgcodec",),
+            decode_nvimgcodec,
+            "nvImageCodec (CPU_ONLY in the registry; batched GPU decode via NvImageCodecDecoder)",
+        )
+    )
     return True
