@@ -65,7 +65,7 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
-def machine_record(*, with_torch: bool = False) -> dict[str, Any]:
+def machine_record(*, with_torch: bool = False, no_import: tuple = ()) -> dict[str, Any]:
     """Describe this machine and the code that runs on it.
 
     Args:
@@ -73,6 +73,8 @@ def machine_record(*, with_torch: bool = False) -> dict[str, Any]:
             (the decode benchmarks, which must not carry torch into their worker
             processes) torch and timm versions come from package metadata and the GPU
             from ``nvidia-smi``.
+        no_import: library names whose version comes from package metadata without importing
+            them (see :func:`decode.env.collect`).
 
     Returns:
         A JSON-ready dict with at least :data:`benchmarks.schema.MACHINE_KEYS`.
@@ -80,7 +82,7 @@ def machine_record(*, with_torch: bool = False) -> dict[str, Any]:
     from decode.env import collect
     from decode.parallel import default_workers
 
-    env = collect(with_torch=with_torch)
+    env = collect(with_torch=with_torch, no_import=no_import)
     versions = {
         k: env.get(k)
         for k in (

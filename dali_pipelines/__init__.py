@@ -1,5 +1,14 @@
-"""Data loading: the `DicomLoader` (CPU workers or the DALI GPU pipeline) and DALI graphs."""
+"""Data loading: the `DicomLoader` and its engines (CPU workers, DALI, nvImageCodec), DALI graphs, hand-off to torch."""
 
+from .engines import ENGINES, engine_unavailable_reason, resolve_engine
 from .loader import DEVICES, DicomLoader, SampleReader, resolve_device
 
-__all__ = ["DEVICES", "DicomLoader", "SampleReader", "resolve_device"]
+__all__ = [
+    "DEVICES",
+    "ENGINES",
+    "DicomLoader",
+    "SampleReader",
+    "engine_unavailable_reason",
+    "resolve_device",
+    "resolve_engine",
+]

@@ -104,11 +104,6 @@ def to_torch(arr):
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
-def dali_to_torch(tensor):
-    """A DALI output sample → torch tensor sharing its memory (GPU: CAI → CuPy → DLPack)."""
-    return to_torch(dali_to_array(tensor))
-
-
 def data_ptr(obj) -> int:
     """Device/host address of the first element of a DALI tensor, nvImageCodec image, CuPy, numpy or torch array."""
     if hasattr(obj, "data_ptr") and callable(obj.data_ptr):

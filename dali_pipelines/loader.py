@@ -11,15 +11,18 @@ A file that cannot be read or decoded never stops the loader: it is dropped from
 batch and reported in ``failed`` (and accumulated in ``loader.failures``). Row order
 is the sampler's (or 0..N−1), sharded by ``shard=(rank, world)`` with no overlap.
 
-``device="cpu"`` decodes and preprocesses in worker processes with the CPU backends;
-``"cuda"`` / ``"auto"`` use the GPU pipeline when CUDA, DALI and CuPy are present
-(see :mod:`dali_pipelines.gpu_loader`), else the CPU path moved to the device.
+How rows become batches is the loader's **engine** (:mod:`dali_pipelines.engines`):
+``cpu`` (worker processes, CPU backends, numpy chain), ``dali`` (DALI GPU decode) or
+``nvimgcodec`` (nvImageCodec batch decode on a side stream, no DALI); ``engine="auto"``
+picks DALI when it imports and CUDA is there, else nvImageCodec on CUDA, else the CPU.
+``loader.engine_name`` says which runs and ``loader.engine_reason`` why.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +32,8 @@ import numpy as np
 from decode.chain import preprocess
 from decode.decoding import decode_file
 from decode.errors import DicomError, as_dicom_error
+
+from .engines import ENGINES, make_engine, resolve_engine
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +79,7 @@ def resolve_device(device: str) -> str:
 
 
 @dataclass(frozen=True)
-class _ReadRow:
+class ReadRow:
     """Worker task: ``(key, row)`` → image, via the loader's reader."""
 
     reader: Callable[[int], np.ndarray]
@@ -87,6 +92,16 @@ class _ReadRow:
         return self.paths[task[1]]
 
 
+def read_one(task: ReadRow, i: int):
+    """``(True, image)`` or ``(False, DicomError)`` for row ``i``, in this process."""
+    try:
+        return True, task((0, i))
+    except DicomError as exc:
+        return False, exc
+    except Exception as exc:
+        return False, as_dicom_error(task.paths[i], exc)
+
+
 class DicomLoader:
     """Batches of preprocessed images from DICOM files (see the module docstring).
 
@@ -96,15 +111,17 @@ class DicomLoader:
         batch_size: rows per batch (a batch may come out smaller when rows fail).
         size: ``(H, W)`` output size (aspect kept, padded).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        workers: decode processes (0: in this process). A worker that crashes or hangs
-            on a file is replaced and only that row fails.
+        engine: ``"auto"``, ``"dali"``, ``"nvimgcodec"`` or ``"cpu"`` (see the module docstring).
+            A GPU engine asked for on ``device="cpu"`` runs its CPU variant.
+        workers: decode / read processes (0: in this process, CPU engine only). A worker
+            that crashes or hangs on a file is replaced and only that row fails.
         shard: ``(rank, world)``: this process takes every ``world``-th row from ``rank``.
         sampler: an iterable of row indices, re-iterated each epoch (default 0..N−1);
             ``set_epoch`` is forwarded to it when it has one.
-        reader: replaces the DICOM reader (e.g. a tensor-cache reader).
+        reader: replaces the DICOM reader (e.g. a tensor-cache reader; CPU engine only).
         backend: CPU decode backend name.
         flip: mirror every breast to face the same side.
-        prefetch: batches prepared ahead per worker.
+        prefetch: batches prepared ahead (per worker on the CPU engine).
         drop_last: drop a final short batch.
         timeout: seconds one file may take in a worker before it is killed and the row
             reported as failed (a hung decoder never stalls training).
@@ -112,6 +129,13 @@ class DicomLoader:
             (``tensor_index.json``, made by ``rsna-mammo prepare --format tensor``) the
             loader reads the cache instead of decoding (refused if made for another size
             or chain version).
+        decoder: nvImageCodec engine: the decoder object to use (default: a new
+            :class:`~decode.backends.nvimgcodec_backend.NvImageCodecDecoder`).
+        fail_indices: test hook of the GPU engines: rows whose codestream is cut so that
+            the real decoder fails on it (the file is untouched), to exercise the fallback.
+
+    Use as a context manager, or call :meth:`close`, to stop the engine's processes and
+    threads; a collected loader closes its engine too.
     """
 
     def __init__(
@@ -122,6 +146,7 @@ class DicomLoader:
         batch_size: int = 8,
         size: tuple[int, int] = (512, 256),
         device: Device = "auto",
+        engine: str = "auto",
         workers: int = 2,
         shard: tuple[int, int] = (0, 1),
         sampler: Iterable[int] | None = None,
@@ -132,6 +157,8 @@ class DicomLoader:
         drop_last: bool = False,
         data_root: str | None = None,
         timeout: float | None = 300.0,
+        decoder=None,
+        fail_indices: Sequence[int] = (),
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -140,6 +167,8 @@ class DicomLoader:
             raise ValueError(f"shard {shard} is not (rank, world) with 0 <= rank < world")
         if labels is not None and len(labels) != len(paths):
             raise ValueError(f"{len(labels)} labels for {len(paths)} paths")
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
         self.paths = [os.fspath(p) for p in paths]
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float32)
         self.batch_size = batch_size
@@ -159,8 +188,23 @@ class DicomLoader:
         self.prefetch = prefetch
         self.drop_last = drop_last
         self.timeout = timeout
+        self.decoder = decoder
+        self.fail_indices = tuple(int(i) for i in fail_indices)
         self.failures: list[dict] = []
         self.epoch = 0
+        if not isinstance(self.reader, SampleReader):
+            if engine not in ("auto", "cpu"):
+                raise ValueError(
+                    f"engine {engine!r} decodes DICOM files; a custom reader or a tensor cache runs on the cpu engine"
+                )
+            self.engine_name, self.engine_reason = "cpu", "reading with a custom reader or a tensor cache"
+        else:
+            self.engine_name, self.engine_reason = resolve_engine(engine, self.device)
+        if self.engine_name != "cpu" and self.workers == 0:
+            self.workers = 1  # the GPU engines read in worker processes
+        self.engine = make_engine(self.engine_name, self)
+        self._finalizer = weakref.finalize(self, self.engine.close)
+        log.info("loader engine: %s (%s)", self.engine_name, self.engine_reason)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -183,86 +227,20 @@ class DicomLoader:
     def __len__(self) -> int:
         return len(self._batches())
 
-    def uses_gpu_pipeline(self) -> bool:
-        """True when batches come from the DALI GPU pipeline (CUDA, DALI and CuPy present)."""
-        if self.device != "cuda" or isinstance(self.reader, SampleReader) is False:
-            return False
-        import importlib.util
-
-        if importlib.util.find_spec("dali_pipelines.gpu_loader") is None:
-            return False
-        from .gpu_loader import gpu_pipeline_available
-
-        return gpu_pipeline_available()
-
     def __iter__(self) -> Iterator[dict]:
-        if self.uses_gpu_pipeline():
-            from .gpu_loader import iterate_gpu
+        yield from self.engine.batches(self)
 
-            yield from iterate_gpu(self)
-            return
-        yield from self._iterate_cpu()
+    @property
+    def stats(self) -> dict:
+        """The engine's counters (GPU engines: batches, decoded, fallbacks, ...)."""
+        return self.engine.stats
 
-    def _iterate_cpu(self) -> Iterator[dict]:
-        """Decode in worker processes (crash/hang contained), batches in sampler order."""
-        batches = self._batches()
-        task = _ReadRow(self.reader, tuple(self.paths))
-        if self.workers == 0:
-            for rows in batches:
-                samples = []
-                for i in rows:
-                    ok, res = _read_one(task, i)
-                    samples.append((i, res if ok else None, None if ok else res))
-                yield self._make_batch(samples)
-            return
-        from decode.parallel import WorkerPool
+    def close(self) -> None:
+        """Stop the engine's worker processes, pipelines and threads (a later epoch starts new ones)."""
+        self.engine.close()
 
-        window = max(1, self.prefetch * self.workers)
-        with WorkerPool(task, self.workers, timeout=self.timeout, path_of=task.path_of) as pool:
-            done: dict = {}
-            for b in range(min(window, len(batches))):
-                for pos, i in enumerate(batches[b]):
-                    pool.submit((b, pos), (b, i))
-            for b, rows in enumerate(batches):
-                while any((b, pos) not in done for pos in range(len(rows))):
-                    key, ok, res = pool.next_result()
-                    done[key] = (ok, res)
-                ahead = b + window
-                if ahead < len(batches):
-                    for pos, i in enumerate(batches[ahead]):
-                        pool.submit((ahead, pos), (ahead, i))
-                samples = []
-                for pos, i in enumerate(rows):
-                    ok, res = done.pop((b, pos))
-                    samples.append((i, res if ok else None, None if ok else res))
-                yield self._make_batch(samples)
+    def __enter__(self) -> DicomLoader:
+        return self
 
-    def _make_batch(self, samples) -> dict:
-        import torch
-
-        failed = [
-            {"index": i, "path": self.paths[i], "stage": "decode", "reason": getattr(err, "reason", str(err))}
-            for i, _img, err in samples
-            if err is not None
-        ]
-        self.failures.extend(failed)
-        good = [(i, img) for i, img, err in samples if err is None]
-        idx = torch.tensor([i for i, _ in good], dtype=torch.long)
-        if not good:
-            return {"image": None, "label": None, "index": idx, "failed": failed}
-        images = torch.from_numpy(np.stack([img for _, img in good])[:, None])
-        if self.device == "cuda":
-            images = images.pin_memory().to("cuda", non_blocking=True)
-        label = None
-        if self.labels is not None:
-            label = torch.from_numpy(self.labels[idx.numpy()]).to(images.device)
-        return {"image": images, "label": label, "index": idx.to(images.device), "failed": failed}
-
-
-def _read_one(task: _ReadRow, i: int):
-    try:
-        return True, task((0, i))
-    except DicomError as exc:
-        return False, exc
-    except Exception as exc:
-        return False, as_dicom_error(task.paths[i], exc)
+    def __exit__(self, *exc) -> None:
+        self.close()

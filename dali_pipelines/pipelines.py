@@ -13,10 +13,12 @@ decode on the CPU there; lossless JPEG is routed to the workers' CPU backend).
 
 :class:`DecodeRunner` runs it epoch by epoch. A batch that still fails inside DALI (a
 codestream whose body is corrupt) does not stop anything: its samples are decoded one
-by one with a batch-1 pipeline, and the ones that fail there too go to the CPU backend.
-The pipeline is never rebuilt for an error. At start a tiny 12-bit probe of every codec
-is decoded and compared; a codec the GPU decodes wrongly (e.g. nvJPEG's all-zero
-9–15-bit lossless JPEG before 13.0.2) is routed to the CPU for the whole run.
+by one with a batch-1 pipeline, and the ones that fail there too go to the CPU backend
+(in a contained child process). The pipeline is never rebuilt for an error. At start the
+12-bit probe of every codec is decoded (:func:`decode.routing.calibrate`, shared with the
+nvImageCodec engine); a codec the GPU decodes wrongly (e.g. nvJPEG's all-zero 9–15-bit
+lossless JPEG before 13.0.2) is routed to the CPU for the whole run, and a decoder that
+stretches ``p``-bit output to 16 bits is undone per sample from its codestream precision.
 """
 
 from __future__ import annotations
@@ -27,18 +29,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from decode.backends.depth import SYNTAX_CODES, classify, probe_codestreams, undo_stretch
-from decode.backends.nvimgcodec_backend import CPU_SYNTAXES, GPU_SYNTAXES
-from decode.decoding import decode_file
-from decode.errors import DicomError, as_dicom_error
+from decode.backends.depth import SYNTAX_CODES
+from decode.routing import CPU_SYNTAXES, GPU_SYNTAXES, calibrate, exact_output
 
 from . import handoff
-from .source import (
+from .records import (
     INFO,
     PARAMS,
     ROUTE_DECODER,
@@ -46,11 +45,12 @@ from .source import (
     ROUTE_PAD,
     ROUTE_RAW,
     ROUTES,
-    DicomSource,
+    DecodedBatch,
+    DecodedSample,
     I,
-    pack_raw,
     unpack_raw,
 )
+from .source import DicomSource
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,44 @@ DEVICES = ("cuda", "cpu")
 SOURCE_LAYOUTS = ["", "HWC", "", "", "", ""]
 #: Shared-memory hint per sample: a full-size 16-bit raw frame (3328×2560×2 bytes).
 BYTES_PER_SAMPLE_HINT = 3328 * 2560 * 2
+SHM = "/dev/shm"
+
+
+def shm_bytes_per_sample(batch_size: int, queue_depth: int, *, folder: str = SHM) -> int:
+    """The shared-memory hint per sample for DALI's parallel source, sized to what ``folder`` has free.
+
+    The source keeps ``queue_depth`` chunks of ``batch_size`` samples in shared memory,
+    each sized ``hint`` bytes per sample up front: about ``queue_depth × batch_size × 17 MB``
+    for full-size frames. When ``folder`` (``/dev/shm``) has less free, the hint shrinks to
+    fit 80 % of it (DALI grows a chunk when a sample does not fit); one log line says so.
+    """
+    need = queue_depth * batch_size * BYTES_PER_SAMPLE_HINT
+    try:
+        st = os.statvfs(folder)
+        free = st.f_bavail * st.f_frsize
+    except OSError as exc:
+        log.info(
+            "cannot read the free space of %s (%s); DALI's shared-memory hint stays at %.0f MB per sample",
+            folder,
+            exc,
+            BYTES_PER_SAMPLE_HINT / 2**20,
+        )
+        return BYTES_PER_SAMPLE_HINT
+    if free >= need:
+        return BYTES_PER_SAMPLE_HINT
+    hint = max(1 << 20, int(0.8 * free) // max(1, queue_depth * batch_size))
+    log.warning(
+        "%s has %.0f MB free; DALI's parallel source would take about %.0f MB (%d x %d x %.0f MB): "
+        "shared-memory hint lowered to %.1f MB per sample",
+        folder,
+        free / 2**20,
+        need / 2**20,
+        queue_depth,
+        batch_size,
+        BYTES_PER_SAMPLE_HINT / 2**20,
+        hint / 2**20,
+    )
+    return hint
 
 
 def _check_device(device: str) -> None:
@@ -99,10 +137,11 @@ def make_decode_pipeline(
         A DALI ``Pipeline`` with outputs ``(image HWC uint16, params, info, message)``.
     """
     _check_device(device)
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # inherited by the workers; silences per-frame J2K warnings
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     from nvidia.dali import fn, pipeline_def
+
+    hint = shm_bytes_per_sample(batch_size, prefetch + 1)
 
     @pipeline_def(enable_conditionals=True)
     def graph():
@@ -113,7 +152,7 @@ def make_decode_pipeline(
             batch=False,
             layout=SOURCE_LAYOUTS,
             prefetch_queue_depth=prefetch + 1,
-            bytes_per_sample_hint=BYTES_PER_SAMPLE_HINT,
+            bytes_per_sample_hint=hint,
         )
         if is_raw:
             image = raw.gpu() if device == "cuda" else raw
@@ -166,28 +205,6 @@ def close_pipeline(pipe) -> None:
             log.debug("worker pool close: %s", exc)
 
 
-@dataclass
-class DecodedSample:
-    """One decoded frame: stored values on the device, with its GPU record."""
-
-    index: int
-    image: object  # (H, W) stored values: CuPy on "cuda", numpy on "cpu"
-    params: np.ndarray  # float32 PARAMS
-    info: np.ndarray  # int32 INFO
-    route: str  # "decoder", "raw" (worker CPU), "retry" (batch-1 decoder), "cpu" (fallback backend)
-    message: str = ""
-
-
-@dataclass
-class DecodedBatch:
-    """A batch in row order; ``failed`` lists ``(index, reason)`` of rows that produced nothing."""
-
-    samples: list[DecodedSample]
-    failed: list[tuple[int, str]] = field(default_factory=list)
-    fell_back: bool = False  # the batch failed in DALI and was decoded sample by sample
-    keep: object = None  # the DALI outputs the samples' memory belongs to
-
-
 class DecodeRunner:
     """Drives :func:`make_decode_pipeline` epoch by epoch (see the module docstring).
 
@@ -202,6 +219,9 @@ class DecodeRunner:
         backend: CPU backend for routed and fallback samples.
         probe: check each codec on a tiny image first (GPU) and route wrong ones to the CPU.
         fail_indices: test hook, see :class:`~dali_pipelines.source.DicomSource`.
+        timeout: seconds one file may take in a source worker (read + CPU decode) before
+            it is reported as failed (None: no limit).
+        task: the per-row reader of the source (see :class:`~dali_pipelines.source.DicomSource`).
     """
 
     def __init__(
@@ -217,6 +237,8 @@ class DecodeRunner:
         backend: str = "auto",
         probe: bool = True,
         fail_indices: Sequence[int] = (),
+        timeout: float | None = None,
+        task=None,
     ):
         _check_device(device)
         self.paths = [os.fspath(p) for p in paths]
@@ -227,6 +249,8 @@ class DecodeRunner:
         self.backend = backend
         self.probe = probe
         self.fail_indices = tuple(fail_indices)
+        self.timeout = timeout
+        self.task = task
         self.syntaxes = frozenset(GPU_SYNTAXES if device == "cuda" else CPU_SYNTAXES)
         self.modes = dict.fromkeys(self.syntaxes, "exact")  # "scaled": undo the decoder's 16-bit stretch
         self.stats = {
@@ -252,7 +276,12 @@ class DecodeRunner:
             return self
         self._tmp = self._tmp or tempfile.mkdtemp(prefix="rsna-dali-")
         self.source = DicomSource(
-            self.paths, os.path.join(self._tmp, "plan"), backend=self.backend, fail_indices=self.fail_indices
+            self.paths,
+            os.path.join(self._tmp, "plan"),
+            backend=self.backend,
+            fail_indices=self.fail_indices,
+            timeout=self.timeout,
+            task=self.task,
         )
         self._pipe = make_decode_pipeline(
             self.source,
@@ -274,6 +303,8 @@ class DecodeRunner:
         close_pipeline(self._pipe)
         close_pipeline(self._single)
         self._pipe = self._single = None
+        if getattr(self, "source", None) is not None:
+            self.source.close()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
@@ -285,29 +316,21 @@ class DecodeRunner:
         self.close()
 
     def _probe(self, syntaxes: frozenset) -> frozenset:
-        """Decode a 12-bit probe per syntax; returns the syntaxes to keep and fills ``self.modes``."""
-        for ts, (cs, expected) in probe_codestreams(syntaxes).items():
+        """Decode the 12-bit probe of each syntax (:func:`decode.routing.calibrate`); fills ``self.modes``."""
+
+        def decode_one(cs):
             with self._on_stream():
-                mode = classify(self.decode_one(cs), expected, 12)
-            if mode is None:
-                self.modes.pop(ts, None)
-                log.warning(
-                    "the decoder returns wrong pixels for a 12-bit %s probe (nvJPEG before 13.0.2 returns "
-                    "all-zero 9-15-bit lossless JPEG); that syntax is decoded on the CPU this run",
-                    ts,
-                )
-            else:
-                self.modes[ts] = mode
-                if mode == "scaled":
-                    log.info("the decoder stretches %s to 16 bits; undone per sample", ts)
+                return self.decode_one(cs)
+
+        self.modes = calibrate(decode_one, syntaxes, who=f"DALI ({self.device})")
         return frozenset(t for t in syntaxes if t in self.modes)
 
     def _exact(self, image, info: np.ndarray):
-        """Undo the decoder's dynamic-range stretch (in place) when the probe found one."""
+        """The stored values (in place): a stretch the probe found is undone with the sample's precision."""
         code = int(info[I["syntax"]])
-        if 0 <= code < len(SYNTAX_CODES) and self.modes.get(SYNTAX_CODES[code]) == "scaled":
-            undo_stretch(image, int(info[I["precision"]]))
-        return image
+        if not 0 <= code < len(SYNTAX_CODES):
+            return image
+        return exact_output(image, SYNTAX_CODES[code], int(info[I["precision"]]), self.modes)
 
     # -- decoding ---------------------------------------------------------------------------
     def decode_one(self, codestream: np.ndarray):
@@ -437,29 +460,28 @@ class DecodeRunner:
                 continue
             if rec.route == ROUTE_RAW:
                 image = unpack_raw(handoff.to_device(rec.raw, self.device), rec.info)
-                batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "raw", rec.message))
+                batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "raw", rec.message, rec.meta))
                 continue
             self.stats["retried"] += 1
             arr = self.decode_one(rec.codestream)
             if arr is not None:
                 image = self._exact(unpack_raw(arr, rec.info), rec.info)
-                batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "retry"))
+                batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "retry", "", rec.meta))
                 continue
             self.stats["retry_failures"] += 1
-            try:
-                dec = decode_file(self.paths[row], self.backend)
-            except DicomError as exc:
-                batch.failed.append((row, exc.reason))
-                continue
-            except Exception as exc:
-                batch.failed.append((row, as_dicom_error(self.paths[row], exc).reason))
+            cpu = self.source.record(row, frozenset())  # no GPU syntax: decoded on the CPU, contained
+            if cpu.route != ROUTE_RAW:
+                batch.failed.append((row, cpu.message))
                 continue
             self.stats["cpu_fallback"] += 1
             log.warning(
-                "%s: the %s decoder failed on it; decoded with %s on the CPU", self.paths[row], self.device, dec.backend
+                "%s: the DALI %s decoder failed on it; decoded with %s on the CPU instead",
+                self.paths[row],
+                self.device,
+                cpu.backend,
             )
-            image = unpack_raw(handoff.to_device(pack_raw(dec.pixels), self.device), rec.info)
-            batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "cpu", dec.backend))
+            image = unpack_raw(handoff.to_device(cpu.raw, self.device), cpu.info)
+            batch.samples.append(DecodedSample(row, image, cpu.params, cpu.info, "cpu", cpu.message, cpu.meta))
         return batch
 
 

@@ -14,6 +14,16 @@ Public names::
 Nothing here imports torch, DALI or CuPy.
 """
 
+import os as _os
+
+# nvImageCodec's and DALI's bundled OpenCV print a warning per greyscale JPEG 2000 frame
+# ("unknown or unspecified color space") and a line per corrupt codestream, and
+# nvImageCodec a warning per sample it returns no image for, unless told otherwise before
+# they are imported. This project reports every such sample itself in one line naming the
+# file, so their own lines are noise; a user's own setting wins.
+_os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
+_os.environ.setdefault("PYNVIMGCODEC_VERBOSITY", "1")
+
 from .backends import BACKENDS, available_backends, get_backend
 from .chain import CHAIN_VERSION, Preprocessed, parse_size, preprocess
 from .crop import breast_bbox, crop, flip_to_left

@@ -1,14 +1,20 @@
-"""``rsna-mammo decode``: DICOM files → .npy (and optional PNG), all cores, no torch."""
+"""``rsna-mammo decode``: DICOM files → .npy (and optional PNG), all cores, no torch.
+
+This module is the CPU path (worker processes, the backend registry, the numpy chain)
+and the command's options, jobs, outputs and summary. The command itself is
+:mod:`dali_pipelines.cli_decode`, which adds the GPU engines (``--device cuda``) and
+hands them to :func:`run`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--device",
         default="auto",
         choices=["auto", "cpu", "cuda"],
-        help="cuda: nvImageCodec batch decode + CuPy VOI/crop/resize on the GPU (needs CuPy and "
-        "nvImageCodec); cpu: CPU backends in worker processes; auto (default): cuda when available",
+        help="cuda: GPU batch decode (--engine) + CuPy VOI/crop/resize (needs CuPy and nvImageCodec or DALI); "
+        "cpu: CPU backends in worker processes; auto (default): cuda when available",
     )
     p.add_argument("--no-flip", action="store_true", help="crop stage: keep the original orientation")
     p.add_argument("--png", action="store_true", help="also write an 8-bit <stem>.png to look at")
@@ -47,8 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=600.0,
         metavar="S",
-        help="seconds one file may take before its worker is killed and the file reported "
-        "(CPU path; 0: no limit; default 600)",
+        help="seconds one file may take (read + CPU decode) before its worker is killed and the file reported "
+        "(0: no limit; default 600)",
     )
 
 
@@ -132,27 +138,15 @@ def run_job(job: DecodeJob) -> dict:
     )
 
 
-def resolve_decode_device(device: str) -> tuple[str, str | None]:
-    """``(device to use, reason the GPU is not used)``: ``auto`` → cuda when the GPU path runs here."""
-    if device == "cpu":
-        return "cpu", None
-    from .cli_decode_gpu import gpu_unavailable_reason
+def run(args: argparse.Namespace, *, gpu: Callable | None = None) -> int:
+    """Decode ``args.files``; exit status 0 when every file was written, 1 otherwise.
 
-    why = gpu_unavailable_reason()
-    if why is None:
-        return "cuda", None
-    return ("error" if device == "cuda" else "cpu"), why
-
-
-def run(args: argparse.Namespace) -> int:
-    device, why = resolve_decode_device(args.device)
-    if device == "error":
-        print(
-            f"rsna-mammo decode: --device cuda is not available here: {why}; use --device cpu or auto", file=sys.stderr
-        )
-        return 2
-    if why and args.device == "auto":
-        logging.getLogger(__name__).info("decoding on the CPU (%s)", why)
+    Args:
+        args: the command's options (``args.device`` already resolved to cpu or cuda).
+        gpu: the GPU path, ``(jobs, args) -> iterator of (job, ok, result or DicomError)``
+            (given by :mod:`dali_pipelines.cli_decode` for ``--device cuda``); None: CPU workers.
+    """
+    device = "cuda" if gpu is not None else "cpu"
     size = parse_size(args.size) if args.size else None
     paths = find_dicoms(args.files)
     os.makedirs(args.out, exist_ok=True)
@@ -162,12 +156,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     t0 = time.perf_counter()
     ok, failed = [], []
-    if device == "cuda":
-        from .cli_decode_gpu import default_batch_size, run_gpu
-
-        results = run_gpu(
-            jobs, workers=args.workers or default_workers(), batch_size=default_batch_size(), write=write_outputs
-        )
+    if gpu is not None:
+        results = gpu(jobs, args)
     else:
         results = map_files(
             run_job, jobs, workers=args.workers or default_workers(), timeout=args.timeout if args.timeout > 0 else None
@@ -197,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
             "size": list(size) if size else None,
             "backend": args.backend,
             "device": device,
+            "engine": getattr(args, "engine", None) if device == "cuda" else "cpu",
             "workers": args.workers or default_workers(),
             "results": sorted(ok, key=lambda r: r["path"]),
             "errors": failed,

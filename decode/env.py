@@ -24,13 +24,25 @@ MODULES = {
 }
 
 
-def _version(module: str, dists=()) -> str | None:
-    """The module's version, or None when it does not import."""
+def _version(module: str, dists=(), *, load: bool = True) -> str | None:
+    """The module's version, or None when it does not import.
+
+    With ``load=False`` the module is not imported: the version comes from the package
+    metadata of ``dists`` (None when none is installed).
+    """
+    from importlib import metadata
+
+    if not load:
+        for d in dists:
+            try:
+                return metadata.version(d)
+            except metadata.PackageNotFoundError:
+                continue
+        return None
     try:
         m = importlib.import_module(module)
     except Exception:
         return None
-    from importlib import metadata
 
     for d in dists:
         try:
@@ -56,8 +68,14 @@ def gpu_info() -> dict[str, str | None]:
     return info
 
 
-def collect(with_torch: bool = True) -> dict[str, object]:
-    """Everything ``env`` prints, as a dict (also recorded in benchmark JSON)."""
+def collect(with_torch: bool = True, *, no_import: tuple = ()) -> dict[str, object]:
+    """Everything ``env`` prints, as a dict (also recorded in benchmark JSON).
+
+    Args:
+        with_torch: import torch (and timm) and ask it for the GPU.
+        no_import: printed names (e.g. ``"nvidia-dali"``) whose version is read from package
+            metadata instead of importing the module (the GPU check's quick tier never imports DALI).
+    """
     out: dict[str, object] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -77,7 +95,7 @@ def collect(with_torch: bool = True) -> dict[str, object]:
     for name, (mod, dists) in MODULES.items():
         if not with_torch and name in ("torch", "timm"):
             continue
-        out[name] = _version(mod, dists)
+        out[name] = _version(mod, dists, load=name not in no_import)
     if with_torch:
         out.update(gpu_info())
     return out
@@ -89,6 +107,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     info = collect()
+    try:  # the loader's engines live a layer up; a decode-only install reports without them
+        from dali_pipelines.engines import engine_report
+
+        info.update(engine_report())
+    except ImportError:
+        pass
     if args.json:
         import json
 

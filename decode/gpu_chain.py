@@ -45,9 +45,17 @@ out = (T)y;
 """
 
 
+#: NVRTC options of the fused kernel. Without fused multiply-add, ``(x − c)·s + o`` rounds
+#: twice exactly as numpy's separate multiply and add do, so a LINEAR window on the GPU is
+#: the CPU image to the last bit and the breast box (a threshold on it) cannot move; with
+#: FMA one rounding is skipped and a pixel at a threshold edge could fall the other way.
+#: (SIGMOID goes through ``expf``, within 2 ulp of numpy's ``exp``.)
+KERNEL_OPTIONS = ("--fmad=false",)
+
+
 @lru_cache(maxsize=1)
 def voi_kernel():
-    """The fused ``stored values → [0, 1] float`` CuPy kernel (compiled on first use)."""
+    """The fused ``stored values → [0, 1] float`` CuPy kernel (compiled on first use, no FMA)."""
     import cupy
 
     return cupy.ElementwiseKernel(
@@ -56,6 +64,7 @@ def voi_kernel():
         "T out",
         _VOI_SOURCE,
         "rsna_mammo_voi",
+        options=KERNEL_OPTIONS,
     )
 
 
@@ -206,8 +215,13 @@ def preprocess_batch(
     stage: Stage = "crop",
     flip: bool = True,
     out_dtype=np.float32,
+    out=None,
 ) -> tuple[object, list[Preprocessed]]:
     """Run :func:`preprocess_image` on each frame and stack into ``[B, 1, H, W]``.
+
+    Args:
+        out: optional ``[B, 1, H, W]`` array of ``out_dtype`` on the inputs' device to write
+            into (e.g. a CuPy view of a torch tensor, so the batch is torch's memory).
 
     Returns:
         ``(batch, per_image)``: the ``out_dtype`` array on the device of the inputs, and
@@ -219,7 +233,11 @@ def preprocess_batch(
     if not raws:
         raise ValueError("empty batch")
     xp = array_module(raws[0])
-    out = xp.zeros((len(raws), 1) + tuple(size), dtype=dt)
+    shape = (len(raws), 1, *tuple(size))
+    if out is None:
+        out = xp.zeros(shape, dtype=dt)
+    elif tuple(out.shape) != shape or np.dtype(out.dtype) != dt:
+        raise ValueError(f"out is {tuple(out.shape)} {out.dtype}, expected {shape} {dt}")
     done = []
     for k, raw in enumerate(raws):
         meta = metas[k] if metas is not None else None

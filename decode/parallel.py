@@ -54,10 +54,20 @@ def _worker_main(conn, fn) -> None:
         conn.close()
 
 
+#: Modules that may hold a CUDA context (or CUDA-using threads) while torch does not.
+CUDA_MODULES = ("cupy", "nvidia.dali", "nvidia.nvimgcodec")
+
+
 def _context():
-    """fork where it is safe (Linux, no CUDA context in this process), else spawn."""
+    """``fork`` where it is safe, else ``spawn``.
+
+    Safe means Linux and nothing in this process that may hold CUDA: torch with CUDA
+    initialised, or CuPy, DALI or nvImageCodec imported at all (each can create a CUDA
+    context or threads on its own, and a forked child of such a process can hang or fail).
+    """
     torch = sys.modules.get("torch")
     cuda_on = bool(torch is not None and getattr(torch.cuda, "is_initialized", lambda: False)())
+    cuda_on = cuda_on or any(name in sys.modules for name in CUDA_MODULES)
     if sys.platform.startswith("linux") and not cuda_on:
         return mp.get_context("fork")
     return mp.get_context("spawn")
@@ -138,16 +148,24 @@ class WorkerPool:
             if w.key is None and self._queue:
                 self._feed(w)
 
-    def next_result(self) -> tuple[Hashable, bool, object]:
+    def next_result(self, timeout: float | None = None) -> tuple[Hashable, bool, object] | None:
         """Block until one item finishes; return ``(key, ok, result_or_DicomError)``.
+
+        Args:
+            timeout: give up after this many seconds and return None (None: wait as long as
+                it takes; a hung item still ends at the pool's per-item timeout).
 
         Raises:
             LookupError: nothing is pending.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not self._done:
             if not self.pending:
                 raise LookupError("no item is pending")
-            self._poll()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            self._poll(left)
         return self._done.popleft()
 
     def results(self) -> Iterator[tuple[Hashable, bool, object]]:
@@ -155,11 +173,12 @@ class WorkerPool:
         while self._done or self.pending:
             yield self.next_result()
 
-    def _poll(self) -> None:
+    def _poll(self, limit: float | None = None) -> None:
         busy = [w for w in self._workers if w.key is not None]
-        wait_for = None
+        wait_for = limit
         if self.timeout is not None:
-            wait_for = max(0.0, min(w.started + self.timeout for w in busy) - time.monotonic())
+            due = max(0.0, min(w.started + self.timeout for w in busy) - time.monotonic())
+            wait_for = due if wait_for is None else min(wait_for, due)
         ready = wait([w.conn for w in busy], timeout=wait_for)
         now = time.monotonic()
         for i, w in enumerate(list(self._workers)):
@@ -181,7 +200,7 @@ class WorkerPool:
                 key, item = w.key, w.item
                 w.stop(kill=True)
                 log.warning("%s: %s", self.path_of(item), failure)
-                self._workers[i] = _Worker(self._ctx, self.fn)
+                self._workers[i] = _Worker(_context(), self.fn)  # CUDA may be up by now
                 self._feed(self._workers[i])
                 self._done.append((key, False, CorruptDicomError(self.path_of(item), failure)))
 

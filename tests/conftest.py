@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import decode  # noqa: F401  (sets the GPU libraries' log levels before any test imports them)
+
 
 def _cuda_reason():
     try:

@@ -193,9 +193,19 @@ def tiny_codec_files(tmp_path_factory):
 
 
 @pytest.fixture
-def wrong_backend():
-    """A real imagecodecs decode with every pixel off by one, registered under a name (removed after)."""
+def wrong_backend(monkeypatch):
+    """A real imagecodecs decode with every pixel off by one, registered under a name (removed after).
+
+    The registration exists in this process only: worker pools fork for the test, so that
+    their workers inherit it (with CuPy, DALI or nvImageCodec imported by an earlier test,
+    pools would otherwise spawn fresh interpreters without it).
+    """
+    import multiprocessing
+
+    from decode import parallel
     from decode.backends import AUTO_ORDER, BACKENDS, Backend, register_backend
+
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
     from decode.backends.codecs import decode_imagecodecs
     from decode.syntax import J2K_FAMILY, LOSSLESS_JPEG
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from decode import syntax as TS
-from decode.backends.nvimgcodec_backend import CPU_SYNTAXES, GPU_SYNTAXES, gpu_unsupported_reason, probe_codestreams
+from decode.backends.probes import probe_codestreams
 from decode.chain import preprocess
 from decode.dicom import read_dicom
 from decode.gpu_chain import preprocess_batch, preprocess_image, record_params, voi_fused
+from decode.routing import CPU_SYNTAXES, GPU_SYNTAXES, gpu_unsupported_reason
 from decode.voi import apply_voi
 from tests.dali_cases import CPU_CASES, GPU_CASES, pydicom_pixels, write_case, write_corrupt
 
@@ -157,23 +158,30 @@ def test_failed_batch_falls_back_per_sample(files):
 # --------------------------------------------------------------------------- loader GPU path, on the CPU
 @pytest.fixture(scope="module")
 def loader(files):
-    from dali_pipelines.gpu_loader import close_runner
     from dali_pipelines.loader import DicomLoader
 
     paths = list(files.values())
-    ld = DicomLoader(
-        paths, labels=np.arange(len(paths), dtype=np.float32), batch_size=3, size=(32, 24), device="cpu", workers=1
+    with DicomLoader(
+        paths,
+        labels=np.arange(len(paths), dtype=np.float32),
+        batch_size=3,
+        size=(32, 24),
+        device="cpu",
+        engine="dali",
+        workers=1,
+    ) as ld:
+        yield ld
+
+
+def test_loader_dali_engine_equals_cpu_engine(loader, files):
+    from dali_pipelines.loader import DicomLoader
+
+    assert loader.engine_name == "dali"
+    dali = list(loader)
+    cpu_loader = DicomLoader(
+        loader.paths, labels=loader.labels, batch_size=3, size=(32, 24), device="cpu", engine="cpu", workers=0
     )
-    yield ld
-    close_runner(ld)
-
-
-def test_loader_dali_path_equals_cpu_path(loader, files):
-    from dali_pipelines.gpu_loader import gpu_pipeline_available, iterate_dali
-
-    assert not gpu_pipeline_available() or loader.device == "cpu"
-    dali = list(iterate_dali(loader, device="cpu"))
-    cpu = list(loader._iterate_cpu())
+    cpu = list(cpu_loader)
     assert len(dali) == len(cpu) == len(loader)
     for a, b in zip(dali, cpu):
         assert a["image"].shape[1:] == (1, 32, 24) and a["image"].dtype == b["image"].dtype
@@ -186,26 +194,17 @@ def test_loader_dali_path_equals_cpu_path(loader, files):
     assert bad == {names.index("J2K_ROWS_MISMATCH"), names.index("CORRUPT_TRUNCATED")}
 
 
-def test_loader_dali_path_shards_and_sampler(loader):
-    from dali_pipelines.gpu_loader import iterate_dali, last_stats
-
+def test_loader_dali_engine_shards_and_sampler(loader):
     loader.sampler = [10, 1, 8, 3, 6, 5, 4]
     loader.shard = (1, 2)  # rows 1, 3, 5
-    got = [i for d in iterate_dali(loader, device="cpu") for i in d["index"].tolist()]
+    got = [i for d in loader for i in d["index"].tolist()]
     assert got == [1, 3, 5]
     loader.shard = (0, 2)  # rows 10, 8, 6, 4 (10 is the corrupt file)
-    out = list(iterate_dali(loader, device="cpu"))
+    out = list(loader)
     assert [i for d in out for i in d["index"].tolist()] == [8, 6, 4]
     assert [f["index"] for d in out for f in d["failed"]] == [10]
-    assert last_stats(loader)["rebuilds"] == 0
-
-
-def test_auto_device_does_not_pick_the_gpu_path_here():
-    from dali_pipelines.gpu_loader import gpu_pipeline_available
-    from dali_pipelines.loader import DicomLoader
-
-    ld = DicomLoader(["x.dcm"], device="auto")
-    assert ld.uses_gpu_pipeline() == (ld.device == "cuda" and gpu_pipeline_available())
+    assert loader.stats["rebuilds"] == 0
+    loader.sampler, loader.shard = None, (0, 1)
 
 
 # --------------------------------------------------------------------------- GPU chain, numpy path
@@ -307,32 +306,18 @@ def test_nvimgcodec_registry_backend_is_opt_in(files):
 
 # --------------------------------------------------------------------------- CLI --device
 def test_decode_cli_device(files, tmp_path):
-    from decode.cli_decode_gpu import gpu_unavailable_reason
+    from dali_pipelines.cli_decode import resolve
     from training.cli import main
 
     path = files["J2K_16_12_MONO2"]
-    if gpu_unavailable_reason() is not None:
+    device, engine, why = resolve("cuda", "auto")
+    if device == "error":  # no GPU here: refused with the reason, nothing written
+        assert why
         assert main(["decode", path, "--out", str(tmp_path / "a"), "--device", "cuda"]) == 2
         assert not os.path.exists(tmp_path / "a" / "J2K_16_12_MONO2.npy")
-    assert (
-        main(
-            [
-                "decode",
-                path,
-                "--out",
-                str(tmp_path / "b"),
-                "--device",
-                "auto",
-                "--stage",
-                "crop",
-                "--size",
-                "32x24",
-                "--workers",
-                "1",
-            ]
-        )
-        == 0
-    )
+        assert resolve("auto", "auto")[:2] == ("cpu", None)
+    args = ["--device", "auto", "--stage", "crop", "--size", "32x24", "--workers", "1"]
+    assert main(["decode", path, "--out", str(tmp_path / "b"), *args]) == 0
     got = np.load(tmp_path / "b" / "J2K_16_12_MONO2.npy")
     dfile = read_dicom(path)
     np.testing.assert_allclose(got, preprocess(pydicom_pixels(path), dfile.meta, size=(32, 24)).image, atol=1e-5)
@@ -354,7 +339,7 @@ def test_stretched_decoder_output_is_undone_exactly(precision):
 
 
 def test_records_carry_codestream_precision_and_syntax(files):
-    from dali_pipelines.source import ROUTE_DECODER, ROUTE_RAW, I, prepare_sample
+    from dali_pipelines.records import ROUTE_DECODER, ROUTE_RAW, I, prepare_sample
     from decode.backends.depth import SYNTAX_CODES
 
     rec = prepare_sample(files["J2K_16_14_MONO1"], 7)
@@ -366,11 +351,12 @@ def test_records_carry_codestream_precision_and_syntax(files):
     assert np.array_equal(rec.raw[..., 0], pydicom_pixels(files["JLL_16_12_MONO1"]))
 
 
-def test_gpu_decode_cli_flow_with_the_cpu_only_decoder(files, tmp_path):
-    """``rsna-mammo decode --device cuda``'s batch flow, run with nvImageCodec CPU_ONLY + numpy."""
+@pytest.mark.parametrize("engine", ["nvimgcodec", "dali"])
+def test_gpu_decode_cli_flow_on_the_engines_cpu_decoders(files, tmp_path, engine):
+    """``rsna-mammo decode --device cuda``'s batch flow, run with the engine's CPU decoder + numpy."""
     pytest.importorskip("nvidia.nvimgcodec")
+    from dali_pipelines.decode_files import decode_jobs
     from decode.cli_decode import DecodeJob, output_stems, write_outputs
-    from decode.cli_decode_gpu import run_gpu
 
     names = list(files)
     paths = [files[n] for n in names]
@@ -378,10 +364,8 @@ def test_gpu_decode_cli_flow_with_the_cpu_only_decoder(files, tmp_path):
         DecodeJob(p, o, "crop", (32, 24), "auto", True, False)
         for p, o in zip(paths, output_stems(paths, str(tmp_path)))
     ]
-    results = {
-        job.path: (ok, res)
-        for job, ok, res in run_gpu(jobs, workers=2, batch_size=3, write=write_outputs, device="cpu")
-    }
+    got = decode_jobs(jobs, engine=engine, device="cpu", workers=2, batch_size=3, write=write_outputs, timeout=60)
+    results = {job.path: (ok, res) for job, ok, res in got}
     assert len(results) == len(paths)
     for name, path in files.items():
         ok, res = results[path]
@@ -390,8 +374,25 @@ def test_gpu_decode_cli_flow_with_the_cpu_only_decoder(files, tmp_path):
             continue
         assert ok, (name, res)
         ts = read_dicom(path).meta.transfer_syntax
-        assert (res["backend"] == "nvimgcodec-cpu") == (
-            ts in CPU_SYNTAXES and name != "J2K_SIGNED_16_12" and name != "J2K_8_8_MONO2"
-        ), (name, res["backend"])
+        on_decoder = ts in CPU_SYNTAXES and name not in ("J2K_SIGNED_16_12", "J2K_8_8_MONO2")
+        assert (res["backend"] == f"{engine}-cpu") == on_decoder, (name, res["backend"])
+        assert res["route"] == ("decoder" if on_decoder else "raw")
         want = preprocess(pydicom_pixels(path), read_dicom(path).meta, size=(32, 24)).image
         np.testing.assert_allclose(np.load(res["out"]), want, atol=1e-6)
+
+
+def test_a_hung_read_in_a_dali_worker_costs_its_row_only(files):
+    """DALI's source workers read each row in a contained child with a per-file timeout."""
+    from dali_pipelines.pipelines import DecodeRunner
+    from tests.engine_helpers import HangingPrepareRow
+
+    names = ["J2K_16_12_MONO2", "J2K_16_16_MONO2", "HTJ2K_16_12_MONO1", "NATIVE_16_12_MONO2"]
+    paths = tuple(files[n] for n in names)
+    task = HangingPrepareRow(paths, hang_rows=frozenset({1}))
+    with DecodeRunner(paths, batch_size=2, device="cpu", workers=1, threads=1, timeout=3, task=task) as r:
+        samples, failed, batches = _collect(r, range(len(paths)))
+        assert r.stats["rebuilds"] == 0
+    assert list(failed) == [1] and "timed out after 3 s" in failed[1]
+    assert batches == [[0, 1], [2, 3]]
+    for i in (0, 2, 3):
+        assert np.array_equal(samples[i].image, pydicom_pixels(paths[i])), names[i]

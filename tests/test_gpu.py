@@ -4,7 +4,8 @@ DALI (``mixed``) and nvImageCodec decode bit-exact against pydicom for .90 and .
 14 and 16 bits (a 9–15-bit lossless JPEG decoded to zeros by nvJPEG before 13.0.2 fails
 here), the CuPy chain equals the numpy chain within 1e-5, a corrupt sample inside a GPU
 batch falls back without losing its neighbours, and the torch tensor shares memory with
-the decoder output.
+the decoder output. The DALI tests skip themselves where DALI does not import (the GPU
+check's quick tier); the nvImageCodec engine's own GPU tests are in test_nvimgcodec_engine.py.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def refs(gpu_files):
 @pytest.fixture(scope="module")
 def dali_epoch(gpu_files):
     """One epoch of every exact case through the GPU pipeline (batch 4), with the runner."""
+    pytest.importorskip("nvidia.dali")
     from dali_pipelines.pipelines import DecodeRunner
 
     paths = [gpu_files[n] for n in NAMES]
@@ -75,7 +77,8 @@ def test_dali_gpu_decode_is_bit_exact(dali_epoch, refs, name):
 
 
 def test_lossless_jpeg_12bit_single_decode_not_zero(dali_epoch):
-    from decode.backends.depth import classify, probe_codestreams
+    from decode.backends.depth import classify
+    from decode.backends.probes import probe_codestreams
 
     runner = dali_epoch[0]
     ((cs, expected),) = probe_codestreams([TS.JPEG_LOSSLESS_SV1]).values()
@@ -88,8 +91,9 @@ def test_lossless_jpeg_12bit_single_decode_not_zero(dali_epoch):
 def test_nvimgcodec_gpu_decode_is_bit_exact(gpu_files, refs, name):
     import cupy
 
-    from decode.backends.nvimgcodec_backend import GPU_SYNTAXES, NvImageCodecDecoder
+    from decode.backends.nvimgcodec_backend import NvImageCodecDecoder
     from decode.dicom import read_dicom
+    from decode.routing import GPU_SYNTAXES
 
     dec = _nvimgcodec_decoder()
     assert set(dec.modes) == set(GPU_SYNTAXES), f"probe rejected: {set(GPU_SYNTAXES) - set(dec.modes)}"
@@ -107,7 +111,8 @@ _DEC = {}
 
 
 def _nvimgcodec_decoder():
-    from decode.backends.nvimgcodec_backend import GPU_SYNTAXES, NvImageCodecDecoder
+    from decode.backends.nvimgcodec_backend import NvImageCodecDecoder
+    from decode.routing import GPU_SYNTAXES
 
     if "d" not in _DEC:
         _DEC["d"] = NvImageCodecDecoder(device="cuda")
@@ -141,6 +146,7 @@ def test_cupy_chain_equals_numpy_chain(gpu_files, refs, name):
 
 
 def test_corrupt_sample_in_a_gpu_batch_falls_back(gpu_files, refs, tmp_path):
+    pytest.importorskip("nvidia.dali")
     from dali_pipelines.pipelines import DecodeRunner
 
     paths = [gpu_files[n] for n in NAMES[:6]]
@@ -194,40 +200,40 @@ def test_torch_tensor_shares_memory_with_decoder_output(dali_epoch, gpu_files):
     assert t.data_ptr() == arr.data.ptr == img.__cuda_array_interface__["data"][0]
 
 
-def test_loader_gpu_path_matches_cpu_path(gpu_files):
+@pytest.mark.parametrize("engine", ["dali", "nvimgcodec"])
+def test_loader_gpu_engine_matches_cpu_engine(gpu_files, engine):
     import torch
 
-    from dali_pipelines.gpu_loader import close_runner, gpu_pipeline_available
     from dali_pipelines.loader import DicomLoader
 
-    assert gpu_pipeline_available()
+    if engine == "dali":
+        pytest.importorskip("nvidia.dali")
     paths = [gpu_files[n] for n in NAMES]
     labels = np.arange(len(paths), dtype=np.float32)
-    gpu = DicomLoader(paths, labels, batch_size=4, size=(256, 128), device="cuda", workers=2)
-    cpu = DicomLoader(paths, labels, batch_size=4, size=(256, 128), device="cpu", workers=0)
-    assert gpu.uses_gpu_pipeline()
-    try:
-        for a, b in zip(gpu, cpu):
+    cpu = DicomLoader(paths, labels, batch_size=4, size=(256, 128), device="cpu", engine="cpu", workers=0)
+    with DicomLoader(paths, labels, batch_size=4, size=(256, 128), device="cuda", engine=engine, workers=2) as gpu:
+        assert gpu.engine_name == engine
+        for a, b in zip(gpu, cpu, strict=True):
             assert a["image"].is_cuda and a["image"].shape == b["image"].shape and a["image"].dtype == torch.float32
             assert a["index"].tolist() == b["index"].tolist() and a["label"].tolist() == b["label"].tolist()
             np.testing.assert_allclose(a["image"].cpu().numpy(), b["image"].numpy(), atol=1e-5, rtol=0)
-    finally:
-        close_runner(gpu)
 
 
-def test_decode_cli_on_the_gpu(gpu_files, tmp_path):
+@pytest.mark.parametrize("engine", ["dali", "nvimgcodec"])
+def test_decode_cli_on_the_gpu(gpu_files, tmp_path, engine):
     from decode.chain import preprocess
     from decode.dicom import read_dicom
     from training.cli import main
 
+    if engine == "dali":
+        pytest.importorskip("nvidia.dali")
     paths = [gpu_files[n] for n in NAMES]
-    assert (
-        main(["decode", *paths, "--out", str(tmp_path), "--device", "cuda", "--stage", "crop", "--size", "256x128"])
-        == 0
-    )
+    args = ["--device", "cuda", "--engine", engine]
+    assert main(["decode", *paths, "--out", str(tmp_path), *args, "--stage", "crop", "--size", "256x128"]) == 0
     for n, p in zip(NAMES, paths):
         got = np.load(tmp_path / f"{n}.npy")
         want = preprocess(pydicom_pixels(p), read_dicom(p).meta, size=(256, 128)).image
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
-    assert main(["decode", paths[0], "--out", str(tmp_path / "raw"), "--device", "cuda"]) == 0
-    assert np.array_equal(np.load(tmp_path / "raw" / f"{NAMES[0]}.npy"), pydicom_pixels(paths[0]))
+    assert main(["decode", *paths, "--out", str(tmp_path / "raw"), *args]) == 0
+    for n, p in zip(NAMES, paths):
+        assert np.array_equal(np.load(tmp_path / "raw" / f"{n}.npy"), pydicom_pixels(p)), n

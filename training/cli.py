@@ -15,7 +15,7 @@ import sys
 #: subcommand → module (imported lazily; ``bench`` is dispatched by name, so nothing
 #: in the library imports ``benchmarks``).
 COMMANDS: dict[str, str] = {
-    "decode": "decode.cli_decode",
+    "decode": "dali_pipelines.cli_decode",
     "synth": "decode.cli_synth",
     "env": "decode.env",
     "train": "training.train_cli",

@@ -54,6 +54,7 @@ class TrainConfig:
     drop_path_rate: float = 0.1
     grad_clip: float | None = 5.0  # max grad norm (None: off)
     device: str = "auto"
+    engine: str = "auto"  # loader engine: auto | dali | nvimgcodec | cpu
     workers: int | None = None  # decode processes (None: all cores)
     backend: str = "auto"  # CPU decode backend
     folds: int = 4
@@ -85,7 +86,13 @@ class TrainConfig:
             raise ValueError("pos_ratio must be in (0, 1)")
         if not 0.0 < self.pos_label <= 1.0:
             raise ValueError("pos_label must be in (0, 1]")
-        choices = {"amp": AMPS, "agg": ("mean", "max"), "select": SELECTS, "device": ("auto", "cpu", "cuda")}
+        choices = {
+            "amp": AMPS,
+            "agg": ("mean", "max"),
+            "select": SELECTS,
+            "device": ("auto", "cpu", "cuda"),
+            "engine": ("auto", "dali", "nvimgcodec", "cpu"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} {getattr(self, name)!r} is not one of: {', '.join(allowed)}")

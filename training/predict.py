@@ -146,6 +146,7 @@ def predict(
     csv: str | None = None,
     images: str | None = None,
     device: str = "auto",
+    engine: str = "auto",
     tta: bool = False,
     agg: str | None = None,
     threshold: str = "none",
@@ -189,6 +190,7 @@ def predict(
         shard=(info.rank, info.world),
         backend=cfg.get("backend", "auto"),
         data_root=data,
+        engine=engine,
     )
     t0 = time.perf_counter()
     idx, probs, failed = infer(
@@ -201,6 +203,7 @@ def predict(
         progress=progress if info.is_main else None,
     )
     seconds = time.perf_counter() - t0
+    loader.close()
     parts = all_gather_objects((idx, probs, failed, len(idx), seconds))
     summary: dict[str, object] = {}
     if info.is_main:
@@ -210,6 +213,7 @@ def predict(
         n_done, secs = sum(p[3] for p in parts), max(p[4] for p in parts)
         summary = _write_outputs(man, ok_rows, idx, probs, failed, out=out, agg=agg, thr=thr, ck=ck)
         summary["images_per_s"] = round(n_done / max(secs, 1e-9), 2)
+        summary["engine"] = loader.engine_name
         summary["seconds"] = round(secs, 2)
     barrier()
     return summary

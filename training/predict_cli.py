@@ -17,6 +17,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", default="test.csv", help="image list (default test.csv; train*.csv reads train_images)")
     p.add_argument("--images", metavar="SUBDIR", help="image folder under --data (default <split>_images)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "dali", "nvimgcodec", "cpu"],
+        help="loader engine (default auto: DALI when it imports and CUDA is there, else nvImageCodec on CUDA, "
+        "else CPU workers)",
+    )
     p.add_argument("--tta", action="store_true", help="average with the vertically flipped image")
     p.add_argument("--agg", choices=["mean", "max"], help="breast aggregation (default: the checkpoint's)")
     p.add_argument(
@@ -44,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             csv=args.csv,
             images=args.images,
             device=args.device,
+            engine=args.engine,
             tta=args.tta,
             agg=args.agg,
             threshold=args.threshold,

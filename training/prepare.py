@@ -33,7 +33,7 @@ from decode.atomic import atomic_write
 from decode.parallel import default_workers, map_files
 
 from . import prepare_state as state
-from .prepare_tasks import Sink, Task, clean_leftovers, error_record, run_task
+from .prepare_tasks import Sink, Task, clean_leftovers, error_record, run_gpu_tasks, run_task
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ Format = Literal["htj2k", "tensor"]
 FORMATS = ("htj2k", "tensor")
 VERIFY_MODES = ("quick", "full")
 SPLITS = ("train", "test")
+ENGINES = ("auto", "dali", "nvimgcodec", "cpu")
 TENSOR_SHARD_BYTES = 256 << 20  # target size of one tensor shard file
 BLOCK_ROWS = 1024  # rows handed to one process pool at a time (bounds memory)
 
@@ -72,6 +73,9 @@ class PrepareConfig:
         chunk: rows per tensor shard / per journal file (0: automatic).
         verify: ``"quick"``: a done row is trusted when its source and output files have the
             recorded sizes (and mtimes); ``"full"``: done rows are re-decoded and checksummed.
+        engine: tensor only: ``"auto"``, ``"dali"``, ``"nvimgcodec"`` or ``"cpu"`` — the loader's
+            engines (``auto``: a GPU engine where CUDA is, else the CPU workers). An HTJ2K
+            transcode is always decoded on the CPU: it is verified against that decode.
     """
 
     data: str
@@ -84,6 +88,7 @@ class PrepareConfig:
     shard: tuple[int, int] = (0, 1)
     chunk: int = 0
     verify: str = "quick"
+    engine: str = "auto"
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -92,6 +97,13 @@ class PrepareConfig:
             raise ValueError("--format tensor needs --size HxW (e.g. 1024x512)")
         if self.format == "htj2k" and self.size is not None:
             raise ValueError("--size applies to --format tensor only (htj2k keeps the full image)")
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; allowed: {', '.join(ENGINES)}")
+        if self.format == "htj2k" and self.engine in ("dali", "nvimgcodec"):
+            raise ValueError(
+                f"--engine {self.engine} applies to --format tensor only: an HTJ2K transcode is decoded on the CPU, "
+                "the reference its written file is verified against"
+            )
         if self.verify not in VERIFY_MODES:
             raise ValueError(f"unknown verify mode {self.verify!r}; allowed: {', '.join(VERIFY_MODES)}")
         i, n = self.shard
@@ -117,6 +129,15 @@ class PrepareConfig:
             "format": "tensor",
             **CacheParams(size=self.size, flip=self.flip, chain_version=CHAIN_VERSION).to_json(),
         }
+
+    def resolved_engine(self) -> str:
+        """The engine this run uses (``cpu`` for HTJ2K; ``auto`` resolved as the loader does)."""
+        if self.format == "htj2k" or self.engine == "cpu":
+            return "cpu"
+        from dali_pipelines.engines import resolve_engine
+        from dali_pipelines.loader import resolve_device
+
+        return resolve_engine(self.engine, resolve_device("auto"))[0]
 
     def rows_per_chunk(self) -> int:
         if self.chunk:
@@ -248,10 +269,17 @@ def run_prepare(cfg: PrepareConfig, *, progress: Callable[[int], None] | None = 
     if progress and skipped:
         progress(skipped)
     sink = Sink(cfg, tag)
+    engine = cfg.resolved_engine()
+    if engine != "cpu":
+        log.info("prepare %s: decoding with the %s engine", cfg.format, engine)
     tasks = [Task(r, cfg.out, cfg.format, cfg.size, cfg.flip, cfg.backend) for r in todo]
     for start in range(0, len(tasks), BLOCK_ROWS):
         block = tasks[start : start + BLOCK_ROWS]
-        for task, good, res in map_files(run_task, block, workers=cfg.workers or default_workers()):
+        if engine == "cpu":
+            results = map_files(run_task, block, workers=cfg.workers or default_workers())
+        else:
+            results = run_gpu_tasks(cfg, block, engine)
+        for task, good, res in results:
             if good:
                 sink.add(*res)
             else:

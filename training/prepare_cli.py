@@ -23,6 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     p.add_argument("--backend", default="auto", help="CPU decode backend for the sources (default: auto)")
     p.add_argument(
+        "--engine",
+        choices=["auto", "dali", "nvimgcodec", "cpu"],
+        default="auto",
+        help="tensor format: decode + chain with the loader's engine (auto: a GPU engine where CUDA is, else CPU "
+        "workers); htj2k is always decoded on the CPU",
+    )
+    p.add_argument(
         "--shard", metavar="i/n", help="take rows i, i+n, ... (default: torchrun's RANK/WORLD_SIZE, else 0/1)"
     )
     p.add_argument("--chunk", type=int, default=0, help="rows per tensor shard / journal file (default: automatic)")
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         shard=parse_shard(args.shard),
         chunk=args.chunk,
         verify=args.verify,
+        engine=args.engine,
     )
     if args.check:
         check = check_only(cfg)

@@ -77,11 +77,9 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def run_task(task: Task):
-    """Do one row (runs in a worker). Returns the journal record (and, for tensors, the uint16 image)."""
-    _die_with_parent()
-    row = task.row
-    rec = {
+def base_record(row: Row) -> dict:
+    """The journal record of a row before its output is known."""
+    return {
         "image_id": row.image_id,
         "rel": row.rel,
         "split": row.split,
@@ -89,6 +87,13 @@ def run_task(task: Task):
         "status": "ok",
         "source": state.source_stat(row.src),
     }
+
+
+def run_task(task: Task):
+    """Do one row (runs in a worker). Returns the journal record (and, for tensors, the uint16 image)."""
+    _die_with_parent()
+    row = task.row
+    rec = base_record(row)
     if task.format == "htj2k":
         from decode.transcode import transcode_file
 
@@ -126,6 +131,43 @@ def run_task(task: Task):
         raise ChainError(row.src, f"preprocessing failed: {type(exc).__name__}: {exc}") from None
     rec.update(shape=list(img.shape), box=[int(v) for v in pre.box], flipped=bool(pre.flipped))
     return rec, img
+
+
+def run_gpu_tasks(cfg: PrepareConfig, tasks: list[Task], engine: str):
+    """Tensor rows through a GPU engine (decode and chain on the device); yields ``(task, ok, result)``.
+
+    ``result`` is ``(record, uint16 image)`` as :func:`run_task` returns, or the row's
+    :class:`~decode.errors.DicomError`. The engine's worker processes read and route the
+    files (CPU-routed ones decoded there, under the engine's per-file timeout).
+    """
+    from dali_pipelines.decode_files import decode_jobs
+    from dali_pipelines.loader import resolve_device
+    from dali_pipelines.tensor_cache import to_stored
+    from decode.cli_decode import DecodeJob
+    from decode.parallel import default_workers
+
+    jobs = [DecodeJob(t.row.src, "", "crop", t.size, t.backend, t.flip, False) for t in tasks]
+    task_of = {id(j): t for j, t in zip(jobs, tasks)}  # jobs come back as the same objects
+
+    def keep(job, img, info):
+        task = task_of[id(job)]
+        rec = base_record(task.row)
+        stored = to_stored(img)
+        rec.update(shape=list(stored.shape), box=[int(v) for v in info["box"]], flipped=bool(info["flipped"]))
+        return rec, stored
+
+    results = decode_jobs(
+        jobs,
+        engine=engine,
+        device=resolve_device("auto"),
+        workers=cfg.workers or default_workers(),
+        write=keep,
+        timeout=300.0,
+    )
+    for job, ok, res in results:
+        if not ok and not isinstance(res, DicomError):
+            res = as_dicom_error(job.path, res)
+        yield task_of[id(job)], ok, res
 
 
 def error_record(row: Row, exc: BaseException) -> dict:

@@ -167,6 +167,7 @@ def train(
         shard=(info.rank, info.world),
         backend=cfg.backend,
         data_root=cfg.data,
+        engine=cfg.engine,
     )
     train_loader = DicomLoader(tr["path"].tolist(), labels, batch_size=cfg.batch_size, sampler=sampler, **common)
     val_loader = DicomLoader(
@@ -419,7 +420,7 @@ def train(
                     "best": best,
                 },
             )
-            _write_metrics(cfg, history, best, prior, info.world, device)
+            _write_metrics(cfg, history, best, prior, info.world, device, train_loader.engine_name)
             _write_errors(out, errors)
         else:
             all_gather_objects(rng_state())
@@ -431,7 +432,9 @@ def train(
         if cfg.time_limit_s and time.perf_counter() - t_start > cfg.time_limit_s and epoch + 1 < cfg.epochs:
             log.warning("time limit %.0f s reached after epoch %d of %d", cfg.time_limit_s, epoch + 1, cfg.epochs)
             break
-    return _metrics_dict(cfg, history, best, prior, info.world, device)
+    train_loader.close()
+    val_loader.close()
+    return _metrics_dict(cfg, history, best, prior, info.world, device, train_loader.engine_name)
 
 
 def _null():
@@ -440,7 +443,7 @@ def _null():
     return contextlib.nullcontext()
 
 
-def _metrics_dict(cfg, history, best, prior, world, device) -> dict:
+def _metrics_dict(cfg, history, best, prior, world, device, engine) -> dict:
     best = best or {}
     tr = [h["train_images_per_s"] for h in history]
     va = [h["val_images_per_s"] for h in history]
@@ -458,6 +461,7 @@ def _metrics_dict(cfg, history, best, prior, world, device) -> dict:
         "model": cfg.model,
         "img_size": list(cfg.img_size),
         "device": device,
+        "engine": engine,
         "world": world,
         "select": cfg.select,
         "history": history,
@@ -483,6 +487,6 @@ def _write_errors(out: str, errors: dict) -> None:
     atomic_write(old, buf.getvalue())
 
 
-def _write_metrics(cfg, history, best, prior, world, device) -> None:
-    d = _metrics_dict(cfg, history, best, prior, world, device)
+def _write_metrics(cfg, history, best, prior, world, device, engine) -> None:
+    d = _metrics_dict(cfg, history, best, prior, world, device, engine)
     atomic_write(os.path.join(cfg.out, "metrics.json"), json.dumps(d, indent=2) + "\n")

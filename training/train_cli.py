@@ -19,6 +19,7 @@ FLAGS = (
     "batch_size",
     "lr",
     "device",
+    "engine",
     "workers",
     "folds",
     "fold",
@@ -50,6 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="per process (default 8)")
     p.add_argument("--lr", type=float, help="AdamW peak LR (default 1e-3 from scratch, 2e-4 with --pretrained)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--engine",
+        choices=["auto", "dali", "nvimgcodec", "cpu"],
+        help="loader engine (default auto: DALI when it imports and CUDA is there, else nvImageCodec on CUDA, "
+        "else CPU workers)",
+    )
     p.add_argument("--workers", type=int, help="decode processes per training process (default: all cores)")
     p.add_argument("--folds", type=int, help="K folds grouped by patient, stratified by cancer (default 4)")
     p.add_argument("--fold", type=int, help="validation fold (default 0)")

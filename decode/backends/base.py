@@ -9,7 +9,8 @@ from functools import cache
 
 import numpy as np
 
-from ..dicom import DicomFile, check_codestream, j2k_info
+from ..codestream import check_codestream, j2k_info
+from ..dicom import DicomFile
 from ..errors import CorruptDicomError, DicomError
 from ..syntax import J2K_FAMILY
 

@@ -1,24 +1,23 @@
-"""Bit depth of GPU decoder output: start-up probes and undoing dynamic-range scaling.
+"""Bit depth of GPU decoder output: classifying a probe's output and undoing dynamic-range scaling.
 
 A GPU decoder may hand back a ``p``-bit frame (``p`` < 16) in uint16 either as the stored
 values or stretched to the full 16-bit range: DALI's ``mixed`` image decoder multiplies
 by ``65535 / (2^p − 1)`` (its ``DynamicRangeMultiplier``; the CPU backend does not). The
 stretch is exactly invertible — ``x = rint(y · (2^p − 1) / 65535)`` recovers every value
 because the rounding error of ``y`` is ≤ ½ while one step of ``x`` is ≥ 2 in ``y`` — so
-the engine keeps exactness either way: a tiny probe of every codec, decoded at start,
-says whether the decoder returns the values (``"exact"``), the stretched values
-(``"scaled"``, undone per sample with the codestream's precision) or something else
-(``None``: e.g. nvJPEG's all-zero 9–15-bit lossless JPEG before 13.0.2 — that codec is
-then decoded on the CPU).
+the engines keep exactness either way: the 12-bit probe of every codec
+(:mod:`decode.backends.probes`), decoded at start, says whether the decoder returns the
+values (``"exact"``), the stretched values (``"scaled"``, undone per sample with that
+sample's codestream precision) or something else (``None``: e.g. nvJPEG's all-zero
+9–15-bit lossless JPEG before 13.0.2 — that codec is then decoded on the CPU). The
+probing and routing themselves are :mod:`decode.routing`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 
-from ..dicom import j2k_info, jpeg_sof_info
+from ..codestream import j2k_info, jpeg_sof_info
 from ..syntax import HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, J2K_FAMILY, JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1
 from ..xp import array_module, to_host
 
@@ -87,30 +86,3 @@ def classify(output, expected: np.ndarray, precision: int) -> str | None:
         return "exact"
     undone = undo_stretch(got.astype(np.uint16, copy=True), precision)
     return "scaled" if np.array_equal(undone, expected) else None
-
-
-def probe_codestreams(
-    syntaxes: Iterable[str], *, bits: int = 12, shape=(40, 56)
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Tiny test frames to check a GPU decoder before trusting it with a codec.
-
-    Returns:
-        ``{transfer_syntax: (codestream uint8 array, expected (H, W) uint16)}`` for each
-        lossless syntax of ``syntaxes`` this project can encode. The pixels span 0 … 2^bits − 1
-        (an all-zero or 8-bit-scaled output cannot pass).
-    """
-    from ..synth import encode_frame
-
-    h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    top = (1 << bits) - 1
-    expected = ((yy * 977 + xx * 131 + (yy * xx) % 17) % (top + 1)).astype(np.uint16)
-    expected[0, 0], expected[-1, -1] = 0, top
-    out = {}
-    for ts in sorted(set(syntaxes)):
-        enc_ts = HTJ2K_LOSSLESS if ts in (HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL) else ts
-        if enc_ts not in (JPEG2000_LOSSLESS, HTJ2K_LOSSLESS, JPEG_LOSSLESS_SV1):
-            continue
-        cs = encode_frame(expected, enc_ts, bits)
-        out[ts] = (np.frombuffer(cs, np.uint8), expected)
-    return out

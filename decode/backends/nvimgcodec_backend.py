@@ -3,111 +3,49 @@
 Two ways in:
 
 * :class:`NvImageCodecDecoder` decodes a *batch* of codestreams in one call
-  (``nvimgcodec.Decoder.decode([...])`` with ``allow_any_depth=True`` and
-  ``ColorSpec.UNCHANGED``); on a GPU the output stays on the device as CuPy arrays
-  (zero-copy views of the decoder's images), on the CPU (``device="cpu"``, the
-  ``CPU_ONLY`` backend) it is numpy. A sample the codec cannot decode comes back as
-  ``None``, never as an exception for the batch.
+  (``nvimgcodec.Decoder.decode([...], params, cuda_stream)`` with ``allow_any_depth=True``
+  and ``ColorSpec.UNCHANGED``); on a GPU the output stays on the device as CuPy arrays
+  (zero-copy views of the decoder's images, ready in the order of the stream the batch
+  was decoded on, with no host wait), on the CPU (``device="cpu"``, the ``CPU_ONLY``
+  backend) it is numpy. A sample the codec cannot decode comes back as ``None``, never as
+  an exception for the batch. The nvImageCodec loader engine
+  (:mod:`dali_pipelines.nvimgcodec_engine`) and ``rsna-mammo decode --device cuda`` use it.
 * :func:`register` adds an opt-in registry entry ``nvimgcodec`` that decodes one file on
-  the CPU with the ``CPU_ONLY`` backend (registry backends run in forked worker
-  processes, which must never touch CUDA). It is *not* registered at import: nvImageCodec's
-  CPU path returns no image for signed (Pixel Representation 1) JPEG 2000, so it does not
-  meet the registry's contract — every file of its transfer syntaxes, exactly — and on
-  the CPU it adds nothing over imagecodecs / pylibjpeg (the same OpenJPEG).
+  the CPU with the ``CPU_ONLY`` backend (registry backends run in worker processes, which
+  must never touch CUDA). It is *not* registered at import: nvImageCodec's CPU path
+  returns no image for signed (Pixel Representation 1) JPEG 2000, so it does not meet the
+  registry's contract — every file of its transfer syntaxes, exactly — and on the CPU it
+  adds nothing over imagecodecs / pylibjpeg (the same OpenJPEG).
 
-:func:`gpu_unsupported_reason` is the routing rule shared with the DALI source: it
-says why a codestream must not go to nvJPEG / nvJPEG2000 (other syntax, a codestream
-header that disagrees with the DICOM header, a precision the GPU path does not keep
-exact), or ``None`` when it may.
+Which frames may go to the GPU, the start-up probe and the undoing of a decoder's 16-bit
+stretch are shared with the DALI engine: :mod:`decode.routing`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import numpy as np
 
-from ..dicom import DicomFile, j2k_info, jpeg_sof_info
+from ..dicom import DicomFile
 from ..errors import CorruptDicomError
-from ..meta import DicomMeta
-from ..syntax import HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, J2K_FAMILY, JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1, short_name
-from .depth import classify, codestream_precision, probe_codestreams, undo_stretch
+from ..routing import CPU_SYNTAXES, calibrate, exact_output
+from ..syntax import short_name
+from .depth import codestream_precision
 
 log = logging.getLogger(__name__)
 
-#: Lossless syntaxes nvJPEG2000 / nvJPEG decode on the GPU (lossy J2K stays on the CPU, so
-#: that every backend returns exactly pydicom's values).
-GPU_SYNTAXES = frozenset({JPEG2000_LOSSLESS, HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL, JPEG_LOSSLESS_SV1})
-#: What the CPU decoders behind nvImageCodec (CPU_ONLY) and DALI (device="cpu") decode exactly.
-CPU_SYNTAXES = frozenset({JPEG2000_LOSSLESS, HTJ2K_LOSSLESS, HTJ2K_LOSSLESS_RPCL})
-#: Codestream precision the GPU path returns unscaled as uint16.
-MIN_PRECISION, MAX_PRECISION = 9, 16
-
-Device = Literal["cuda", "cpu"]
-DEVICES = ("cuda", "cpu")
-
-
-def gpu_unsupported_reason(meta: DicomMeta, codestream: bytes, syntaxes: Iterable[str] = GPU_SYNTAXES) -> str | None:
-    """Why this frame must be decoded on the CPU instead; ``None`` when the GPU may decode it.
-
-    Args:
-        meta: the DICOM header.
-        codestream: the frame's codestream (from ``generate_frames``).
-        syntaxes: transfer syntaxes the GPU decoder handles here (e.g. without
-            lossless JPEG when nvJPEG is known to decode it wrongly).
-
-    Returns:
-        A one-line reason, or ``None``.
-    """
-    ts = meta.transfer_syntax
-    if ts not in syntaxes:
-        return f"transfer syntax {short_name(ts)} is decoded on the CPU"
-    if meta.bits_allocated != 16:
-        return f"Bits Allocated {meta.bits_allocated}: the GPU path decodes 16-bit data only"
-    if meta.pixel_representation != 0:
-        return "signed pixel data is decoded on the CPU"
-    if ts in J2K_FAMILY:
-        info = j2k_info(codestream)
-        if info is None:
-            return "codestream does not start with a J2K SOC+SIZ header"
-        if info.signed:
-            return "J2K codestream is signed"
-    else:
-        info = jpeg_sof_info(codestream)
-        if info is None:
-            return "no JPEG SOF marker before the scan"
-        if info.codec != "jpeg-lossless":
-            return f"JPEG codestream is {info.codec}, not lossless (SOF3)"
-        if info.precision > meta.bits_stored:
-            return f"JPEG precision {info.precision} > Bits Stored {meta.bits_stored} (bits must be masked)"
-    if (info.rows, info.columns) != meta.shape:
-        return f"codestream is {info.rows}x{info.columns}, the DICOM header says {meta.rows}x{meta.columns}"
-    if info.components != 1:
-        return f"codestream has {info.components} components, 1 expected"
-    if not MIN_PRECISION <= info.precision <= MAX_PRECISION:
-        return f"codestream precision {info.precision} outside {MIN_PRECISION}..{MAX_PRECISION}"
-    return None
+DecoderDevice = Literal["cuda", "cpu"]
+DECODER_DEVICES = ("cuda", "cpu")
 
 
 def _nvimgcodec():
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # its CPU J2K extension warns on every greyscale frame
-    from nvidia import nvimgcodec
+    from nvidia import nvimgcodec  # its log levels are set in decode/__init__.py
 
     return nvimgcodec
-
-
-def cuda_usable() -> bool:
-    """True when CuPy sees a CUDA device (initialises CUDA in this process)."""
-    try:
-        import cupy
-
-        return bool(cupy.is_available())
-    except Exception:
-        return False
 
 
 class NvImageCodecDecoder:
@@ -120,9 +58,9 @@ class NvImageCodecDecoder:
         threads: CPU threads of the decoder (0: all cores).
     """
 
-    def __init__(self, *, device: Device = "cuda", device_id: int = 0, threads: int = 0):
-        if device not in DEVICES:
-            raise ValueError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
+    def __init__(self, *, device: DecoderDevice = "cuda", device_id: int = 0, threads: int = 0):
+        if device not in DECODER_DEVICES:
+            raise ValueError(f"unknown device {device!r}; allowed: {', '.join(DECODER_DEVICES)}")
         n = _nvimgcodec()
         self.device = device
         self.device_id = device_id
@@ -133,45 +71,54 @@ class NvImageCodecDecoder:
         else:
             self._decoder = n.Decoder(device_id=device_id, max_num_cpu_threads=threads)
         self._params = n.DecodeParams(allow_any_depth=True, color_spec=n.ColorSpec.UNCHANGED)
-        self.modes: dict = {}  # transfer syntax → "exact" | "scaled" (see calibrate)
+        self.modes: dict[str, str] = {}  # transfer syntax → "exact" | "scaled" (see calibrate)
+
+    @property
+    def name(self) -> str:
+        return f"nvimgcodec-{self.device}"
 
     def calibrate(self, syntaxes: Iterable[str]) -> frozenset:
-        """Decode a 12-bit probe per syntax; keep the ones returned exactly or invertibly stretched.
+        """Decode the 12-bit probe of each syntax; keep those returned exactly or invertibly stretched.
 
         Returns:
-            The syntaxes this decoder may be given; ``self.modes`` records how each comes back.
+            The syntaxes this decoder may be given; ``self.modes`` says how each comes back.
         """
-        self.modes = {}
-        for ts, (cs, expected) in probe_codestreams(syntaxes).items():
-            mode = classify(self.decode_batch([cs])[0], expected, 12)
-            if mode is None:
-                log.warning(
-                    "nvImageCodec (%s) decodes a 12-bit %s probe wrongly; that syntax goes to the CPU",
-                    self.device,
-                    short_name(ts),
-                )
-            else:
-                self.modes[ts] = mode
+        self.modes = calibrate(lambda cs: self.decode_batch([cs])[0], syntaxes, who=f"nvImageCodec ({self.device})")
         return frozenset(self.modes)
 
     def decode_exact(
-        self, codestreams: Sequence[bytes], syntaxes: Sequence[str], *, cuda_stream: int = 0
-    ) -> list[object | None]:
-        """:meth:`decode_batch`, then undo the stretch for syntaxes :meth:`calibrate` found scaled."""
+        self,
+        codestreams: Sequence,
+        syntaxes: Sequence[str],
+        *,
+        precisions: Sequence[int] | None = None,
+        cuda_stream: int = 0,
+    ) -> list:
+        """:meth:`decode_batch`, then each frame's stored values (a stretch undone per its own precision).
+
+        Args:
+            codestreams: encoded frames.
+            syntaxes: each frame's transfer syntax.
+            precisions: each frame's codestream precision (read from its SIZ / SOF header when None).
+            cuda_stream: see :meth:`decode_batch`.
+        """
         out = self.decode_batch(codestreams, cuda_stream=cuda_stream)
-        for k, (arr, ts) in enumerate(zip(out, syntaxes)):
-            if arr is not None and self.modes.get(ts) == "scaled":
-                out[k] = undo_stretch(arr, codestream_precision(ts, bytes(codestreams[k])))
+        for k, arr in enumerate(out):
+            if arr is None:
+                continue
+            p = precisions[k] if precisions is not None else codestream_precision(syntaxes[k], bytes(codestreams[k]))
+            out[k] = exact_output(arr, syntaxes[k], p, self.modes)
         return out
 
-    def decode_images(self, codestreams: Sequence[bytes], *, cuda_stream: int = 0) -> list:
+    def decode_images(self, codestreams: Sequence, *, cuda_stream: int = 0) -> list:
         """The decoder's own ``Image`` objects (``None`` where a sample failed)."""
         n = _nvimgcodec()
         srcs, pos = [], []
         out: list = [None] * len(codestreams)
         for i, cs in enumerate(codestreams):
             try:
-                srcs.append(n.CodeStream(bytes(cs)))
+                data = cs if isinstance(cs, np.ndarray) else np.frombuffer(bytes(cs), np.uint8)
+                srcs.append(n.CodeStream(np.ascontiguousarray(data, dtype=np.uint8)))
                 pos.append(i)
             except Exception as exc:  # unparsable header: that sample only
                 log.debug("nvimgcodec cannot parse codestream %d: %s", i, exc)
@@ -194,33 +141,53 @@ class NvImageCodecDecoder:
             out[i] = img
         return out
 
-    def decode_batch(self, codestreams: Sequence[bytes], *, cuda_stream: int = 0) -> list[object | None]:
+    def decode_batch(self, codestreams: Sequence, *, cuda_stream: int = 0) -> list:
         """Decode a batch of codestreams to ``(H, W)`` arrays of their native depth.
 
         Args:
-            codestreams: encoded frames (J2K, HTJ2K, lossless JPEG on the GPU).
-            cuda_stream: the stream the caller works on (GPU only): the output is ready
-                in that stream's order.
+            codestreams: encoded frames (bytes or uint8 arrays; J2K, HTJ2K, lossless JPEG on the GPU).
+            cuda_stream: the stream the caller works on (GPU only): the output is ready in
+                that stream's order, and nothing here waits for it on the host.
 
         Returns:
-            One entry per input: uint16 (or uint8) ``(H, W)`` CuPy array on the GPU
-            (sharing the decoder's memory), numpy on the CPU, or ``None`` on failure.
+            One entry per input: uint16 (or uint8) ``(H, W)`` CuPy array on the GPU (a view
+            of the decoder's memory, kept alive by it), numpy on the CPU, or ``None`` on failure.
         """
-        out: list[object | None] = []
-        for img in self.decode_images(codestreams, cuda_stream=cuda_stream):
-            out.append(None if img is None else image_to_array(img))
-        return out
+        return [
+            None if img is None else image_to_array(img)
+            for img in self.decode_images(codestreams, cuda_stream=cuda_stream)
+        ]
+
+
+def device_view(obj):
+    """A CuPy array over the device memory of ``obj`` (``__cuda_array_interface__``), with no copy and no sync.
+
+    ``cupy.asarray`` would synchronise the stream an nvImageCodec image carries (CuPy honours
+    the interface's ``stream`` field by waiting on the host); the engines decode and
+    preprocess on one stream, so stream order is enough. ``obj`` stays alive as the
+    memory's owner.
+    """
+    import cupy
+
+    cai = obj.__cuda_array_interface__
+    ptr = int(cai["data"][0])
+    shape = tuple(int(s) for s in cai["shape"])
+    dtype = np.dtype(cai["typestr"])
+    strides = cai.get("strides")
+    if strides is None:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    else:
+        strides = tuple(int(s) for s in strides)
+        nbytes = sum((n - 1) * s for n, s in zip(shape, strides)) + dtype.itemsize if all(shape) else 0
+    device = getattr(obj, "device_id", None)
+    mem = cupy.cuda.UnownedMemory(ptr, nbytes, obj, device if isinstance(device, int) and device >= 0 else None)
+    return cupy.ndarray(shape, dtype, cupy.cuda.MemoryPointer(mem, 0), strides)
 
 
 def image_to_array(img):
-    """An ``nvimgcodec.Image`` → ``(H, W)`` CuPy (device image, zero-copy) or numpy (host image)."""
+    """An ``nvimgcodec.Image`` → ``(H, W)`` CuPy (device image, zero-copy, no sync) or numpy (host image)."""
     n = _nvimgcodec()
-    if img.buffer_kind == n.ImageBufferKind.STRIDED_DEVICE:
-        import cupy
-
-        arr = cupy.asarray(img)  # __cuda_array_interface__: no copy
-    else:
-        arr = np.asarray(img)
+    arr = device_view(img) if img.buffer_kind == n.ImageBufferKind.STRIDED_DEVICE else np.asarray(img)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     return arr
