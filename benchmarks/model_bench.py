@@ -128,6 +128,12 @@ def add_arguments(p: argparse.ArgumentParser, mode: str = "train") -> None:
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast")
     p.add_argument("--workers", type=int, default=0, help="loader worker processes (default: all cores)")
     p.add_argument("--backend", default="auto", help="loader decode backend (default: auto)")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "dali", "nvimgcodec", "cpu"],
+        help="loader engine (default: auto)",
+    )
     p.add_argument("--data", metavar="DIR", help="DICOM folder for the loader (default: synthetic files)")
     p.add_argument(
         "--data-size",
@@ -196,6 +202,7 @@ def run(args: argparse.Namespace, mode: str = "train") -> int:
         )
     rows.append(row("memory", secs, args.steps * args.batch_size, 1, mem.peak_mb))
     files: list[str] = []
+    engine = None
     if not args.no_loader:
         files = bench_files(args.data, cache=args.cache, size=parse_size(args.data_size), files=args.files)
         need = (args.warmup + args.steps * args.repeats + 1) * args.batch_size
@@ -211,13 +218,16 @@ def run(args: argparse.Namespace, mode: str = "train") -> int:
             sampler=sampler,
             backend=args.backend,
             drop_last=True,
+            engine=args.engine,
         )
+        engine = loader.engine_name
         reset_gpu_peak()
         with PeakHostMemory() as mem:
             secs, images = bench_loader(
                 step, loader, device=device, steps=args.steps, warmup=args.warmup, repeats=args.repeats
             )
         rows.append(row("loader", secs, images, workers, mem.peak_mb))
+        loader.close()
     ratio = None
     if len(rows) == 2 and rows[0].images_per_s and rows[1].images_per_s:
         ratio = round(rows[1].images_per_s / rows[0].images_per_s, 4)
@@ -229,6 +239,7 @@ def run(args: argparse.Namespace, mode: str = "train") -> int:
         "params": params,
         "device": device,
         "amp": args.amp,
+        "engine": engine,
         "torch_threads": torch.get_num_threads(),
         "loader_files": len(files),
         "timing": "CUDA events per window of steps" if device == "cuda" else "perf_counter per window",

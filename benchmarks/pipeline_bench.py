@@ -98,8 +98,9 @@ def bench_stages(
     device: str,
     repeats: int,
     flip: bool = True,
+    engine: str = "auto",
 ) -> list[BenchResult]:
-    """Time every stage on ``paths`` (files of one transfer syntax) and the loader end to end."""
+    """Time every stage on ``paths`` (files of one transfer syntax) and the loader (``engine``) end to end."""
     from collections import Counter
 
     from decode.crop import breast_bbox, crop, flip_to_left
@@ -149,6 +150,7 @@ def bench_stages(
             device=device,
             repeats=repeats,
             flip=flip,
+            engine=engine,
         )
     )
     return rows
@@ -213,14 +215,24 @@ def _collate_rows(outs: list[np.ndarray], *, ts, size, batch_size: int, device: 
     return rows
 
 
-def _loader_row(paths, *, ts, size, backend, batch_size, workers, device, repeats, flip) -> BenchResult:
-    """``DicomLoader`` end to end: every file once per repeat, after one warm-up epoch."""
+def _loader_row(paths, *, ts, size, backend, batch_size, workers, device, repeats, flip, engine="auto") -> BenchResult:
+    """``DicomLoader`` end to end: every file once per repeat, after one warm-up epoch.
+
+    The row's backend is the loader's engine when it is a GPU engine, else the CPU decode backend.
+    """
     from dali_pipelines.loader import DicomLoader
 
     from .measure import PeakHostMemory, gpu_peak_mb, reset_gpu_peak
 
     loader = DicomLoader(
-        list(paths), batch_size=batch_size, size=size, device=device, workers=workers, backend=backend, flip=flip
+        list(paths),
+        batch_size=batch_size,
+        size=size,
+        device=device,
+        workers=workers,
+        backend=backend,
+        flip=flip,
+        engine=engine,
     )
     cuda = loader.device == "cuda"
     if cuda:
@@ -250,11 +262,12 @@ def _loader_row(paths, *, ts, size, backend, batch_size, workers, device, repeat
                 t0 = time.perf_counter()
                 images = epoch()
                 seconds.append(time.perf_counter() - t0)
+    loader.close()
     if loader.failures:
         log.warning("loader: %d file(s) failed, e.g. %s", len(loader.failures), loader.failures[0])
     return _row(
         "loader",
-        backend=backend,
+        backend=backend if loader.engine_name == "cpu" else loader.engine_name,
         device=loader.device,
         ts=ts,
         hw=tuple(size),
@@ -289,6 +302,12 @@ def pipeline_summary(rows: Sequence[BenchResult]) -> dict[str, dict]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help="folder searched for *.dcm (default: synthetic full-size files)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="loader device (default: auto)")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "dali", "nvimgcodec", "cpu"],
+        help="the loader row's engine (default: auto)",
+    )
     p.add_argument("--size", default="1024x512", metavar="HxW", help="output size (default: 1024x512)")
     p.add_argument("--backend", default="auto", help="decode backend (default: auto)")
     p.add_argument("--batch-size", type=int, default=4, help="loader batch size (default: 4)")
@@ -335,12 +354,16 @@ def run(args: argparse.Namespace) -> int:
             workers=workers,
             device=device,
             repeats=args.repeats,
+            engine=args.engine,
         )
     machine = machine_record(with_torch=True)
+    from dali_pipelines.engines import resolve_engine
+
     config = {
         "command": "bench pipeline",
         "options": options_of(args),
         "device": device,
+        "engine": resolve_engine(args.engine, device)[0],
         "workers": workers,
         "files": {ts: len(g.paths) for ts, g in groups.items()},
         "size": list(size),

@@ -424,6 +424,7 @@ def test_bench_pipeline_small_run(tmp_path, tiny_dataset):
     assert all(r.images_per_s and r.images_per_s > 0 for r in rows)
     loader = [r for r in rows if r.stage == "loader"]
     assert all(r.images == 2 and r.height == 32 and r.width == 24 for r in loader)
+    assert doc["config"]["engine"] == "cpu" and {r.backend for r in loader} == {"auto"}
 
 
 def test_bench_train_and_infer_small_run(tmp_path, tiny_dataset):
@@ -446,12 +447,14 @@ def test_bench_train_and_infer_small_run(tmp_path, tiny_dataset):
         "--device",
         "cpu",
     ]
-    assert main(["bench", "train", *common, "--data", tiny_dataset, "--workers", "1", "--json", str(out)]) == 0
+    loader = ["--data", tiny_dataset, "--workers", "1", "--engine", "nvimgcodec"]
+    assert main(["bench", "train", *common, *loader, "--json", str(out)]) == 0
     doc = schema.load(str(out))
     rows = schema.validate(doc)
     assert [(r.stage, r.backend) for r in rows] == [("train", "memory"), ("train", "loader")]
     assert all(r.images == 2 and r.images_per_s > 0 for r in rows)
     assert doc["summary"]["loader_vs_memory"] > 0 and doc["config"]["model"] == "test_resnet"
+    assert doc["config"]["engine"] == "nvimgcodec"
     out = tmp_path / "infer.json"
     assert main(["bench", "infer", *common, "--no-loader", "--json", str(out)]) == 0
     assert [(r.stage, r.backend) for r in schema.validate(schema.load(str(out)))] == [("infer", "memory")]
