@@ -11,8 +11,11 @@ set when the pipeline runs: :meth:`DecodeRunner` calls ``pipe.run(stream)`` with
 else CuPy's), which makes the outputs ready *in that stream's order* without a host
 wait. CuPy work is then issued on the same stream (:func:`cupy_stream`), and
 ``torch.from_dlpack`` passes torch's current stream to CuPy's ``__dlpack__``, which
-inserts an event wait only if the streams differ. nvImageCodec images are decoded with
-``cuda_stream=current_stream_ptr()``; their interface carries that stream.
+inserts an event wait only if the streams differ. nvImageCodec images are decoded on
+the stream the nvImageCodec engine works on and viewed as CuPy arrays without the host
+wait ``cupy.asarray`` would add (:func:`decode.backends.nvimgcodec_backend.device_view`);
+that engine's batches are torch tensors written on its side stream and handed over with
+a CUDA event (:class:`dali_pipelines.engines.Prefetcher`).
 
 On the CPU (``device_id=None`` pipelines) the same functions return numpy views.
 """

@@ -474,14 +474,21 @@ def test_prefetcher_hands_on_exceptions_and_stops_on_close():
         next(it)
     pf.close()
 
+    made = []
+
     def forever(_ptr):
         n = 0
         while True:
             n += 1
+            made.append(n)
             yield {"image": None, "label": None, "index": None, "n": n}
 
     pf = Prefetcher(forever, depth=2, device="cpu", stop=threading.Event())
-    assert [b["n"] for _, b in zip(range(3), pf)] == [1, 2, 3]
+    it = iter(pf)
+    assert next(it)["n"] == 1
+    time.sleep(0.5)  # the consumer works on batch 1 ...
+    assert made[:3] == [1, 2, 3]  # ... while batches 2 and 3 are prepared (the queue holds 2) and 4 waits
+    assert [next(it)["n"], next(it)["n"]] == [2, 3]
     t0 = time.monotonic()
     pf.close()
     assert not pf.thread.is_alive() and time.monotonic() - t0 < 5
