@@ -56,6 +56,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int | None = None  # decode processes (None: all cores)
     backend: str = "auto"  # CPU decode backend
+    decode_scale: str = "auto"  # JPEG 2000 decode resolution (decode.scale): auto | full | 1/2 | 1/4
     folds: int = 4
     fold: int = 0
     seed: int = 42
@@ -85,7 +86,13 @@ class TrainConfig:
             raise ValueError("pos_ratio must be in (0, 1)")
         if not 0.0 < self.pos_label <= 1.0:
             raise ValueError("pos_label must be in (0, 1]")
-        choices = {"amp": AMPS, "agg": ("mean", "max"), "select": SELECTS, "device": ("auto", "cpu", "cuda")}
+        choices = {
+            "amp": AMPS,
+            "agg": ("mean", "max"),
+            "select": SELECTS,
+            "device": ("auto", "cpu", "cuda"),
+            "decode_scale": ("auto", "full", "1/2", "1/4"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} {getattr(self, name)!r} is not one of: {', '.join(allowed)}")

@@ -72,6 +72,8 @@ class PrepareConfig:
         chunk: rows per tensor shard / per journal file (0: automatic).
         verify: ``"quick"``: a done row is trusted when its source and output files have the
             recorded sizes (and mtimes); ``"full"``: done rows are re-decoded and checksummed.
+        decode_scale: tensor only: how JPEG 2000 sources are decoded (:mod:`decode.scale`;
+            ``"auto"``, the loader's default, decodes only the resolution ``size`` needs).
     """
 
     data: str
@@ -84,6 +86,7 @@ class PrepareConfig:
     shard: tuple[int, int] = (0, 1)
     chunk: int = 0
     verify: str = "quick"
+    decode_scale: str = "auto"
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -92,6 +95,9 @@ class PrepareConfig:
             raise ValueError("--format tensor needs --size HxW (e.g. 1024x512)")
         if self.format == "htj2k" and self.size is not None:
             raise ValueError("--size applies to --format tensor only (htj2k keeps the full image)")
+        from decode.scale import check_decode_scale
+
+        check_decode_scale(self.decode_scale)
         if self.verify not in VERIFY_MODES:
             raise ValueError(f"unknown verify mode {self.verify!r}; allowed: {', '.join(VERIFY_MODES)}")
         i, n = self.shard
@@ -112,10 +118,16 @@ class PrepareConfig:
             return {"format": "htj2k", "transfer_syntax": HTJ2K_SYNTAX}
         from dali_pipelines.tensor_cache import CacheParams
         from decode.chain import CHAIN_VERSION
+        from decode.scale import effective_scale
 
         return {
             "format": "tensor",
-            **CacheParams(size=self.size, flip=self.flip, chain_version=CHAIN_VERSION).to_json(),
+            **CacheParams(
+                size=self.size,
+                flip=self.flip,
+                chain_version=CHAIN_VERSION,
+                decode_scale=effective_scale(self.decode_scale),
+            ).to_json(),
         }
 
     def rows_per_chunk(self) -> int:
@@ -248,7 +260,7 @@ def run_prepare(cfg: PrepareConfig, *, progress: Callable[[int], None] | None = 
     if progress and skipped:
         progress(skipped)
     sink = Sink(cfg, tag)
-    tasks = [Task(r, cfg.out, cfg.format, cfg.size, cfg.flip, cfg.backend) for r in todo]
+    tasks = [Task(r, cfg.out, cfg.format, cfg.size, cfg.flip, cfg.backend, cfg.decode_scale) for r in todo]
     for start in range(0, len(tasks), BLOCK_ROWS):
         block = tasks[start : start + BLOCK_ROWS]
         for task, good, res in map_files(run_task, block, workers=cfg.workers or default_workers()):

@@ -167,6 +167,7 @@ def train(
         shard=(info.rank, info.world),
         backend=cfg.backend,
         data_root=cfg.data,
+        decode_scale=cfg.decode_scale,
     )
     train_loader = DicomLoader(tr["path"].tolist(), labels, batch_size=cfg.batch_size, sampler=sampler, **common)
     val_loader = DicomLoader(
@@ -175,6 +176,7 @@ def train(
         batch_size=cfg.val_batch_size or 2 * cfg.batch_size,
         **common,
     )
+    decode_scale = train_loader.effective_decode_scale()
     say = log.info if info.is_main else log.debug
     say(
         "fold %d/%d: %d train images (%d positive), %d validation images; breast prior %.4f; %s x%d",
@@ -380,6 +382,7 @@ def train(
             "model_name": cfg.model,
             "img_size": list(cfg.img_size),
             "config": cfg.to_dict(),
+            "decode_scale": decode_scale,
             "prior": prior,
             "agg": cfg.agg,
         }
@@ -419,7 +422,7 @@ def train(
                     "best": best,
                 },
             )
-            _write_metrics(cfg, history, best, prior, info.world, device)
+            _write_metrics(cfg, history, best, prior, info.world, device, decode_scale)
             _write_errors(out, errors)
         else:
             all_gather_objects(rng_state())
@@ -431,7 +434,7 @@ def train(
         if cfg.time_limit_s and time.perf_counter() - t_start > cfg.time_limit_s and epoch + 1 < cfg.epochs:
             log.warning("time limit %.0f s reached after epoch %d of %d", cfg.time_limit_s, epoch + 1, cfg.epochs)
             break
-    return _metrics_dict(cfg, history, best, prior, info.world, device)
+    return _metrics_dict(cfg, history, best, prior, info.world, device, decode_scale)
 
 
 def _null():
@@ -440,7 +443,7 @@ def _null():
     return contextlib.nullcontext()
 
 
-def _metrics_dict(cfg, history, best, prior, world, device) -> dict:
+def _metrics_dict(cfg, history, best, prior, world, device, decode_scale: str) -> dict:
     best = best or {}
     tr = [h["train_images_per_s"] for h in history]
     va = [h["val_images_per_s"] for h in history]
@@ -457,6 +460,7 @@ def _metrics_dict(cfg, history, best, prior, world, device) -> dict:
         "prior": prior,
         "model": cfg.model,
         "img_size": list(cfg.img_size),
+        "decode_scale": decode_scale,  # what the loader decoded at (full on the GPU pipeline)
         "device": device,
         "world": world,
         "select": cfg.select,
@@ -483,6 +487,6 @@ def _write_errors(out: str, errors: dict) -> None:
     atomic_write(old, buf.getvalue())
 
 
-def _write_metrics(cfg, history, best, prior, world, device) -> None:
-    d = _metrics_dict(cfg, history, best, prior, world, device)
+def _write_metrics(cfg, history, best, prior, world, device, decode_scale: str) -> None:
+    d = _metrics_dict(cfg, history, best, prior, world, device, decode_scale)
     atomic_write(os.path.join(cfg.out, "metrics.json"), json.dumps(d, indent=2) + "\n")
