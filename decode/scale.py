@@ -98,18 +98,11 @@ def header_reduction(frame_shape: tuple[int, int], size: tuple[int, int], levels
     return r
 
 
-def crop_fits(box: Box, reduction: int, size: tuple[int, int], frame_shape: tuple[int, int], slack: int = 0) -> bool:
-    """Whether the crop of ``box`` decoded at ``1/2^reduction`` is at least ``size`` in both axes.
-
-    ``slack`` frame pixels are taken off every side first (for a box found on a thumbnail).
-    """
-    y0, y1, x0, x1 = box
-    y0, y1, x0, x1 = y0 + slack, y1 - slack, x0 + slack, x1 - slack
-    if y1 <= y0 or x1 <= x0:
-        return False
+def crop_fits(box: Box, reduction: int, size: tuple[int, int], frame_shape: tuple[int, int]) -> bool:
+    """Whether the crop of ``box`` (frame pixels) decoded at ``1/2^reduction`` is at least ``size`` in both axes."""
     s = 1 << reduction
     shape = (-(-frame_shape[0] // s), -(-frame_shape[1] // s))
-    ry0, ry1, rx0, rx1 = reduce_box((y0, y1, x0, x1), reduction, shape)
+    ry0, ry1, rx0, rx1 = reduce_box(box, reduction, shape)
     return ry1 - ry0 >= size[0] and rx1 - rx0 >= size[1]
 
 
@@ -131,7 +124,9 @@ def auto_reduction(dfile: DicomFile, stream, size: tuple[int, int]) -> int:
         return r
     img = apply_voi(decode_reduced(dfile, thumb, stream=stream), meta)
     box = breast_bbox(img, frame_shape=meta.shape, reduction=thumb)
-    while r > 0 and not crop_fits(box, r, size, meta.shape, slack=1 << thumb):
+    # No safety margin for the thumbnail's coarser box: a guess one level too coarse costs one
+    # decode at that level before the caller steps down, a guess too fine a decode 4x as slow.
+    while r > 0 and not crop_fits(box, r, size, meta.shape):
         r -= 1
     return r
 
