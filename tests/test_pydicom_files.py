@@ -57,3 +57,44 @@ def test_bundled_file_decodes_exactly(path):
                 return
             voi = apply_voi(got.pixels, got.meta)
             assert float(np.abs(voi - want).max()) <= 1e-3
+
+
+J2K = [
+    f
+    for f in GREY
+    if str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+    in ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91")
+]
+
+
+def test_bundled_jpeg2000_files_found():
+    assert len(J2K) >= 3, J2K
+
+
+@pytest.mark.parametrize("path", J2K, ids=[os.path.basename(f) for f in J2K])
+def test_bundled_jpeg2000_reduced_decode_is_openjpeg_reduce(path, tmp_path):
+    """``decode_reduced`` = glymur's own file route (``opj_decompress -r``) with pydicom's sign rule;
+    for reversible (5/3) codestreams also the LL band of the codestream's full-resolution values."""
+    from decode.dicom import j2k_info, read_dicom
+    from decode.openjpeg import J2kCodestream, decode_reduced, glymur_module
+    from tests.test_reduced_decode import reference_reduced
+
+    dfile = read_dicom(path)
+    info = j2k_info(dfile.codestream())
+    file = tmp_path / "cs.j2k"
+    file.write_bytes(dfile.codestream())
+    jp2 = glymur_module().Jp2k(str(file))
+    reversible = next(s for s in jp2.codestream.segment if s.marker_id == "COD").xform == 1
+    full = jp2[:].astype(np.int64)  # the codestream's own sample values
+    with J2kCodestream(dfile.codestream(), path) as j:
+        levels = j.levels
+    for r in range(1, min(3, levels) + 1):
+        opj = jp2[:: 2**r, :: 2**r].astype(np.int64)
+        if reversible:
+            assert np.array_equal(opj, reference_reduced(full, r, info.precision, info.signed))
+        want = opj
+        if info.signed != bool(dfile.meta.pixel_representation):  # pydicom: reinterpret at the codestream precision
+            p = info.precision
+            want = np.where(opj >= 2 ** (p - 1), opj - 2**p, opj) if not info.signed else opj & (2**p - 1)
+        got = decode_reduced(dfile, r)
+        assert got.dtype == dfile.meta.dtype and np.array_equal(got.astype(np.int64), want), f"1/{2**r}"
