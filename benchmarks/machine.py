@@ -92,6 +92,8 @@ def machine_record(*, with_torch: bool = False) -> dict[str, Any]:
             "pylibjpeg-libjpeg",
             "dicomsdl",
             "imagecodecs",
+            "glymur",
+            "openjpeg",
             "torch",
             "timm",
             "nvidia-dali",

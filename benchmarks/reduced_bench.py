@@ -419,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", metavar="DIR", help="synthetic file cache (default ~/.cache/rsna-mammo/bench)")
     p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)  # its decoders log tracebacks for files it refuses
     size = parse_size(args.size)
     workers = args.workers or default_workers()
     cache = args.cache or default_cache()
@@ -459,10 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         "quality_errors": {k: v["errors"] for k, v in quality.items() if v["errors"]},
     }
     machine = machine_record(with_torch=True)
-    from decode.openjpeg import openjpeg_library, openjpeg_version
+    from decode.openjpeg import openjpeg_library
 
-    machine["versions"]["glymur"] = _dist_version("glymur")
-    machine["versions"]["openjpeg"] = openjpeg_version()
     config = {
         "command": "reduced-bench",
         "options": {k: v for k, v in sorted(vars(args).items()) if isinstance(v, (str, int, float, type(None)))},
@@ -502,15 +501,6 @@ def _pydicom_third() -> dict:
         out["errors"] += res["errors"]
     out["summary"] = quality_summary(out["files"])
     return out
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

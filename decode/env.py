@@ -78,6 +78,15 @@ def collect(with_torch: bool = True) -> dict[str, object]:
         if not with_torch and name in ("torch", "timm"):
             continue
         out[name] = _version(mod, dists)
+    from importlib import metadata
+
+    from .openjpeg import openjpeg_version
+
+    try:
+        out["glymur"] = metadata.version("glymur")
+    except metadata.PackageNotFoundError:
+        out["glymur"] = None
+    out["openjpeg"] = openjpeg_version()  # what glymur decodes reduced resolutions with (None: unavailable)
     if with_torch:
         out.update(gpu_info())
     return out

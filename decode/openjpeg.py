@@ -16,6 +16,8 @@ Which libopenjp2, and how glymur finds it
     (``RSNA_MAMMO_OPENJP2=PATH`` overrides it); a user's glymurrc still wins, as glymur
     documents. No config file is written, nothing is installed outside the venv, and
     the library is loaded before glymur sizes its ctypes structures by the library version.
+    So code here imports glymur only through :func:`glymur_module` (a plain ``import glymur``
+    earlier in the process would bind it to whatever it finds, or to nothing).
 
 Bytes, not files
     glymur opens files by name. A DICOM codestream is handed over as an anonymous

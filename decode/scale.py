@@ -12,8 +12,10 @@ auto     per image, the largest reduction whose breast crop is still at least th
          and a crop that still comes out smaller than the target is decoded one level finer
 =======  ==================================================================================
 
-Lossless JPEG and uncompressed data have no resolution levels: always full. Raw and VOI
-outputs are always full resolution. The box is reported in full-resolution pixels.
+Lossless JPEG and uncompressed data have no resolution levels: always full; so is a JPEG 2000
+codestream whose signedness differs from Pixel Representation (pydicom wraps its values
+around, which no low-pass survives). Raw and VOI outputs are always full resolution. The
+box is reported in full-resolution pixels.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Literal, NamedTuple
 from .chain import Preprocessed, Stage, preprocess
 from .crop import Box, breast_bbox, reduce_box
 from .decoding import decode_pixels
-from .dicom import DicomFile, read_dicom
+from .dicom import DicomFile, j2k_info, read_dicom
 from .errors import DicomError, as_dicom_error
 from .meta import DicomMeta
 
@@ -210,6 +212,11 @@ def _reduced_chain(dfile: DicomFile, *, size, flip: bool, decode_scale: str) -> 
     if not handles(meta.transfer_syntax) or meta.bits_allocated == 1:
         return None, None
     if decode_scale == "auto" and size is None:  # no target size: nothing tells how far to reduce
+        return None, None
+    info = j2k_info(dfile.codestream())
+    if info is not None and info.signed != bool(meta.pixel_representation):
+        # pydicom reinterprets such samples at the codestream precision (values wrap around): the
+        # wavelet's low-pass of the codestream's values is no low-pass of the stored values
         return None, None
     why = unavailable_reason()
     if why:
