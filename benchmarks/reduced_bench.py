@@ -420,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    import pydicom  # noqa: F401  (pydicom sets its logger's level when imported: import it first)
+
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)  # its decoders log tracebacks for files it refuses
     size = parse_size(args.size)
     workers = args.workers or default_workers()
