@@ -20,6 +20,7 @@ setup(
         "pylibjpeg-libjpeg>=2.1",
         "dicomsdl>=0.109",
         "imagecodecs>=2024.1.1",
+        "glymur>=0.13.8,<0.15",  # OpenJPEG resolution levels (reduced-resolution JPEG 2000 decode)
         "torch>=2.1",
         "timm>=1.0",
         "pyyaml>=6.0",

@@ -8,7 +8,11 @@ For every transfer syntax present in the data, side by side in one run:
   in a process pool over all cores (:func:`decode.parallel.map_files`), reported as
   backend ``auto`` with its worker count;
 * per-core rows (``workers=1``): ``auto`` and every available registry backend that
-  decodes the syntax, through :func:`decode.decoding.decode_file` (no fallback).
+  decodes the syntax, through :func:`decode.decoding.decode_file` (no fallback);
+* for JPEG 2000 / HTJ2K, reduced-resolution rows (``openjpeg@1/2``, ``@1/4``, ``@1/8``,
+  one core): OpenJPEG stopping 1–3 resolution levels early, as ``--decode-scale`` does
+  (:func:`benchmarks.reduced_bench.bench_reduced_decode`; no exactness check: there is no
+  pydicom reference below full resolution). ``--no-reduced`` leaves them out.
 
 The first pass over the files is the warm-up and the exactness gate: every output is
 hashed and compared with pydicom's ``pixel_array``; a backend whose output differs on
@@ -327,6 +331,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-size", default="2048x1024", metavar="HxW", help="tensor cache size for --caches")
     p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-reduced",
+        action="store_true",
+        help="leave out the reduced-resolution JPEG 2000 rows (openjpeg@1/2, @1/4, @1/8: what --decode-scale uses)",
+    )
 
 
 def resolve_device(device: str) -> str:
@@ -364,6 +373,33 @@ def measure_caches(args: argparse.Namespace, workers: int) -> dict:
         file=sys.stderr,
     )
     return {"rows": res["rows"], **res["summary"]}
+
+
+def measure_reduced(groups: dict[str, Group], rows: list[BenchResult], *, repeats: int) -> dict:
+    """Reduced-resolution rows for the JPEG 2000 / HTJ2K groups (appended to ``rows``); per codec,
+    each scale's images/s over the per-core ``auto`` (full-resolution) row of the same run."""
+    from decode.openjpeg import handles, unavailable_reason
+
+    from .reduced_bench import bench_reduced_decode
+
+    why = unavailable_reason()
+    if why:
+        log.warning("reduced-resolution rows left out: %s", why)
+        return {}
+    out = {}
+    for ts in sorted(groups):
+        if not handles(ts):
+            continue
+        new = bench_reduced_decode(groups[ts].paths, scales=("1/2", "1/4", "1/8"), workers=1, repeats=repeats)
+        rows += new
+        full = next((r for r in rows if r.transfer_syntax == ts and r.backend == "auto" and r.workers == 1), None)
+        out[ts] = {
+            r.backend.split("@", 1)[1]: round(r.images_per_s / full.images_per_s, 3)
+            if full and full.images_per_s and r.images_per_s
+            else None
+            for r in new
+        }
+    return {"vs_auto_per_core": out}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -420,6 +456,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    reduced = {}
+    if not args.no_reduced:
+        reduced = measure_reduced(groups, rows, repeats=args.repeats)
     machine = machine_record(with_torch=False)
     config = {
         "command": "bench decode",
@@ -435,6 +474,8 @@ def run(args: argparse.Namespace) -> int:
         "timing": "interleaved rounds; perf_counter around a full pass over the files",
     }
     summary = {"ratios": decode_summary(rows), "cpu_s_per_image": cpu_per_image, "errors": errors}
+    if reduced:
+        summary["reduced"] = reduced
     if args.caches:
         summary["caches"] = measure_caches(args, workers)
     doc = make_document(machine, config, rows, summary)

@@ -94,6 +94,8 @@ def machine_record(*, with_torch: bool = False, no_import: tuple = ()) -> dict[s
             "pylibjpeg-libjpeg",
             "dicomsdl",
             "imagecodecs",
+            "glymur",
+            "openjpeg",
             "torch",
             "timm",
             "nvidia-dali",

@@ -14,6 +14,12 @@ h2d        host → device copy of a pinned batch (``--device cuda``; CUDA event
 loader     ``DicomLoader`` end to end with ``--workers`` processes
 =========  ============================================================================
 
+For JPEG 2000 / HTJ2K files two reduced-resolution rows follow (``--no-reduced`` drops
+them): ``decode`` with backend ``openjpeg@auto`` (what ``--decode-scale auto`` decodes:
+the 1/8 thumbnail for the box when needed, then the chosen resolution level) and
+``loader`` with backend ``<backend>@auto`` (``DicomLoader(decode_scale="auto")``). The
+plain ``loader`` row decodes at full resolution.
+
 Rows of the first five stages report the frame size (height × width of the files);
 resize, collate, h2d and loader report the output size. Everything up to collate runs
 on the CPU in this build (the GPU decode pipeline adds its own stages when present).
@@ -99,8 +105,10 @@ def bench_stages(
     repeats: int,
     flip: bool = True,
     engine: str = "auto",
+    reduced: bool = True,
 ) -> list[BenchResult]:
-    """Time every stage on ``paths`` (files of one transfer syntax) and the loader (``engine``) end to end."""
+    """Time every stage on ``paths`` (files of one transfer syntax) and the loader (``engine``) end to end
+    (plus, for JPEG 2000 with ``reduced``, the ``--decode-scale auto`` decode and CPU-engine loader rows)."""
     from collections import Counter
 
     from decode.crop import breast_bbox, crop, flip_to_left
@@ -151,9 +159,46 @@ def bench_stages(
             repeats=repeats,
             flip=flip,
             engine=engine,
+            decode_scale="full",
         )
     )
+    if reduced and _reduced_applies(ts):
+        from decode.openjpeg import J2kCodestream, decode_reduced
+        from decode.scale import auto_reduction
+
+        def decode_auto(d):
+            with J2kCodestream(d.codestream(), d.path) as j:
+                r = auto_reduction(d, j, size)
+                return decode_reduced(d, r, stream=j) if r else decode_pixels(d, backend).pixels
+
+        add("decode", decode_auto, dfiles, frame, backend="openjpeg@auto")
+        row = _loader_row(
+            paths,
+            ts=ts,
+            size=size,
+            backend=backend,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            repeats=repeats,
+            flip=flip,
+            decode_scale="auto",
+            engine="cpu",  # the GPU engines decode at full resolution
+        )
+        row.backend = f"{backend}@{row.backend}"
+        rows.append(row)
     return rows
+
+
+def _reduced_applies(ts: str | None) -> bool:
+    from decode.openjpeg import handles, unavailable_reason
+
+    if not ts or not handles(ts):
+        return False
+    why = unavailable_reason()
+    if why:
+        log.warning("reduced-resolution rows left out: %s", why)
+    return why is None
 
 
 _NATIVE = frozenset({"1.2.840.10008.1.2.1", "1.2.840.10008.1.2"})
@@ -215,10 +260,13 @@ def _collate_rows(outs: list[np.ndarray], *, ts, size, batch_size: int, device: 
     return rows
 
 
-def _loader_row(paths, *, ts, size, backend, batch_size, workers, device, repeats, flip, engine="auto") -> BenchResult:
+def _loader_row(
+    paths, *, ts, size, backend, batch_size, workers, device, repeats, flip, decode_scale="full", engine="auto"
+) -> BenchResult:
     """``DicomLoader`` end to end: every file once per repeat, after one warm-up epoch.
 
-    The row's backend is the loader's engine when it is a GPU engine, else the CPU decode backend.
+    The row's backend is the scale the loader really decoded at when ``decode_scale`` is not
+    ``full`` (the caller labels it), else the engine for a GPU engine, else the CPU decode backend.
     """
     from dali_pipelines.loader import DicomLoader
 
@@ -233,6 +281,7 @@ def _loader_row(paths, *, ts, size, backend, batch_size, workers, device, repeat
         backend=backend,
         flip=flip,
         engine=engine,
+        decode_scale=decode_scale,
     )
     cuda = loader.device == "cuda"
     if cuda:
@@ -267,7 +316,11 @@ def _loader_row(paths, *, ts, size, backend, batch_size, workers, device, repeat
         log.warning("loader: %d file(s) failed, e.g. %s", len(loader.failures), loader.failures[0])
     return _row(
         "loader",
-        backend=backend if loader.engine_name == "cpu" else loader.engine_name,
+        backend=(
+            loader.effective_decode_scale()
+            if decode_scale != "full"
+            else (backend if loader.engine_name == "cpu" else loader.engine_name)
+        ),
         device=loader.device,
         ts=ts,
         hw=tuple(size),
@@ -281,12 +334,16 @@ def _loader_row(paths, *, ts, size, backend, batch_size, workers, device, repeat
 
 
 def pipeline_summary(rows: Sequence[BenchResult]) -> dict[str, dict]:
-    """Per transfer syntax: the slowest stage, the serial sum of stages and the loader's figure."""
+    """Per transfer syntax: the slowest stage, the serial sum of stages and the loader's figure
+    (full resolution), and the ``--decode-scale auto`` loader beside it where measured."""
     out: dict[str, dict] = {}
     for ts in sorted({r.transfer_syntax or "-" for r in rows}):
         rs = [r for r in rows if (r.transfer_syntax or "-") == ts and r.images_per_s]
+        reduced = [r for r in rs if "@" in r.backend]
+        rs = [r for r in rs if "@" not in r.backend]
         stages = [r for r in rs if r.stage not in ("loader", "h2d")]
         loader = next((r for r in rs if r.stage == "loader"), None)
+        auto = next((r for r in reduced if r.stage == "loader"), None)
         slowest = min(stages, key=lambda r: r.images_per_s, default=None)
         serial = 1.0 / sum(1.0 / r.images_per_s for r in stages) if stages else None
         out[ts] = {
@@ -296,6 +353,11 @@ def pipeline_summary(rows: Sequence[BenchResult]) -> dict[str, dict]:
             "loader_images_per_s": loader.images_per_s if loader else None,
             "loader_workers": loader.workers if loader else None,
         }
+        if auto is not None:
+            out[ts]["loader_decode_scale_auto_images_per_s"] = auto.images_per_s
+            out[ts]["loader_auto_vs_full"] = (
+                round(auto.images_per_s / loader.images_per_s, 3) if loader and loader.images_per_s else None
+            )
     return out
 
 
@@ -322,6 +384,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cache", metavar="DIR", help="synthetic file cache (default: ~/.cache/rsna-mammo/bench)")
     p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
+    p.add_argument(
+        "--no-reduced",
+        action="store_true",
+        help="leave out the reduced-resolution rows (--decode-scale auto decode and loader) for JPEG 2000",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -355,6 +422,7 @@ def run(args: argparse.Namespace) -> int:
             device=device,
             repeats=args.repeats,
             engine=args.engine,
+            reduced=not args.no_reduced,
         )
     machine = machine_record(with_torch=True)
     from dali_pipelines.engines import resolve_engine
@@ -397,5 +465,11 @@ def render(rows: Sequence[BenchResult], stages: dict[str, dict]) -> str:
             f"{short_name(ts)}: bottleneck {s['bottleneck']} ({s['bottleneck_images_per_s']} img/s); "
             f"stages in series {s['serial_stages_images_per_s']} img/s; loader with "
             f"{s['loader_workers']} workers {s['loader_images_per_s']} img/s"
+            + (
+                f"; --decode-scale auto {s['loader_decode_scale_auto_images_per_s']} img/s "
+                f"({s['loader_auto_vs_full']}x)"
+                if "loader_auto_vs_full" in s
+                else ""
+            )
         )
     return "\n".join(lines)

@@ -26,7 +26,8 @@ def decode_summary(rows: Sequence[BenchResult]) -> dict[str, dict]:
         auto = [r for r in rs if r.stage == "decode" and r.backend == "auto"]
         default = max(auto, key=lambda r: r.workers, default=None)
         core = next((r for r in auto if r.workers == 1), None)
-        singles = [r for r in rs if r.workers == 1 and r.backend != "auto" and r.images_per_s]
+        # decode-scale rows (``NAME@SCALE``, reduced resolution) are not full decodes: never "the fastest single"
+        singles = [r for r in rs if r.workers == 1 and r.backend != "auto" and "@" not in r.backend and r.images_per_s]
         best = max(singles, key=lambda r: r.images_per_s, default=None)
         gpu = max(
             (r for r in every if r.device == "cuda" and r.images_per_s), key=lambda r: r.images_per_s, default=None

@@ -17,7 +17,9 @@ stage          what was timed: ``baseline`` (a plain library loop: pydicom, dico
                ``crop``, ``resize``, ``h2d``, ``collate``, ``loader`` (end to end),
                ``train``, ``infer``
 backend        decode backend name, ``auto``, or for model rows the data source
-               (``memory`` / ``loader``)
+               (``memory`` / ``loader``); ``NAME@SCALE`` (``openjpeg@1/2``, ``auto@auto``)
+               marks a decode-scale row (JPEG 2000 decoded below full resolution;
+               height × width stay the frame's for decode rows)
 device         ``cpu`` or ``cuda``
 transfer_syntax UID of the files decoded (null when mixed or not applicable)
 height, width  image size in pixels (most common size when files differ; null if n/a)

@@ -32,6 +32,7 @@ import numpy as np
 from decode.chain import preprocess
 from decode.decoding import decode_file
 from decode.errors import DicomError, as_dicom_error
+from decode.scale import DecodeScale, check_decode_scale, decode_chain, effective_scale, require_reduced_decoder
 
 from .engines import ENGINES, make_engine, resolve_engine
 
@@ -55,12 +56,17 @@ class SampleReader:
     size: tuple[int, int]
     backend: str = "auto"
     flip: bool = True
+    decode_scale: str = "full"  # see decode.scale: "auto" decodes JPEG 2000 only as finely as ``size`` needs
 
     def __call__(self, i: int) -> np.ndarray:
-        dec = decode_file(self.paths[i], self.backend)
-        return np.ascontiguousarray(
-            preprocess(dec.pixels, dec.meta, stage="crop", size=self.size, flip=self.flip).image, dtype=np.float32
-        )
+        if self.decode_scale == "full":
+            dec = decode_file(self.paths[i], self.backend)
+            pre = preprocess(dec.pixels, dec.meta, stage="crop", size=self.size, flip=self.flip)
+        else:
+            pre = decode_chain(
+                self.paths[i], size=self.size, flip=self.flip, backend=self.backend, decode_scale=self.decode_scale
+            ).pre
+        return np.ascontiguousarray(pre.image, dtype=np.float32)
 
 
 def resolve_device(device: str) -> str:
@@ -127,8 +133,12 @@ class DicomLoader:
             reported as failed (a hung decoder never stalls training).
         data_root: the dataset folder the paths come from; when it holds a tensor cache
             (``tensor_index.json``, made by ``rsna-mammo prepare --format tensor``) the
-            loader reads the cache instead of decoding (refused if made for another size
-            or chain version).
+            loader reads the cache instead of decoding (refused if made for another size,
+            chain version or decode scale).
+        decode_scale: ``"auto"`` (default) decodes each JPEG 2000 / HTJ2K image at the
+            coarsest resolution level whose breast crop still covers ``size`` (see
+            :mod:`decode.scale`); ``"full"``, ``"1/2"``, ``"1/4"`` fix it. CPU engine only: the
+            GPU engines decode at full resolution (:meth:`effective_decode_scale`).
         decoder: nvImageCodec engine: the decoder object to use (default: a new
             :class:`~decode.backends.nvimgcodec_backend.NvImageCodecDecoder`).
         fail_indices: test hook of the GPU engines: rows whose codestream is cut so that
@@ -157,6 +167,7 @@ class DicomLoader:
         drop_last: bool = False,
         data_root: str | None = None,
         timeout: float | None = 300.0,
+        decode_scale: DecodeScale = "auto",
         decoder=None,
         fail_indices: Sequence[int] = (),
     ):
@@ -180,11 +191,17 @@ class DicomLoader:
         self.data_root = data_root
         self.backend = backend
         self.flip = flip
+        self.decode_scale = check_decode_scale(decode_scale)
         if reader is None and data_root and os.path.exists(os.path.join(data_root, TENSOR_INDEX)):
             from .tensor_cache import TensorCacheReader
 
-            reader = TensorCacheReader.open(data_root, self.paths, self.size, flip=flip)
-        self.reader = reader or SampleReader(tuple(self.paths), self.size, backend, flip)
+            reader = TensorCacheReader.open(
+                data_root, self.paths, self.size, flip=flip, decode_scale=effective_scale(decode_scale)
+            )
+        if reader is None:
+            require_reduced_decoder(decode_scale)
+            reader = SampleReader(tuple(self.paths), self.size, backend, flip, effective_scale(decode_scale))
+        self.reader = reader
         self.prefetch = prefetch
         self.drop_last = drop_last
         self.timeout = timeout
@@ -202,6 +219,12 @@ class DicomLoader:
             self.engine_name, self.engine_reason = resolve_engine(engine, self.device)
         if self.engine_name != "cpu" and self.workers == 0:
             self.workers = 1  # the GPU engines read in worker processes
+        if self.engine_name != "cpu" and self.decode_scale not in ("auto", "full"):
+            log.warning(
+                "decode scale %s applies to the cpu engine; the %s engine decodes at full resolution",
+                self.decode_scale,
+                self.engine_name,
+            )
         self.engine = make_engine(self.engine_name, self)
         self._finalizer = weakref.finalize(self, self.engine.close)
         log.info("loader engine: %s (%s)", self.engine_name, self.engine_reason)
@@ -226,6 +249,14 @@ class DicomLoader:
 
     def __len__(self) -> int:
         return len(self._batches())
+
+    def effective_decode_scale(self) -> str:
+        """The decode scale the images really come at: ``full`` on a GPU engine (and where OpenJPEG
+        is unavailable for ``auto``), the cache's scale for a tensor cache, else the one asked."""
+        if isinstance(self.reader, SampleReader):
+            return self.reader.decode_scale if self.engine_name == "cpu" else "full"
+        params = getattr(self.reader, "params", None)
+        return getattr(params, "decode_scale", self.decode_scale)
 
     def __iter__(self) -> Iterator[dict]:
         yield from self.engine.batches(self)

@@ -15,7 +15,7 @@ Each image is the loader's chain output (:func:`decode.chain.preprocess` with
 ``stage="crop"``, the cache's ``size`` and ``flip``): float32 in [0, 1], stored as
 ``uint16 = round(x * 65535)`` (absolute error ≤ 7.7e-6) and read back as
 ``float32 = uint16 / 65535``. The index holds the cache parameters (size, chain
-version, flip, dtype, scale) and, per image id: shard, byte offset, shape, checksum
+version, flip, dtype, scale, decode scale) and, per image id: shard, byte offset, shape, checksum
 (blake2b-128 of the stored values), crop box, flipped, the source file's size and
 mtime, and its ``{split}_images/<patient_id>/<image_id>.dcm`` relative path.
 """
@@ -55,6 +55,8 @@ class CacheParams:
         chain_version: :data:`decode.chain.CHAIN_VERSION` when the cache was made.
         stage: the chain stage (always ``"crop"``).
         dtype: stored dtype (``"uint16"``).
+        decode_scale: how JPEG 2000 sources were decoded (:mod:`decode.scale`); an index
+            without the key predates reduced decoding and was made at ``"full"``.
     """
 
     size: tuple[int, int]
@@ -62,6 +64,7 @@ class CacheParams:
     chain_version: int
     stage: str = "crop"
     dtype: str = DTYPE
+    decode_scale: str = "full"
 
     def __post_init__(self):
         size = tuple(int(v) for v in self.size)
@@ -72,6 +75,9 @@ class CacheParams:
             raise ValueError(f"tensor cache dtype {self.dtype!r}; allowed: {DTYPE}")
         if self.stage != "crop":
             raise ValueError(f"tensor cache stage {self.stage!r}; allowed: crop")
+        from decode.scale import check_decode_scale
+
+        check_decode_scale(self.decode_scale)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -86,6 +92,7 @@ class CacheParams:
             chain_version=int(d["chain_version"]),
             stage=d.get("stage", "crop"),
             dtype=d.get("dtype", DTYPE),
+            decode_scale=d.get("decode_scale", "full"),
         )
 
     def differences(self, other: CacheParams) -> list[str]:
@@ -97,6 +104,8 @@ class CacheParams:
             out.append(f"chain version {self.chain_version} (this code is chain version {other.chain_version})")
         if self.flip != other.flip:
             out.append(f"flip={self.flip} (asked flip={other.flip})")
+        if self.decode_scale != other.decode_scale:
+            out.append(f"decode scale {self.decode_scale} (asked {other.decode_scale})")
         if self.stage != other.stage or self.dtype != other.dtype:
             out.append(f"stage/dtype {self.stage}/{self.dtype} (asked {other.stage}/{other.dtype})")
         return out
@@ -268,7 +277,9 @@ class TensorCacheReader:
         self._maps: dict[int, np.memmap] = {}
 
     @classmethod
-    def open(cls, root: str, paths: Sequence[str], size: tuple[int, int], *, flip: bool = True) -> TensorCacheReader:
+    def open(
+        cls, root: str, paths: Sequence[str], size: tuple[int, int], *, flip: bool = True, decode_scale: str = "auto"
+    ) -> TensorCacheReader:
         """A reader for ``paths`` (rows) from the cache at ``root``.
 
         Args:
@@ -277,13 +288,14 @@ class TensorCacheReader:
                 folder part may be anything) or an image id.
             size: ``(H, W)`` the caller wants.
             flip: the caller's flip setting.
+            decode_scale: the caller's decode scale (:mod:`decode.scale`).
 
         Rows that ``prepare`` could not do (listed in the cache's ``errors.csv``) open fine
         and fail one by one when read (a :class:`~decode.errors.DicomError` with prepare's
         reason), as they would when decoding the raw data.
 
         Raises:
-            ValueError: the cache was made for another size, chain version or flip, or
+            ValueError: the cache was made for another size, chain version, flip or decode scale, or
                 some paths are neither in it nor in its error report (the message says
                 which and how to rebuild).
         """
@@ -291,13 +303,13 @@ class TensorCacheReader:
 
         doc = read_index(root)
         have = CacheParams.from_json(doc)
-        want = CacheParams(size=tuple(size), flip=flip, chain_version=CHAIN_VERSION)
+        want = CacheParams(size=tuple(size), flip=flip, chain_version=CHAIN_VERSION, decode_scale=decode_scale)
         diff = have.differences(want)
         if diff:
             raise ValueError(
                 f"tensor cache {root} is stale for this run: it was made with {'; '.join(diff)}. "
                 f"Rebuild it: rsna-mammo prepare --format tensor --size {want.size[0]}x{want.size[1]}"
-                f"{'' if flip else ' --no-flip'} --out NEW_DIR"
+                f"{'' if flip else ' --no-flip'} --decode-scale {decode_scale} --out NEW_DIR"
             )
         entries = doc["entries"]
         by_rel = {e["rel"]: iid for iid, e in entries.items() if e.get("rel")}

@@ -9,6 +9,7 @@ Public names::
     breast_bbox, crop, flip_to_left           the breast box
     resize, resize_pad                        antialiased, aspect-preserving resize
     preprocess, CHAIN_VERSION                 the whole chain in one call
+    decode_chain, DECODE_SCALES               read + decode (JPEG 2000 at the resolution needed) + chain
     DicomError and subclasses                 one-line, typed errors naming the file
 
 Nothing here imports torch, DALI or CuPy.
@@ -32,11 +33,13 @@ from .dicom import DicomFile, read_dicom
 from .errors import CorruptDicomError, DicomError, UnreadableDicomError, UnsupportedDicomError
 from .meta import DicomMeta
 from .resize import resize, resize_pad
+from .scale import DECODE_SCALES, decode_chain
 from .voi import WindowParams, apply_voi, window_params
 
 __all__ = [
     "BACKENDS",
     "CHAIN_VERSION",
+    "DECODE_SCALES",
     "CorruptDicomError",
     "DecodedImage",
     "DicomError",
@@ -50,6 +53,7 @@ __all__ = [
     "available_backends",
     "breast_bbox",
     "crop",
+    "decode_chain",
     "decode_file",
     "decode_pixels",
     "flip_to_left",

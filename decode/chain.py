@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from .crop import Box, breast_bbox, crop, flip_to_left
+from .crop import Box, breast_bbox, crop, flip_to_left, reduce_box
 from .meta import DicomMeta
 from .resize import resize_pad
 from .voi import WindowParams, apply_voi
@@ -25,6 +25,7 @@ class Preprocessed:
     image: object  # (H, W) array: native dtype for "raw", float32 [0, 1] otherwise
     box: Box  # crop box in the original frame (full frame when not cropped)
     flipped: bool
+    reduction: int = 0  # the frame was decoded at 1/2**reduction (JPEG 2000 resolution levels)
 
 
 def preprocess(
@@ -37,35 +38,52 @@ def preprocess(
     window_index: int = 0,
     params: WindowParams | None = None,
     voi: Callable | None = None,
+    reduction: int = 0,
+    frame_shape: tuple[int, int] | None = None,
 ) -> Preprocessed:
     """Run the chain on one decoded frame (numpy or CuPy; the result stays on that device).
 
     Args:
-        raw: ``(rows, columns)`` stored values.
+        raw: ``(rows, columns)`` stored values, or for ``reduction > 0`` the frame decoded
+            at ``1/2^reduction`` (:func:`decode.openjpeg.decode_reduced`).
         meta: the header.
         stage: ``"raw"`` (stored values), ``"voi"`` (float32 [0, 1]) or ``"crop"``
             (VOI, breast box, crop, optional flip, optional resize+pad).
         size: ``(H, W)`` for resize with padding (``voi`` and ``crop`` stages).
         flip: mirror so every breast faces the same side (chest wall left).
         voi: replaces :func:`apply_voi` (``raw -> float32 [0, 1]``), e.g. the fused GPU kernel.
+        reduction: resolution levels ``raw`` lacks (``crop`` stage only; raw and VOI
+            outputs are always full resolution). The box is found and reported in frame
+            pixels, and the output fits ``size`` as the full-resolution crop would.
+        frame_shape: ``(rows, columns)`` of the full frame (default ``meta.shape``) when
+            ``reduction > 0``.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
-    full = (0, raw.shape[0], 0, raw.shape[1])
+    if reduction < 0 or (reduction and stage != "crop"):
+        raise ValueError(f"reduction {reduction}: only the crop stage decodes below full resolution")
+    frame = raw.shape
+    if reduction:
+        frame = tuple(frame_shape) if frame_shape is not None else meta.shape
+    full = (0, frame[0], 0, frame[1])
     if stage == "raw":
         return Preprocessed(raw, full, False)
     img = voi(raw) if voi is not None else apply_voi(raw, meta, index=window_index, params=params)
     box, flipped = full, False
     if stage == "crop":
-        box = breast_bbox(img)
-        img = crop(img, box)
+        if reduction:
+            box = breast_bbox(img, frame_shape=frame, reduction=reduction)
+            img = crop(img, reduce_box(box, reduction, img.shape))
+        else:
+            box = breast_bbox(img)
+            img = crop(img, box)
         if flip:
             img, flipped = flip_to_left(img)
     if size is not None:
-        img = resize_pad(img, size)
+        img = resize_pad(img, size, fit_shape=(box[1] - box[0], box[3] - box[2]) if reduction else None)
     elif flipped:
         img = img.copy()
-    return Preprocessed(img, box, flipped)
+    return Preprocessed(img, box, flipped, reduction)
 
 
 def parse_size(text: str) -> tuple[int, int]:

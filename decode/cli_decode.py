@@ -24,6 +24,7 @@ from .backends import BACKENDS
 from .chain import STAGES, parse_size, preprocess
 from .decoding import decode_file
 from .parallel import default_workers, map_files
+from .scale import DECODE_SCALES, decode_chain, effective_scale, require_reduced_decoder, scale_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +47,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "cpu: CPU backends in worker processes; auto (default): cuda when available",
     )
     p.add_argument("--no-flip", action="store_true", help="crop stage: keep the original orientation")
+    p.add_argument(
+        "--decode-scale",
+        choices=DECODE_SCALES,
+        default="full",
+        help="crop stage: full (default) decodes every pixel; auto decodes each JPEG 2000 / HTJ2K image at the "
+        "coarsest resolution level whose breast crop still covers --size; 1/2, 1/4 fix it (CPU only; raw and "
+        "voi stages are always full resolution)",
+    )
     p.add_argument("--png", action="store_true", help="also write an 8-bit <stem>.png to look at")
     p.add_argument("--summary", metavar="FILE", help="write a JSON summary of the run")
     p.add_argument(
@@ -67,6 +76,7 @@ class DecodeJob:
     backend: str
     flip: bool
     png: bool
+    decode_scale: str = "full"
 
     def __str__(self) -> str:
         return self.path
@@ -121,18 +131,25 @@ def write_outputs(job: DecodeJob, img: np.ndarray, info: dict) -> dict:
 def run_job(job: DecodeJob) -> dict:
     """Decode one file and write its outputs (runs in a worker process)."""
     t0 = time.perf_counter()
-    dec = decode_file(job.path, job.backend)
-    res = preprocess(dec.pixels, dec.meta, stage=job.stage, size=job.size, flip=job.flip)
+    if job.decode_scale == "full":
+        dec = decode_file(job.path, job.backend)
+        res = preprocess(dec.pixels, dec.meta, stage=job.stage, size=job.size, flip=job.flip)
+        backend, meta = dec.backend, dec.meta
+    else:
+        res, meta, backend = decode_chain(
+            job.path, stage=job.stage, size=job.size, flip=job.flip, backend=job.backend, decode_scale=job.decode_scale
+        )
     img = np.ascontiguousarray(res.image)
     return write_outputs(
         job,
         img,
         {
-            "backend": dec.backend,
+            "backend": backend,
             "device": "cpu",
-            "transfer_syntax": dec.meta.transfer_syntax,
+            "transfer_syntax": meta.transfer_syntax,
             "box": list(res.box),
             "flipped": res.flipped,
+            "decode_scale": scale_name(res.reduction),
             "seconds": round(time.perf_counter() - t0, 4),
         },
     )
@@ -148,10 +165,27 @@ def run(args: argparse.Namespace, *, gpu: Callable | None = None) -> int:
     """
     device = "cuda" if gpu is not None else "cpu"
     size = parse_size(args.size) if args.size else None
+    scale = args.decode_scale
+    if scale != "full" and args.stage != "crop":
+        print(
+            f"rsna-mammo decode: --decode-scale {scale} applies to --stage crop only "
+            f"(raw and voi outputs are always full resolution)",
+            file=sys.stderr,
+        )
+        return 2
+    if device == "cuda":
+        scale = "full"  # the GPU path decodes every image at full resolution
+    else:
+        try:
+            require_reduced_decoder(scale)
+        except ValueError as exc:
+            print(f"rsna-mammo decode: {exc}", file=sys.stderr)
+            return 2
+        scale = effective_scale(scale)
     paths = find_dicoms(args.files)
     os.makedirs(args.out, exist_ok=True)
     jobs = [
-        DecodeJob(p, o, args.stage, size, args.backend, not args.no_flip, args.png)
+        DecodeJob(p, o, args.stage, size, args.backend, not args.no_flip, args.png, scale)
         for p, o in zip(paths, output_stems(paths, args.out))
     ]
     t0 = time.perf_counter()
@@ -186,6 +220,7 @@ def run(args: argparse.Namespace, *, gpu: Callable | None = None) -> int:
             "stage": args.stage,
             "size": list(size) if size else None,
             "backend": args.backend,
+            "decode_scale": scale,
             "device": device,
             "engine": getattr(args, "engine", None) if device == "cuda" else "cpu",
             "workers": args.workers or default_workers(),

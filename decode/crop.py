@@ -47,7 +47,15 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int]:
     return best_run
 
 
-def breast_bbox(img, *, thumb: int = 256, min_fraction: float = 0.02, margin: float = 0.02) -> Box:
+def breast_bbox(
+    img,
+    *,
+    thumb: int = 256,
+    min_fraction: float = 0.02,
+    margin: float = 0.02,
+    frame_shape: tuple[int, int] | None = None,
+    reduction: int = 0,
+) -> Box:
     """Bounding box of the breast in a [0, 1] image (background dark, tissue bright).
 
     Args:
@@ -55,14 +63,32 @@ def breast_bbox(img, *, thumb: int = 256, min_fraction: float = 0.02, margin: fl
         thumb: longest side of the thumbnail the threshold is computed on.
         min_fraction: a row/column belongs to the breast above this foreground fraction.
         margin: added on every side, as a fraction of the box size.
+        frame_shape: ``(rows, columns)`` of the full-resolution frame when ``img`` is that
+            frame decoded at ``1/2^reduction`` (JPEG 2000 resolution levels).
+        reduction: resolution levels ``img`` lacks (0: ``img`` is the frame itself).
+
+    The thumbnail samples the same frame positions at every resolution (frame position
+    ``y`` is reduced pixel ``round(y / 2^r)``, where the wavelet's low-pass is centred),
+    so a box found on a reduced image is the full-resolution box up to how the two
+    thumbnails' values differ.
 
     Returns:
-        ``(y0, y1, x0, x1)`` half-open, in full-resolution pixels, on the host.
+        ``(y0, y1, x0, x1)`` half-open, in full-resolution (frame) pixels, on the host.
     """
     xp = array_module(img)
-    h, w = img.shape
+    if reduction < 0:
+        raise ValueError(f"reduction must be >= 0, got {reduction}")
+    h, w = img.shape if frame_shape is None else (int(frame_shape[0]), int(frame_shape[1]))
     step = max(1, int(np.ceil(max(h, w) / thumb)))
-    small = img[::step, ::step]
+    if reduction == 0:
+        if (h, w) != img.shape:
+            raise ValueError(f"frame_shape {frame_shape} differs from the image {img.shape} at reduction 0")
+        small = img[::step, ::step]
+    else:
+        half = 1 << (reduction - 1)
+        iy = np.minimum((np.arange(0, h, step) + half) >> reduction, img.shape[0] - 1)
+        ix = np.minimum((np.arange(0, w, step) + half) >> reduction, img.shape[1] - 1)
+        small = img[xp.asarray(iy)[:, None], xp.asarray(ix)[None, :]]
     thr = otsu_threshold(small, xp=xp)
     mask = small > thr
     cols = to_host(mask.mean(axis=0)) > min_fraction
@@ -76,6 +102,13 @@ def breast_bbox(img, *, thumb: int = 256, min_fraction: float = 0.02, margin: fl
     y0, y1, x0, x1 = y0 * step, min(h, y1 * step), x0 * step, min(w, x1 * step)
     my, mx = int(round((y1 - y0) * margin)), int(round((x1 - x0) * margin))
     return (max(0, y0 - my), min(h, y1 + my), max(0, x0 - mx), min(w, x1 + mx))
+
+
+def reduce_box(box: Box, reduction: int, shape: tuple[int, int]) -> Box:
+    """A frame box in the pixels of the frame at ``1/2^reduction`` (rounded outward, clipped to ``shape``)."""
+    y0, y1, x0, x1 = box
+    s = 1 << reduction
+    return (y0 // s, min(shape[0], -(-y1 // s)), x0 // s, min(shape[1], -(-x1 // s)))
 
 
 def crop(img, box: Box):

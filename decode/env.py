@@ -96,6 +96,15 @@ def collect(with_torch: bool = True, *, no_import: tuple = ()) -> dict[str, obje
         if not with_torch and name in ("torch", "timm"):
             continue
         out[name] = _version(mod, dists, load=name not in no_import)
+    from importlib import metadata
+
+    from .openjpeg import openjpeg_version
+
+    try:
+        out["glymur"] = metadata.version("glymur")
+    except metadata.PackageNotFoundError:
+        out["glymur"] = None
+    out["openjpeg"] = openjpeg_version()  # what glymur decodes reduced resolutions with (None: unavailable)
     if with_torch:
         out.update(gpu_info())
     return out

@@ -84,19 +84,22 @@ def resize(img, out_hw: tuple[int, int]):
     return xp.ascontiguousarray(cols.T)
 
 
-def resize_pad(img, size: tuple[int, int], *, pad_value: float = 0.0):
+def resize_pad(img, size: tuple[int, int], *, pad_value: float = 0.0, fit_shape: tuple[int, int] | None = None):
     """Resize keeping the aspect ratio, then pad bottom/right to ``size``.
 
     Args:
         img: ``(h, w)`` float image (numpy or CuPy).
         size: target ``(H, W)``.
+        fit_shape: the ``(h, w)`` whose aspect decides the fitted size (default
+            ``img.shape``): a crop decoded at reduced resolution fits as its
+            full-resolution box would, so both land on the same output pixels.
 
     Returns:
         ``(H, W)`` float32 on the same device; the image sits at the top-left.
     """
     xp = array_module(img)
     th, tw = size
-    nh, nw = fit_size(*img.shape, size)
+    nh, nw = fit_size(*(fit_shape or img.shape), size)
     out = xp.full((th, tw), pad_value, dtype=np.float32)
     out[:nh, :nw] = resize(img, (nh, nw))
     return out

@@ -300,11 +300,18 @@ def test_bench_decode_small_run_writes_valid_json(tmp_path, tiny_codec_files, ca
     doc = schema.load(path)
     rows = schema.validate(doc)
     for ts in ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70"):
-        mine = [r for r in rows if r.transfer_syntax == ts]
+        mine = [r for r in rows if r.transfer_syntax == ts and "@" not in r.backend]
         assert {r.backend for r in mine if r.stage == "baseline"} == {"pydicom", "dicomsdl"}
         assert any(r.backend == "auto" and r.workers == doc["config"]["workers"] for r in mine)
         assert all(r.exact and r.images_per_s > 0 and r.height == 64 and r.width == 48 for r in mine)
     assert set(doc["summary"]["ratios"]) == {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70"}
+    # reduced-resolution rows for JPEG 2000 only: one core, no pydicom reference, frame size kept
+    reduced = [r for r in rows if "@" in r.backend]
+    assert [r.backend for r in reduced] == ["openjpeg@1/2", "openjpeg@1/4", "openjpeg@1/8"]
+    assert all(r.transfer_syntax == "1.2.840.10008.1.2.4.90" and r.exact is None and r.workers == 1 for r in reduced)
+    assert all(r.images_per_s > 0 and (r.height, r.width) == (64, 48) for r in reduced)
+    assert set(doc["summary"]["reduced"]["vs_auto_per_core"]["1.2.840.10008.1.2.4.90"]) == {"1/2", "1/4", "1/8"}
+    assert "@" not in doc["summary"]["ratios"]["1.2.840.10008.1.2.4.90"]["fastest_single"]
     assert "x pydicom" in capsys.readouterr().out
 
 
@@ -425,6 +432,13 @@ def test_bench_pipeline_small_run(tmp_path, tiny_dataset):
     loader = [r for r in rows if r.stage == "loader"]
     assert all(r.images == 2 and r.height == 32 and r.width == 24 for r in loader)
     assert doc["config"]["engine"] == "cpu" and {r.backend for r in loader} == {"auto"}
+    # JPEG 2000 also gets the --decode-scale auto rows: its decode and a second loader row
+    j2k = "1.2.840.10008.1.2.4.90"
+    assert [r.backend for r in rows if r.transfer_syntax == j2k and r.stage == "decode"][1:] == ["openjpeg@auto"]
+    assert [r.backend for r in loader if r.transfer_syntax == j2k] == ["auto", "auto@auto"]
+    assert all("@" not in r.backend for r in rows if r.transfer_syntax != j2k)
+    s = doc["summary"]["stages"][j2k]
+    assert s["loader_auto_vs_full"] > 0 and s["bottleneck"] != "openjpeg@auto"
 
 
 def test_bench_train_and_infer_small_run(tmp_path, tiny_dataset):
@@ -573,3 +587,32 @@ def test_bench_decode_reports_caches_beside_raw(tmp_path):
     stages = {(r["stage"], r["transfer_syntax"]) for r in caches["rows"]}
     assert ("decode", "1.2.840.10008.1.2.4.201") in stages and ("read", None) in stages
     assert any(r["stage"] == "baseline" for r in doc["results"])
+
+
+def test_reduced_bench_rows_loader_and_quality(tmp_path):
+    """The reusable reduced-decode measurement (a GPU box's quick tier calls it) on tiny real files."""
+    from benchmarks.reduced_bench import bench_loader_scales, bench_reduced_decode, image_difference, measure_quality
+    from decode.syntax import JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1
+    from decode.synth import make_mammogram, to_stored, write_dicom
+
+    paths = []
+    for i, ts in enumerate((JPEG2000_LOSSLESS, JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1)):
+        stored, (c, w) = to_stored(make_mammogram(np.random.default_rng(i), 160, 128), 12, "MONOCHROME2")
+        paths.append(write_dicom(str(tmp_path / f"{i}.dcm"), stored, transfer_syntax=ts, window=([c], [w])))
+    rows = bench_reduced_decode(paths, scales=("full", "1/2", "1/8"), workers=2, repeats=1)
+    assert [r.backend for r in rows] == ["openjpeg@full", "openjpeg@1/2", "openjpeg@1/8"]
+    assert [r.exact for r in rows] == [True, None, None]  # full checked against pydicom; lossless JPEG skipped
+    assert all(r.images == 2 and r.workers == 2 and (r.height, r.width) == (160, 128) for r in rows)
+    assert all(r.images_per_s > 0 and r.transfer_syntax == JPEG2000_LOSSLESS for r in rows)
+    schema.make_document(dict.fromkeys(schema.MACHINE_KEYS) | {"versions": {}}, {"command": "t"}, rows)
+    with pytest.raises(ValueError, match="scales must be among full, 1/2, 1/4, 1/8"):
+        bench_reduced_decode(paths, scales=("1/3",))
+    loader = bench_loader_scales(paths[:2], size=(40, 32), workers=1, batch_size=2, repeats=1)
+    assert [(r.stage, r.backend, r.images) for r in loader] == [("loader", "auto@full", 2), ("loader", "auto@auto", 2)]
+    q = measure_quality(paths, size=(40, 32))
+    assert [f["auto_scale"] for f in q["files"]] == ["1/2", "1/2", "full"] and not q["errors"]
+    assert q["files"][2]["mean_abs_error"] == 0.0 and q["files"][2]["psnr_db"] is None
+    assert 0 < q["summary"]["reduced"]["mean_abs_error"] <= 0.01 and q["summary"]["within_bound"] is True
+    assert q["summary"]["all"]["files"] == 3 and q["summary"]["reduced"]["auto_scales"] == {"1/2": 2}
+    d = image_difference(np.full((4, 4), 0.5), np.full((4, 4), 0.4))
+    assert d["mean_abs_error"] == 0.1 and d["max_abs_error"] == 0.1 and d["psnr_db"] == 20.0

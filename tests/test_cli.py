@@ -129,6 +129,27 @@ def test_decode_stages(tiny_dataset, tmp_path, stage, dtype, capsys):
     assert "4 ok, 0 failed, 0 unaccounted" in capsys.readouterr().err
 
 
+def test_decode_scale_on_the_crop_stage(tiny_dataset, tmp_path, capsys):
+    from decode.scale import decode_chain
+
+    files = _train_files(tiny_dataset)
+    summary = tmp_path / "s.json"
+    args = ["decode", *files, "--out", str(tmp_path), "--stage", "crop", "--size", "32x24", "--workers", "1"]
+    assert main([*args, "--decode-scale", "1/2", "--summary", str(summary)]) == 0
+    doc = json.loads(summary.read_text())
+    assert doc["decode_scale"] == "1/2" and doc["ok"] == len(files)
+    scales = {}
+    for row in doc["results"]:
+        ts = pydicom.dcmread(row["path"], stop_before_pixels=True).file_meta.TransferSyntaxUID
+        scales.setdefault(str(ts), set()).add(row["decode_scale"])
+        want = decode_chain(row["path"], size=(32, 24), decode_scale="1/2").pre
+        assert np.array_equal(np.load(row["out"]), want.image) and row["box"] == list(want.box)
+    assert scales == {"1.2.840.10008.1.2.4.90": {"1/2"}, "1.2.840.10008.1.2.4.70": {"full"}}
+    # raw and VOI outputs are always full resolution
+    assert main(["decode", files[0], "--out", str(tmp_path), "--stage", "voi", "--decode-scale", "auto"]) == 2
+    assert "--decode-scale auto applies to --stage crop only" in capsys.readouterr().err
+
+
 def test_decode_folder_and_backend_choice(tiny_dataset, tmp_path):
     folder = os.path.join(tiny_dataset, "test_images")
     assert main(["decode", folder, "--out", str(tmp_path), "--backend", "pydicom", "--workers", "2"]) == 0

@@ -107,6 +107,8 @@ def test_prepare_tensor_cache_with_the_nvimgcodec_engine_equals_the_cpu_engine(t
             engine,
             "--workers",
             "1",
+            "--decode-scale",
+            "full",  # what a GPU engine decodes at
         ]
         assert main(args) == 0
         caches[engine] = out
@@ -115,7 +117,7 @@ def test_prepare_tensor_cache_with_the_nvimgcodec_engine_equals_the_cpu_engine(t
         os.path.join(tiny_dataset, "train_images", str(p), f"{i}.dcm")
         for p, i in zip(man["patient_id"], man["image_id"])
     ]
-    readers = {e: TensorCacheReader.open(c, paths, (64, 48)) for e, c in caches.items()}
+    readers = {e: TensorCacheReader.open(c, paths, (64, 48), decode_scale="full") for e, c in caches.items()}
     for i in range(len(paths)):
         a, b = readers["nvimgcodec"](i), readers["cpu"](i)
         assert a.shape == b.shape == (64, 48)
@@ -137,3 +139,20 @@ def test_prepare_htj2k_refuses_a_gpu_engine(tiny_dataset, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "--engine nvimgcodec applies to --format tensor only" in err and len(err.strip().splitlines()) == 1
+
+
+def test_prepare_picks_the_cpu_engine_while_a_reduced_scale_applies(tiny_dataset, tmp_path, monkeypatch):
+    """Only the CPU engine decodes JPEG 2000 at reduced resolution; a GPU engine's cache records ``full``."""
+    from dali_pipelines import engines
+    from training.prepare import PrepareConfig
+
+    monkeypatch.setattr(engines, "resolve_engine", lambda e, d: ("nvimgcodec", "pretend a GPU is here"))
+    monkeypatch.setattr("decode.scale.effective_scale", lambda s: s)  # pretend OpenJPEG reduces here
+    base = dict(data=tiny_dataset, out=str(tmp_path / "c"), format="tensor", size=(64, 48))
+    auto = PrepareConfig(**base, engine="auto", decode_scale="auto")
+    assert auto.resolved_engine() == "cpu" and auto.params()["decode_scale"] == "auto"
+    full = PrepareConfig(**base, engine="auto", decode_scale="full")
+    assert full.resolved_engine() == "nvimgcodec" and full.params()["decode_scale"] == "full"
+    forced = PrepareConfig(**base, engine="nvimgcodec", decode_scale="auto")
+    assert forced.resolved_engine() == "nvimgcodec" and forced.params()["decode_scale"] == "full"
+    assert PrepareConfig(**{**base, "format": "htj2k", "size": None}).resolved_engine() == "cpu"

@@ -66,3 +66,62 @@ def test_truncation_at_many_offsets(sources, tmp_path):
 @given(muts=st.lists(mutations, min_size=40, max_size=40))
 def test_fuzz_long(sources, muts, tmp_path_factory):
     _check(sources, muts, str(tmp_path_factory.mktemp("fuzz_long")))
+
+
+def check_reduced(path: str) -> str:
+    """A mutated file through the reduced-resolution chain: ``error``, ``ok``, or ``lenient`` (an
+    image where pydicom refuses the file). Runs in a contained worker."""
+    import warnings
+
+    import pydicom
+
+    from decode.errors import DicomError
+    from decode.scale import decode_chain
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            res = decode_chain(path, size=(16, 12), decode_scale="1/2")
+        except DicomError:
+            return "error"
+        assert res.pre.image.shape == (16, 12) and 0.0 <= res.pre.image.min() <= res.pre.image.max() <= 1.0
+        try:
+            _ = pydicom.dcmread(path).pixel_array
+        except Exception:
+            return "lenient"
+        return "ok"
+
+
+def test_reduced_decode_survives_mutated_jpeg2000(sources, tmp_path):
+    """Truncations, bit flips, garbage and header edits of JPEG 2000 files through ``--decode-scale 1/2``:
+    a one-line error or an image, never a crash or hang; a truncated file never decodes where pydicom refuses."""
+    import random
+
+    from decode.fuzz import mutate
+    from decode.parallel import map_files
+
+    j2k = [s for s in sources if b"1.2.840.10008.1.2.4.90" in s[:400]]
+    assert len(j2k) == 2
+    rng = random.Random(17)
+    muts = [Mutation("truncate", where=k / 30) for k in range(30)]
+    muts += [
+        Mutation(rng.choice(["flip", "garbage"]), where=rng.random(), count=rng.choice([1, 4, 64])) for _ in range(30)
+    ]
+    muts += [Mutation("header", key=k, value=v) for k, vs in sorted(HEADER_EDITS.items()) for v in vs]
+    paths = []
+    for k, m in enumerate(muts):
+        path = str(tmp_path / f"m{k:03d}.dcm")
+        with open(path, "wb") as f:
+            f.write(mutate(j2k[k % 2], m, seed=k))
+        paths.append(path)
+    outcomes, problems = {}, []
+    for path, ok, res in map_files(check_reduced, paths, workers=2, timeout=20):
+        m = muts[paths.index(path)]
+        if not ok:
+            problems.append(f"{m.describe()}: {res.reason}")  # crashed, hung or a failed assertion
+            continue
+        outcomes[res] = outcomes.get(res, 0) + 1
+        if res == "lenient" and m.kind in ("truncate", "header"):
+            problems.append(f"{m.describe()}: decoded at 1/2 a file pydicom refuses")
+    assert not problems, problems
+    assert outcomes.get("error", 0) > 0 and outcomes.get("ok", 0) > 0

@@ -201,6 +201,11 @@ def test_stale_tensor_cache_is_refused(tiny_dataset, tensor_cache, tmp_path, cap
         DicomLoader(paths, size=(64, 48), device="cpu", data_root=tensor_cache, flip=False)
     with pytest.raises(ValueError, match=r"lacks 1 of 1 requested images"):
         TensorCacheReader.open(tensor_cache, ["/elsewhere/train_images/1/999.dcm"], (64, 48))
+    # made with the default decode scale (auto): a loader asking another one refuses it
+    assert json.load(open(os.path.join(tensor_cache, "tensor_index.json")))["decode_scale"] == "auto"
+    with pytest.raises(ValueError, match=r"decode scale auto \(asked full\).*--decode-scale full"):
+        DicomLoader(paths, size=(64, 48), device="cpu", data_root=tensor_cache, decode_scale="full")
+    assert DicomLoader(paths, size=(64, 48), device="cpu", data_root=tensor_cache).effective_decode_scale() == "auto"
     stale = str(tmp_path / "stale")
     shutil.copytree(tensor_cache, stale)
     doc = json.load(open(os.path.join(stale, "tensor_index.json")))
@@ -208,6 +213,13 @@ def test_stale_tensor_cache_is_refused(tiny_dataset, tensor_cache, tmp_path, cap
     json.dump(doc, open(os.path.join(stale, "tensor_index.json"), "w"))
     with pytest.raises(ValueError, match=r"chain version 0 \(this code is chain version 1\)"):
         DicomLoader(_files(stale), size=(64, 48), device="cpu", data_root=stale)
+    # an index from before reduced decoding has no decode scale: it was made at full resolution
+    doc["chain_version"] += 1
+    del doc["decode_scale"]
+    json.dump(doc, open(os.path.join(stale, "tensor_index.json"), "w"))
+    with pytest.raises(ValueError, match=r"decode scale full \(asked auto\)"):
+        DicomLoader(_files(stale), size=(64, 48), device="cpu", data_root=stale)
+    assert DicomLoader(_files(stale), size=(64, 48), device="cpu", data_root=stale, decode_scale="full")
     # prepare refuses to mix sizes in one cache
     rc = main(["prepare", "--data", tiny_dataset, "--out", tensor_cache, "--format", "tensor", "--size", "32x24"])
     assert rc == 2 and "other parameters" in capsys.readouterr().err

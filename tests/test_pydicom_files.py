@@ -57,3 +57,63 @@ def test_bundled_file_decodes_exactly(path):
                 return
             voi = apply_voi(got.pixels, got.meta)
             assert float(np.abs(voi - want).max()) <= 1e-3
+
+
+J2K = [
+    f
+    for f in GREY
+    if str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+    in ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91")
+]
+
+
+def test_bundled_jpeg2000_files_found():
+    assert len(J2K) >= 3, J2K
+
+
+@pytest.mark.parametrize("path", J2K, ids=[os.path.basename(f) for f in J2K])
+def test_bundled_jpeg2000_reduced_decode_is_openjpeg_reduce(path, tmp_path):
+    """``decode_reduced`` = glymur's own file route (``opj_decompress -r``) with pydicom's sign rule;
+    for reversible (5/3) codestreams also the LL band of the codestream's full-resolution values."""
+    from decode.codestream import j2k_info
+    from decode.dicom import read_dicom
+    from decode.openjpeg import J2kCodestream, decode_reduced, glymur_module
+    from tests.test_reduced_decode import reference_reduced
+
+    dfile = read_dicom(path)
+    info = j2k_info(dfile.codestream())
+    file = tmp_path / "cs.j2k"
+    file.write_bytes(dfile.codestream())
+    jp2 = glymur_module().Jp2k(str(file))
+    reversible = next(s for s in jp2.codestream.segment if s.marker_id == "COD").xform == 1
+    full = jp2[:].astype(np.int64)  # the codestream's own sample values
+    with J2kCodestream(dfile.codestream(), path) as j:
+        levels = j.levels
+    for r in range(1, min(3, levels) + 1):
+        opj = jp2[:: 2**r, :: 2**r].astype(np.int64)
+        if reversible:
+            assert np.array_equal(opj, reference_reduced(full, r, info.precision, info.signed))
+        want = opj
+        if info.signed != bool(dfile.meta.pixel_representation):  # pydicom: reinterpret at the codestream precision
+            p = info.precision
+            want = np.where(opj >= 2 ** (p - 1), opj - 2**p, opj) if not info.signed else opj & (2**p - 1)
+        got = decode_reduced(dfile, r)
+        assert got.dtype == dfile.meta.dtype and np.array_equal(got.astype(np.int64), want), f"1/{2**r}"
+
+
+def test_sign_mismatched_jpeg2000_is_never_reduced():
+    """An unsigned codestream under signed Pixel Representation wraps around in pydicom: decoded in full."""
+    from decode.chain import preprocess
+    from decode.scale import decode_chain
+
+    path = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", "J2K_pixelrep_mismatch.dcm")
+    ds = pydicom.dcmread(path)
+    ref = decode_file(path)
+    size = (ds.Rows // 3, ds.Columns // 3)
+    want = preprocess(ref.pixels, ref.meta, stage="crop", size=size).image
+    for scale in ("auto", "1/2"):
+        res = decode_chain(path, size=size, decode_scale=scale)
+        assert res.pre.reduction == 0 and np.array_equal(res.pre.image, want), scale
+    # the same size on a sign-consistent file of that size does reduce
+    other = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", "JPEG2000.dcm")
+    assert decode_chain(other, size=(1024 // 3, 256 // 3), decode_scale="auto").pre.reduction == 1

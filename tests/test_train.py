@@ -52,6 +52,9 @@ def test_learns_lesion_signal(learned, learn_data, tmp_path):
     ck = torch.load(os.path.join(out, "best.pt"), map_location="cpu", weights_only=True)
     assert ck["model_name"] == "resnet10t" and ck["img_size"] == [64, 48]
     assert 0.0 < ck["prior"] < 1.0 and 0.0 <= ck["threshold"] <= 1.0 and ck["config"]["model"] == "resnet10t"
+    # the decode scale (auto by default) is recorded where the outputs are
+    assert ck["decode_scale"] == ck["config"]["decode_scale"] == metrics["decode_scale"] == "auto"
+    assert __import__("json").load(open(os.path.join(out, "metrics.json")))["decode_scale"] == "auto"
     sub = tmp_path / "sub.csv"
     assert (
         main(

@@ -57,6 +57,7 @@ class TrainConfig:
     engine: str = "auto"  # loader engine: auto | dali | nvimgcodec | cpu
     workers: int | None = None  # decode processes (None: all cores)
     backend: str = "auto"  # CPU decode backend
+    decode_scale: str = "auto"  # JPEG 2000 decode resolution (decode.scale): auto | full | 1/2 | 1/4
     folds: int = 4
     fold: int = 0
     seed: int = 42
@@ -92,6 +93,7 @@ class TrainConfig:
             "select": SELECTS,
             "device": ("auto", "cpu", "cuda"),
             "engine": ("auto", "dali", "nvimgcodec", "cpu"),
+            "decode_scale": ("auto", "full", "1/2", "1/4"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

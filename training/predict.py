@@ -153,8 +153,12 @@ def predict(
     batch_size: int | None = None,
     workers: int | None = None,
     progress: Callable | None = None,
+    decode_scale: str | None = None,
 ) -> dict[str, object]:
     """Write the submission ``out`` and ``errors.csv`` beside it (rank 0 under torchrun).
+
+    ``decode_scale`` (:mod:`decode.scale`): None takes the checkpoint's (the training
+    run's, so inference sees what training saw), or ``"auto"`` for a checkpoint without one.
 
     Returns:
         Summary: ``rows``, ``images``, ``failed_images``, ``prior_breasts`` (list of ids),
@@ -191,6 +195,7 @@ def predict(
         backend=cfg.get("backend", "auto"),
         data_root=data,
         engine=engine,
+        decode_scale=decode_scale or cfg.get("decode_scale", "auto"),
     )
     t0 = time.perf_counter()
     idx, probs, failed = infer(
@@ -215,6 +220,7 @@ def predict(
         summary["images_per_s"] = round(n_done / max(secs, 1e-9), 2)
         summary["engine"] = loader.engine_name
         summary["seconds"] = round(secs, 2)
+        summary["decode_scale"] = loader.effective_decode_scale()
     barrier()
     return summary
 

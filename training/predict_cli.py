@@ -34,6 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=int, help="default: twice the training batch")
     p.add_argument("--workers", type=int, help="decode processes (default: all cores)")
+    p.add_argument(
+        "--decode-scale",
+        choices=["auto", "full", "1/2", "1/4"],
+        help="JPEG 2000 decode resolution (default: the checkpoint's, else auto: each image at the coarsest "
+        "level whose breast crop still covers the model's input size)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -58,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             workers=args.workers,
             progress=progress_factory(not args.no_progress),
+            decode_scale=args.decode_scale,
         )
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(summary))

@@ -76,6 +76,8 @@ class PrepareConfig:
         engine: tensor only: ``"auto"``, ``"dali"``, ``"nvimgcodec"`` or ``"cpu"`` — the loader's
             engines (``auto``: a GPU engine where CUDA is, else the CPU workers). An HTJ2K
             transcode is always decoded on the CPU: it is verified against that decode.
+        decode_scale: tensor only: how JPEG 2000 sources are decoded (:mod:`decode.scale`;
+            ``"auto"``, the loader's default, decodes only the resolution ``size`` needs).
     """
 
     data: str
@@ -89,6 +91,7 @@ class PrepareConfig:
     chunk: int = 0
     verify: str = "quick"
     engine: str = "auto"
+    decode_scale: str = "auto"
 
     def __post_init__(self):
         if self.format not in FORMATS:
@@ -104,6 +107,9 @@ class PrepareConfig:
                 f"--engine {self.engine} applies to --format tensor only: an HTJ2K transcode is decoded on the CPU, "
                 "the reference its written file is verified against"
             )
+        from decode.scale import check_decode_scale
+
+        check_decode_scale(self.decode_scale)
         if self.verify not in VERIFY_MODES:
             raise ValueError(f"unknown verify mode {self.verify!r}; allowed: {', '.join(VERIFY_MODES)}")
         i, n = self.shard
@@ -124,15 +130,27 @@ class PrepareConfig:
             return {"format": "htj2k", "transfer_syntax": HTJ2K_SYNTAX}
         from dali_pipelines.tensor_cache import CacheParams
         from decode.chain import CHAIN_VERSION
+        from decode.scale import effective_scale
 
         return {
             "format": "tensor",
-            **CacheParams(size=self.size, flip=self.flip, chain_version=CHAIN_VERSION).to_json(),
+            **CacheParams(
+                size=self.size,
+                flip=self.flip,
+                chain_version=CHAIN_VERSION,
+                decode_scale="full" if self.resolved_engine() != "cpu" else effective_scale(self.decode_scale),
+            ).to_json(),
         }
 
     def resolved_engine(self) -> str:
-        """The engine this run uses (``cpu`` for HTJ2K; ``auto`` resolved as the loader does)."""
+        """The engine this run uses: ``cpu`` for HTJ2K, and for ``auto`` while a reduced decode
+        scale applies (only the CPU engine decodes JPEG 2000 at reduced resolution); else
+        ``auto`` resolved as the loader does. A GPU engine decodes at full resolution."""
+        from decode.scale import effective_scale
+
         if self.format == "htj2k" or self.engine == "cpu":
+            return "cpu"
+        if self.engine == "auto" and effective_scale(self.decode_scale) != "full":
             return "cpu"
         from dali_pipelines.engines import resolve_engine
         from dali_pipelines.loader import resolve_device
@@ -272,7 +290,7 @@ def run_prepare(cfg: PrepareConfig, *, progress: Callable[[int], None] | None = 
     engine = cfg.resolved_engine()
     if engine != "cpu":
         log.info("prepare %s: decoding with the %s engine", cfg.format, engine)
-    tasks = [Task(r, cfg.out, cfg.format, cfg.size, cfg.flip, cfg.backend) for r in todo]
+    tasks = [Task(r, cfg.out, cfg.format, cfg.size, cfg.flip, cfg.backend, cfg.decode_scale) for r in todo]
     for start in range(0, len(tasks), BLOCK_ROWS):
         block = tasks[start : start + BLOCK_ROWS]
         if engine == "cpu":

@@ -20,6 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--size", metavar="HxW", help="tensor format: output size, e.g. 1024x512 (required)")
     p.add_argument("--no-flip", action="store_true", help="tensor format: keep each breast's original side")
+    p.add_argument(
+        "--decode-scale",
+        choices=["auto", "full", "1/2", "1/4"],
+        default="auto",
+        help="tensor format: auto (default) decodes each JPEG 2000 image only as finely as --size needs "
+        "(the loader's default; recorded in the index, a loader asking another scale refuses the cache); "
+        "full, 1/2, 1/4 fix it",
+    )
     p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     p.add_argument("--backend", default="auto", help="CPU decode backend for the sources (default: auto)")
     p.add_argument(
@@ -59,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             args.format = params["format"]
             args.size = "x".join(map(str, params["size"])) if params.get("size") else None
             args.no_flip = not params.get("flip", True)
+            args.decode_scale = params.get("decode_scale", "full")
     cfg = PrepareConfig(
         data=args.data,
         out=args.out,
@@ -71,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         chunk=args.chunk,
         verify=args.verify,
         engine=args.engine,
+        decode_scale=args.decode_scale if args.format == "tensor" else "full",
     )
     if args.check:
         check = check_only(cfg)

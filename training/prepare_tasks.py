@@ -39,6 +39,7 @@ class Task:
     size: tuple[int, int] | None
     flip: bool
     backend: str
+    decode_scale: str = "full"
 
     def __str__(self) -> str:
         return self.row.src
@@ -122,14 +123,27 @@ def run_task(task: Task):
     from dali_pipelines.tensor_cache import to_stored
     from decode.chain import preprocess
     from decode.decoding import decode_file
+    from decode.scale import decode_chain, effective_scale
 
-    dec = decode_file(row.src, task.backend)
-    try:
-        pre = preprocess(dec.pixels, dec.meta, stage="crop", size=task.size, flip=task.flip)
+    scale = effective_scale(task.decode_scale)
+    if scale != "full":  # decode and chain in one step (the chain picks the resolution level)
+        try:
+            pre = decode_chain(row.src, size=task.size, flip=task.flip, backend=task.backend, decode_scale=scale).pre
+        except DicomError:
+            raise
+        except Exception as exc:
+            raise ChainError(row.src, f"preprocessing failed: {type(exc).__name__}: {exc}") from None
         img = to_stored(pre.image)
-    except Exception as exc:
-        raise ChainError(row.src, f"preprocessing failed: {type(exc).__name__}: {exc}") from None
-    rec.update(shape=list(img.shape), box=[int(v) for v in pre.box], flipped=bool(pre.flipped))
+    else:
+        dec = decode_file(row.src, task.backend)
+        try:
+            pre = preprocess(dec.pixels, dec.meta, stage="crop", size=task.size, flip=task.flip)
+            img = to_stored(pre.image)
+        except Exception as exc:
+            raise ChainError(row.src, f"preprocessing failed: {type(exc).__name__}: {exc}") from None
+    rec.update(
+        shape=list(img.shape), box=[int(v) for v in pre.box], flipped=bool(pre.flipped), reduction=int(pre.reduction)
+    )
     return rec, img
 
 

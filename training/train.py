@@ -168,6 +168,7 @@ def train(
         backend=cfg.backend,
         data_root=cfg.data,
         engine=cfg.engine,
+        decode_scale=cfg.decode_scale,
     )
     train_loader = DicomLoader(tr["path"].tolist(), labels, batch_size=cfg.batch_size, sampler=sampler, **common)
     val_loader = DicomLoader(
@@ -176,6 +177,7 @@ def train(
         batch_size=cfg.val_batch_size or 2 * cfg.batch_size,
         **common,
     )
+    decode_scale = train_loader.effective_decode_scale()
     say = log.info if info.is_main else log.debug
     say(
         "fold %d/%d: %d train images (%d positive), %d validation images; breast prior %.4f; %s x%d",
@@ -381,6 +383,7 @@ def train(
             "model_name": cfg.model,
             "img_size": list(cfg.img_size),
             "config": cfg.to_dict(),
+            "decode_scale": decode_scale,
             "prior": prior,
             "agg": cfg.agg,
         }
@@ -420,7 +423,7 @@ def train(
                     "best": best,
                 },
             )
-            _write_metrics(cfg, history, best, prior, info.world, device, train_loader.engine_name)
+            _write_metrics(cfg, history, best, prior, info.world, device, train_loader.engine_name, decode_scale)
             _write_errors(out, errors)
         else:
             all_gather_objects(rng_state())
@@ -434,7 +437,7 @@ def train(
             break
     train_loader.close()
     val_loader.close()
-    return _metrics_dict(cfg, history, best, prior, info.world, device, train_loader.engine_name)
+    return _metrics_dict(cfg, history, best, prior, info.world, device, train_loader.engine_name, decode_scale)
 
 
 def _null():
@@ -443,7 +446,7 @@ def _null():
     return contextlib.nullcontext()
 
 
-def _metrics_dict(cfg, history, best, prior, world, device, engine) -> dict:
+def _metrics_dict(cfg, history, best, prior, world, device, engine: str, decode_scale: str) -> dict:
     best = best or {}
     tr = [h["train_images_per_s"] for h in history]
     va = [h["val_images_per_s"] for h in history]
@@ -460,6 +463,7 @@ def _metrics_dict(cfg, history, best, prior, world, device, engine) -> dict:
         "prior": prior,
         "model": cfg.model,
         "img_size": list(cfg.img_size),
+        "decode_scale": decode_scale,  # what the loader decoded at (full on the GPU pipeline)
         "device": device,
         "engine": engine,
         "world": world,
@@ -487,6 +491,6 @@ def _write_errors(out: str, errors: dict) -> None:
     atomic_write(old, buf.getvalue())
 
 
-def _write_metrics(cfg, history, best, prior, world, device, engine) -> None:
-    d = _metrics_dict(cfg, history, best, prior, world, device, engine)
+def _write_metrics(cfg, history, best, prior, world, device, engine: str, decode_scale: str) -> None:
+    d = _metrics_dict(cfg, history, best, prior, world, device, engine, decode_scale)
     atomic_write(os.path.join(cfg.out, "metrics.json"), json.dumps(d, indent=2) + "\n")

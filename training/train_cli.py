@@ -38,6 +38,7 @@ FLAGS = (
     "time_limit_s",
     "backend",
     "drop_path_rate",
+    "decode_scale",
 )
 
 
@@ -77,6 +78,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps-per-epoch", type=int, help="cap on batches per epoch")
     g.add_argument("--time-limit-s", type=float, help="stop after the epoch that crosses this many seconds")
     g.add_argument("--backend", help="CPU decode backend (default auto)")
+    g.add_argument(
+        "--decode-scale",
+        choices=["auto", "full", "1/2", "1/4"],
+        help="JPEG 2000 decode resolution: auto (default) decodes each image at the coarsest level whose "
+        "breast crop still covers --img-size; full decodes every pixel (recorded in metrics.json and checkpoints)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
