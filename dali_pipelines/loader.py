@@ -5,10 +5,14 @@ Yields batches as dicts::
     {"image": FloatTensor [B, 1, H, W] on the device (float32 in [0, 1]),
      "label": FloatTensor [B] or None,
      "index": LongTensor [B]   (row indices into ``paths``),
-     "failed": [{"index", "path", "stage", "reason"}, ...]  (this batch's failures)}
+     "failed": [{"index", "path", "stage", "reason"}, ...]  (this batch's failures),
+     "notes": [{"index", "path", "note"}, ...]  (one line each: FOR PROCESSING, a laterality
+               disagreement, ignored header elements, what the libraries said)}
 
 A file that cannot be read or decoded never stops the loader: it is dropped from its
-batch and reported in ``failed`` (and accumulated in ``loader.failures``). Row order
+batch and reported in ``failed`` (and accumulated in ``loader.failures``); a row left
+out by ``for_processing="skip"`` is reported there with stage ``"skipped"``. Notes about
+rows that were used are accumulated in ``loader.notes``. Row order
 is the sampler's (or 0..N−1), sharded by ``shard=(rank, world)`` with no overlap.
 
 ``device="cpu"`` decodes and preprocesses in worker processes with the CPU backends;
@@ -26,9 +30,10 @@ from typing import Literal
 
 import numpy as np
 
-from decode.chain import preprocess
-from decode.decoding import decode_file
 from decode.errors import DicomError, as_dicom_error
+from decode.intent import check_for_processing
+from decode.laterality import check_laterality_source
+from decode.sample import read_sample
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +55,23 @@ class SampleReader:
     size: tuple[int, int]
     backend: str = "auto"
     flip: bool = True
+    for_processing: str = "warn"
+    laterality: str = "content"
+
+    def read(self, i: int) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Row ``i`` as ``(image, notes)`` (see :func:`decode.sample.read_sample`)."""
+        smp = read_sample(
+            self.paths[i],
+            size=self.size,
+            backend=self.backend,
+            flip=self.flip,
+            for_processing=self.for_processing,
+            laterality=self.laterality,
+        )
+        return np.ascontiguousarray(smp.pre.image, dtype=np.float32), tuple(smp.notes)
 
     def __call__(self, i: int) -> np.ndarray:
-        dec = decode_file(self.paths[i], self.backend)
-        return np.ascontiguousarray(
-            preprocess(dec.pixels, dec.meta, stage="crop", size=self.size, flip=self.flip).image, dtype=np.float32
-        )
+        return self.read(i)[0]
 
 
 def resolve_device(device: str) -> str:
@@ -81,7 +97,8 @@ class _ReadRow:
     paths: tuple[str, ...]
 
     def __call__(self, task):
-        return self.reader(task[1])
+        read = getattr(self.reader, "read", None)  # readers with notes return (image, notes)
+        return read(task[1]) if read is not None else self.reader(task[1])
 
     def path_of(self, task) -> str:
         return self.paths[task[1]]
@@ -108,6 +125,10 @@ class DicomLoader:
         drop_last: drop a final short batch.
         timeout: seconds one file may take in a worker before it is killed and the row
             reported as failed (a hung decoder never stalls training).
+        for_processing: FOR PROCESSING images: ``"warn"`` (use them, note them),
+            ``"skip"`` (leave them out, stage ``"skipped"``) or ``"error"`` (fail them).
+        laterality: which side decides the flip when the header's laterality and the
+            image disagree (``"content"`` or ``"header"``); a disagreement is noted.
         data_root: the dataset folder the paths come from; when it holds a tensor cache
             (``tensor_index.json``, made by ``rsna-mammo prepare --format tensor``) the
             loader reads the cache instead of decoding (refused if made for another size
@@ -132,6 +153,8 @@ class DicomLoader:
         drop_last: bool = False,
         data_root: str | None = None,
         timeout: float | None = 300.0,
+        for_processing: str = "warn",
+        laterality: str = "content",
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -151,15 +174,20 @@ class DicomLoader:
         self.data_root = data_root
         self.backend = backend
         self.flip = flip
+        self.for_processing = check_for_processing(for_processing)
+        self.laterality = check_laterality_source(laterality)
         if reader is None and data_root and os.path.exists(os.path.join(data_root, TENSOR_INDEX)):
             from .tensor_cache import TensorCacheReader
 
-            reader = TensorCacheReader.open(data_root, self.paths, self.size, flip=flip)
-        self.reader = reader or SampleReader(tuple(self.paths), self.size, backend, flip)
+            reader = TensorCacheReader.open(
+                data_root, self.paths, self.size, flip=flip, laterality=laterality, for_processing=for_processing
+            )
+        self.reader = reader or SampleReader(tuple(self.paths), self.size, backend, flip, for_processing, laterality)
         self.prefetch = prefetch
         self.drop_last = drop_last
         self.timeout = timeout
         self.failures: list[dict] = []
+        self.notes: list[dict] = []
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -198,6 +226,9 @@ class DicomLoader:
     def __iter__(self) -> Iterator[dict]:
         if self.uses_gpu_pipeline():
             from .gpu_loader import iterate_gpu
+
+            if (self.for_processing, self.laterality) != ("warn", "content"):
+                log.warning("the GPU pipeline does not apply for_processing / laterality options yet")
 
             yield from iterate_gpu(self)
             return
@@ -241,22 +272,30 @@ class DicomLoader:
         import torch
 
         failed = [
-            {"index": i, "path": self.paths[i], "stage": "decode", "reason": getattr(err, "reason", str(err))}
+            {
+                "index": i,
+                "path": self.paths[i],
+                "stage": "skipped" if getattr(err, "kind", "") == "skipped" else "decode",
+                "reason": getattr(err, "reason", str(err)),
+            }
             for i, _img, err in samples
             if err is not None
         ]
         self.failures.extend(failed)
-        good = [(i, img) for i, img, err in samples if err is None]
+        good = [(i, *(img if isinstance(img, tuple) else (img, ()))) for i, img, err in samples if err is None]
+        notes = [{"index": i, "path": self.paths[i], "note": n} for i, _img, ns in good for n in ns]
+        self.notes.extend(notes)
+        good = [(i, img) for i, img, _ns in good]
         idx = torch.tensor([i for i, _ in good], dtype=torch.long)
         if not good:
-            return {"image": None, "label": None, "index": idx, "failed": failed}
+            return {"image": None, "label": None, "index": idx, "failed": failed, "notes": notes}
         images = torch.from_numpy(np.stack([img for _, img in good])[:, None])
         if self.device == "cuda":
             images = images.pin_memory().to("cuda", non_blocking=True)
         label = None
         if self.labels is not None:
             label = torch.from_numpy(self.labels[idx.numpy()]).to(images.device)
-        return {"image": images, "label": label, "index": idx.to(images.device), "failed": failed}
+        return {"image": images, "label": label, "index": idx.to(images.device), "failed": failed, "notes": notes}
 
 
 def _read_one(task: _ReadRow, i: int):

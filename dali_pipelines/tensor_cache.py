@@ -55,6 +55,8 @@ class CacheParams:
         chain_version: :data:`decode.chain.CHAIN_VERSION` when the cache was made.
         stage: the chain stage (always ``"crop"``).
         dtype: stored dtype (``"uint16"``).
+        laterality: which side decided the flip when header and content disagreed.
+        for_processing: what was done with FOR PROCESSING images (``warn``: cached).
     """
 
     size: tuple[int, int]
@@ -62,6 +64,8 @@ class CacheParams:
     chain_version: int
     stage: str = "crop"
     dtype: str = DTYPE
+    laterality: str = "content"
+    for_processing: str = "warn"
 
     def __post_init__(self):
         size = tuple(int(v) for v in self.size)
@@ -86,6 +90,8 @@ class CacheParams:
             chain_version=int(d["chain_version"]),
             stage=d.get("stage", "crop"),
             dtype=d.get("dtype", DTYPE),
+            laterality=d.get("laterality", "content"),
+            for_processing=d.get("for_processing", "warn"),
         )
 
     def differences(self, other: CacheParams) -> list[str]:
@@ -97,6 +103,10 @@ class CacheParams:
             out.append(f"chain version {self.chain_version} (this code is chain version {other.chain_version})")
         if self.flip != other.flip:
             out.append(f"flip={self.flip} (asked flip={other.flip})")
+        if self.laterality != other.laterality:
+            out.append(f"laterality={self.laterality} (asked laterality={other.laterality})")
+        if self.for_processing != other.for_processing:
+            out.append(f"for_processing={self.for_processing} (asked for_processing={other.for_processing})")
         if self.stage != other.stage or self.dtype != other.dtype:
             out.append(f"stage/dtype {self.stage}/{self.dtype} (asked {other.stage}/{other.dtype})")
         return out
@@ -268,7 +278,16 @@ class TensorCacheReader:
         self._maps: dict[int, np.memmap] = {}
 
     @classmethod
-    def open(cls, root: str, paths: Sequence[str], size: tuple[int, int], *, flip: bool = True) -> TensorCacheReader:
+    def open(
+        cls,
+        root: str,
+        paths: Sequence[str],
+        size: tuple[int, int],
+        *,
+        flip: bool = True,
+        laterality: str = "content",
+        for_processing: str = "warn",
+    ) -> TensorCacheReader:
         """A reader for ``paths`` (rows) from the cache at ``root``.
 
         Args:
@@ -277,6 +296,8 @@ class TensorCacheReader:
                 folder part may be anything) or an image id.
             size: ``(H, W)`` the caller wants.
             flip: the caller's flip setting.
+            laterality: the caller's ``laterality`` setting.
+            for_processing: the caller's ``for_processing`` setting.
 
         Rows that ``prepare`` could not do (listed in the cache's ``errors.csv``) open fine
         and fail one by one when read (a :class:`~decode.errors.DicomError` with prepare's
@@ -291,13 +312,20 @@ class TensorCacheReader:
 
         doc = read_index(root)
         have = CacheParams.from_json(doc)
-        want = CacheParams(size=tuple(size), flip=flip, chain_version=CHAIN_VERSION)
+        want = CacheParams(
+            size=tuple(size),
+            flip=flip,
+            chain_version=CHAIN_VERSION,
+            laterality=laterality,
+            for_processing=for_processing,
+        )
         diff = have.differences(want)
         if diff:
             raise ValueError(
                 f"tensor cache {root} is stale for this run: it was made with {'; '.join(diff)}. "
                 f"Rebuild it: rsna-mammo prepare --format tensor --size {want.size[0]}x{want.size[1]}"
-                f"{'' if flip else ' --no-flip'} --out NEW_DIR"
+                f"{'' if flip else ' --no-flip'} --laterality {laterality} --for-processing {for_processing}"
+                " --out NEW_DIR"
             )
         entries = doc["entries"]
         by_rel = {e["rel"]: iid for iid, e in entries.items() if e.get("rel")}

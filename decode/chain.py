@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from .crop import Box, breast_bbox, crop, flip_to_left
+from .crop import Box, breast_bbox, crop, needs_flip
+from .laterality import LateralityCheck, check_laterality, check_laterality_source
 from .meta import DicomMeta
+from .padding import padding_mask
 from .resize import resize_pad
 from .voi import WindowParams, apply_voi
 
@@ -15,7 +17,8 @@ Stage = Literal["raw", "voi", "crop"]
 STAGES = ("raw", "voi", "crop")
 
 #: Bumped whenever the chain's output changes (caches made with another version are stale).
-CHAIN_VERSION = 1
+#: 2: Pixel Padding is background for the breast box and 0 in the crop stage's output.
+CHAIN_VERSION = 2
 
 
 @dataclass
@@ -25,6 +28,8 @@ class Preprocessed:
     image: object  # (H, W) array: native dtype for "raw", float32 [0, 1] otherwise
     box: Box  # crop box in the original frame (full frame when not cropped)
     flipped: bool
+    laterality: LateralityCheck | None = None  # crop stage: header against content
+    notes: list[str] = field(default_factory=list)  # one line each (laterality mismatch, ...)
 
 
 def preprocess(
@@ -37,35 +42,50 @@ def preprocess(
     window_index: int = 0,
     params: WindowParams | None = None,
     voi: Callable | None = None,
+    laterality: str = "content",
 ) -> Preprocessed:
     """Run the chain on one decoded frame (numpy or CuPy; the result stays on that device).
 
     Args:
         raw: ``(rows, columns)`` stored values.
-        meta: the header.
+        meta: the header (None: no padding, no header laterality).
         stage: ``"raw"`` (stored values), ``"voi"`` (float32 [0, 1]) or ``"crop"``
             (VOI, breast box, crop, optional flip, optional resize+pad).
         size: ``(H, W)`` for resize with padding (``voi`` and ``crop`` stages).
         flip: mirror so every breast faces the same side (chest wall left).
         voi: replaces :func:`apply_voi` (``raw -> float32 [0, 1]``), e.g. the fused GPU kernel.
+        laterality: crop stage: which side decides the flip when the header's laterality
+            and the image content disagree (``"content"`` or ``"header"``); the check is
+            returned in ``laterality`` and a disagreement in ``notes`` either way.
+
+    The crop stage treats Pixel Padding (``meta.pixel_padding``) as background: left out
+    of the breast box and its threshold, and 0 in the output. The voi stage is pydicom's
+    VOI unchanged.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
+    check_laterality_source(laterality)
     full = (0, raw.shape[0], 0, raw.shape[1])
     if stage == "raw":
         return Preprocessed(raw, full, False)
     img = voi(raw) if voi is not None else apply_voi(raw, meta, index=window_index, params=params)
-    box, flipped = full, False
+    box, flipped, lat, notes = full, False, None, []
     if stage == "crop":
-        box = breast_bbox(img)
+        pad = padding_mask(raw, meta)
+        if pad is not None:
+            img[pad] = 0  # padding is background
+        box = breast_bbox(img, background=pad)
         img = crop(img, box)
-        if flip:
-            img, flipped = flip_to_left(img)
+        lat = check_laterality(meta, "right" if needs_flip(img) else "left", laterality)
+        if lat.note():
+            notes.append(lat.note())
+        if flip and lat.side == "right":
+            img, flipped = img[:, ::-1], True
     if size is not None:
         img = resize_pad(img, size)
     elif flipped:
         img = img.copy()
-    return Preprocessed(img, box, flipped)
+    return Preprocessed(img, box, flipped, lat, notes)
 
 
 def parse_size(text: str) -> tuple[int, int]:

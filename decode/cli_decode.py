@@ -15,9 +15,11 @@ import numpy as np
 
 from .atomic import atomic_write
 from .backends import BACKENDS
-from .chain import STAGES, parse_size, preprocess
-from .decoding import decode_file
+from .chain import STAGES, parse_size
+from .intent import FOR_PROCESSING
+from .laterality import LATERALITY_SOURCES
 from .parallel import default_workers, map_files
+from .sample import read_sample
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +42,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "nvImageCodec); cpu: CPU backends in worker processes; auto (default): cuda when available",
     )
     p.add_argument("--no-flip", action="store_true", help="crop stage: keep the original orientation")
+    p.add_argument(
+        "--for-processing",
+        choices=FOR_PROCESSING,
+        default="warn",
+        help="FOR PROCESSING images (raw detector data, Presentation Intent Type): warn (default: decode "
+        "and print a warning line), skip (leave out, listed as skipped) or error (refuse, listed as failed)",
+    )
+    p.add_argument(
+        "--laterality",
+        choices=LATERALITY_SOURCES,
+        default="content",
+        help="crop stage: when the header's laterality and the image content disagree (the summary says "
+        "so), which one decides the flip and the laterality reported (default: content)",
+    )
     p.add_argument("--png", action="store_true", help="also write an 8-bit <stem>.png to look at")
     p.add_argument("--summary", metavar="FILE", help="write a JSON summary of the run")
     p.add_argument(
@@ -61,6 +77,8 @@ class DecodeJob:
     backend: str
     flip: bool
     png: bool
+    for_processing: str = "warn"
+    laterality: str = "content"
 
     def __str__(self) -> str:
         return self.path
@@ -113,10 +131,22 @@ def write_outputs(job: DecodeJob, img: np.ndarray, info: dict) -> dict:
 
 
 def run_job(job: DecodeJob) -> dict:
-    """Decode one file and write its outputs (runs in a worker process)."""
+    """Decode one file and write its outputs (runs in a worker process).
+
+    Raises:
+        DicomError: the file failed, or was left out by ``--for-processing``.
+    """
     t0 = time.perf_counter()
-    dec = decode_file(job.path, job.backend)
-    res = preprocess(dec.pixels, dec.meta, stage=job.stage, size=job.size, flip=job.flip)
+    smp = read_sample(
+        job.path,
+        stage=job.stage,
+        size=job.size,
+        backend=job.backend,
+        flip=job.flip,
+        for_processing=job.for_processing,
+        laterality=job.laterality,
+    )
+    dec, res = smp.decoded, smp.pre
     img = np.ascontiguousarray(res.image)
     return write_outputs(
         job,
@@ -127,9 +157,27 @@ def run_job(job: DecodeJob) -> dict:
             "transfer_syntax": dec.meta.transfer_syntax,
             "box": list(res.box),
             "flipped": res.flipped,
+            **file_record(dec.meta, res, warnings=[*filter(None, [smp.intent_note]), *dec.meta.header_notes]),
+            "notes": smp.notes,
             "seconds": round(time.perf_counter() - t0, 4),
         },
     )
+
+
+def file_record(meta, res, *, warnings: list[str]) -> dict:
+    """The per-file fields of a summary row: presentation intent, laterality, the warning line.
+
+    ``warnings`` are printed as one ``warning: <path>: ...`` line (FOR PROCESSING, ignored
+    header elements); a laterality disagreement (crop stage) is added to them.
+    """
+    lat = res.laterality
+    warn = [*warnings, *(n for n in res.notes if n.startswith("laterality:"))]
+    return {
+        "presentation_intent": meta.presentation_intent or None,
+        "pixel_padding": list(meta.pixel_padding) if meta.pixel_padding is not None else None,
+        "laterality": lat.as_dict() if lat is not None else {"header": meta.laterality},
+        "warnings": warn,
+    }
 
 
 def resolve_decode_device(device: str) -> tuple[str, str | None]:
@@ -157,11 +205,13 @@ def run(args: argparse.Namespace) -> int:
     paths = find_dicoms(args.files)
     os.makedirs(args.out, exist_ok=True)
     jobs = [
-        DecodeJob(p, o, args.stage, size, args.backend, not args.no_flip, args.png)
+        DecodeJob(
+            p, o, args.stage, size, args.backend, not args.no_flip, args.png, args.for_processing, args.laterality
+        )
         for p, o in zip(paths, output_stems(paths, args.out))
     ]
     t0 = time.perf_counter()
-    ok, failed = [], []
+    ok, failed, skipped = [], [], []
     if device == "cuda":
         from .cli_decode_gpu import default_batch_size, run_gpu
 
@@ -175,13 +225,19 @@ def run(args: argparse.Namespace) -> int:
     for job, good, res in results:
         if good:
             ok.append(res)
+            if res.get("warnings"):
+                print(f"warning: {job.path}: {'; '.join(res['warnings'])}", file=sys.stderr)
+        elif getattr(res, "kind", "") == "skipped":
+            skipped.append({"path": job.path, "kind": "skipped", "reason": res.reason})
+            print(f"skipped: {res}", file=sys.stderr)
         else:
             failed.append({"path": job.path, "kind": getattr(res, "kind", "error"), "reason": res.reason})
             print(f"error: {res}", file=sys.stderr)
     elapsed = time.perf_counter() - t0
-    unaccounted = len(jobs) - len(ok) - len(failed)
+    unaccounted = len(jobs) - len(ok) - len(failed) - len(skipped)
     print(
-        f"{len(ok)} ok, {len(failed)} failed, {unaccounted} unaccounted "
+        f"{len(ok)} ok, {len(failed)} failed, {unaccounted} unaccounted"
+        f"{f', {len(skipped)} skipped' if skipped else ''} "
         f"({len(ok) / elapsed if elapsed > 0 else 0:.2f} images/s)",
         file=sys.stderr,
     )
@@ -190,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
             "files": len(jobs),
             "ok": len(ok),
             "failed": len(failed),
+            "skipped": len(skipped),
             "unaccounted": unaccounted,
             "seconds": round(elapsed, 3),
             "images_per_s": round(len(ok) / elapsed, 3) if elapsed else None,
@@ -200,6 +257,9 @@ def run(args: argparse.Namespace) -> int:
             "workers": args.workers or default_workers(),
             "results": sorted(ok, key=lambda r: r["path"]),
             "errors": failed,
+            "skipped_files": skipped,
+            "for_processing": args.for_processing,
+            "laterality": args.laterality,
         }
         atomic_write(args.summary, json.dumps(summary, indent=2))
     return 1 if failed or unaccounted else 0

@@ -15,10 +15,11 @@ from .xp import array_module, to_host
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)
 
 
-def otsu_threshold(img, bins: int = 256, xp=None) -> float:
-    """Otsu's threshold of a [0, 1] image (host float)."""
+def otsu_threshold(img, bins: int = 256, xp=None, *, background=None) -> float:
+    """Otsu's threshold of a [0, 1] image (host float); ``background`` pixels (bool mask) are left out."""
     xp = xp or array_module(img)
-    hist = to_host(xp.histogram(img, bins=bins, range=(0.0, 1.0))[0]).astype(np.float64)
+    values = img if background is None else img[~background]
+    hist = to_host(xp.histogram(values, bins=bins, range=(0.0, 1.0))[0]).astype(np.float64)
     total = hist.sum()
     if total == 0:
         return 0.5
@@ -47,11 +48,13 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int]:
     return best_run
 
 
-def breast_bbox(img, *, thumb: int = 256, min_fraction: float = 0.02, margin: float = 0.02) -> Box:
+def breast_bbox(img, *, thumb: int = 256, min_fraction: float = 0.02, margin: float = 0.02, background=None) -> Box:
     """Bounding box of the breast in a [0, 1] image (background dark, tissue bright).
 
     Args:
         img: ``(H, W)`` float image in [0, 1] after VOI and MONOCHROME1 inversion.
+        background: optional ``(H, W)`` bool, True where a pixel is known background
+            (Pixel Padding): left out of the Otsu histogram and never foreground.
         thumb: longest side of the thumbnail the threshold is computed on.
         min_fraction: a row/column belongs to the breast above this foreground fraction.
         margin: added on every side, as a fraction of the box size.
@@ -63,8 +66,11 @@ def breast_bbox(img, *, thumb: int = 256, min_fraction: float = 0.02, margin: fl
     h, w = img.shape
     step = max(1, int(np.ceil(max(h, w) / thumb)))
     small = img[::step, ::step]
-    thr = otsu_threshold(small, xp=xp)
+    bg = None if background is None else background[::step, ::step]
+    thr = otsu_threshold(small, xp=xp, background=bg)
     mask = small > thr
+    if bg is not None:
+        mask &= ~bg
     cols = to_host(mask.mean(axis=0)) > min_fraction
     x0, x1 = _longest_run(cols)
     if x1 <= x0:

@@ -41,6 +41,9 @@ def _call(fn, item):
 
 
 def _worker_main(conn, fn) -> None:
+    from .liblog import install
+
+    install()  # a spawned worker starts without the parent's log routing
     try:
         while True:
             msg = conn.recv()

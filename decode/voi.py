@@ -46,15 +46,19 @@ class WindowParams:
 def window_params(meta: DicomMeta, index: int = 0) -> WindowParams:
     """Resolve the VOI transform for ``meta`` (window ``index``; VOI LUT preferred).
 
-    A window pydicom would refuse (LINEAR width < 1, other widths ≤ 0) is ignored with a
-    warning and min–max is used: bad input is data, not a crash.
+    The order is pydicom's: VOI LUT Sequence, else window ``index``, else min–max. Empty
+    or malformed elements were dropped when the header was read (``meta.header_notes``
+    names the malformed ones), so they fall through to the next step. A window pydicom
+    would refuse (LINEAR width < 1, other widths ≤ 0) is ignored with a warning and
+    min–max is used: bad input is data, not a crash.
     """
     inv = meta.monochrome1
     if meta.voi_lut is not None:
         return WindowParams("lut", invert=inv)
-    if not meta.window_centers or index >= len(meta.window_centers):
+    win = meta.window(index)
+    if win is None:
         return WindowParams("minmax", invert=inv)
-    c, w = float(meta.window_centers[index]), float(meta.window_widths[index])
+    c, w = win
     func = meta.voi_lut_function
     if func == "LINEAR":
         if w < 1:

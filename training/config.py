@@ -66,6 +66,8 @@ class TrainConfig:
     val_batch_size: int | None = None  # None: 2 x batch_size
     steps_per_epoch: int | None = None  # cap on batches per epoch (None: every negative once)
     time_limit_s: float | None = None  # stop after the epoch that crosses it (demo)
+    for_processing: str = "warn"  # FOR PROCESSING images: warn (use, note) | skip | error
+    laterality: str = "content"  # which side decides the flip when header and content disagree
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
@@ -85,7 +87,14 @@ class TrainConfig:
             raise ValueError("pos_ratio must be in (0, 1)")
         if not 0.0 < self.pos_label <= 1.0:
             raise ValueError("pos_label must be in (0, 1]")
-        choices = {"amp": AMPS, "agg": ("mean", "max"), "select": SELECTS, "device": ("auto", "cpu", "cuda")}
+        choices = {
+            "amp": AMPS,
+            "agg": ("mean", "max"),
+            "select": SELECTS,
+            "device": ("auto", "cpu", "cuda"),
+            "for_processing": ("warn", "skip", "error"),
+            "laterality": ("content", "header"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} {getattr(self, name)!r} is not one of: {', '.join(allowed)}")

@@ -27,6 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=int, help="default: twice the training batch")
     p.add_argument("--workers", type=int, help="decode processes (default: all cores)")
+    p.add_argument(
+        "--for-processing",
+        choices=["warn", "skip", "error"],
+        help="FOR PROCESSING images (raw detector data): warn = use and list in notes.csv; skip or error = "
+        "leave out and list in errors.csv (default: the checkpoint's setting)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -50,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             workers=args.workers,
             progress=progress_factory(not args.no_progress),
+            for_processing=args.for_processing,
         )
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(summary))

@@ -66,6 +66,10 @@ class PrepareConfig:
         format: ``"htj2k"`` or ``"tensor"``.
         size: ``(H, W)`` of the tensor cache (tensor only).
         flip: tensor only: mirror breasts to face the same side (the loader's default).
+        laterality: tensor only: which side decides the flip when header and content disagree.
+        for_processing: tensor only: FOR PROCESSING images are cached with a note (``warn``),
+            left out (``skip``) or failed (``error``). An HTJ2K transcode keeps every header
+            element, so the loader applies its own setting to it.
         workers: processes (0: all cores).
         backend: CPU decode backend for the sources.
         shard: ``(i, n)``: this run takes rows ``i::n``.
@@ -79,6 +83,8 @@ class PrepareConfig:
     format: Format = "htj2k"
     size: tuple[int, int] | None = None
     flip: bool = True
+    laterality: str = "content"
+    for_processing: str = "warn"
     workers: int = 0
     backend: str = "auto"
     shard: tuple[int, int] = (0, 1)
@@ -92,6 +98,11 @@ class PrepareConfig:
             raise ValueError("--format tensor needs --size HxW (e.g. 1024x512)")
         if self.format == "htj2k" and self.size is not None:
             raise ValueError("--size applies to --format tensor only (htj2k keeps the full image)")
+        from decode.intent import check_for_processing
+        from decode.laterality import check_laterality_source
+
+        check_for_processing(self.for_processing)
+        check_laterality_source(self.laterality)
         if self.verify not in VERIFY_MODES:
             raise ValueError(f"unknown verify mode {self.verify!r}; allowed: {', '.join(VERIFY_MODES)}")
         i, n = self.shard
@@ -115,7 +126,13 @@ class PrepareConfig:
 
         return {
             "format": "tensor",
-            **CacheParams(size=self.size, flip=self.flip, chain_version=CHAIN_VERSION).to_json(),
+            **CacheParams(
+                size=self.size,
+                flip=self.flip,
+                chain_version=CHAIN_VERSION,
+                laterality=self.laterality,
+                for_processing=self.for_processing,
+            ).to_json(),
         }
 
     def rows_per_chunk(self) -> int:
@@ -248,7 +265,9 @@ def run_prepare(cfg: PrepareConfig, *, progress: Callable[[int], None] | None = 
     if progress and skipped:
         progress(skipped)
     sink = Sink(cfg, tag)
-    tasks = [Task(r, cfg.out, cfg.format, cfg.size, cfg.flip, cfg.backend) for r in todo]
+    tasks = [
+        Task(r, cfg.out, cfg.format, cfg.size, cfg.flip, cfg.backend, cfg.laterality, cfg.for_processing) for r in todo
+    ]
     for start in range(0, len(tasks), BLOCK_ROWS):
         block = tasks[start : start + BLOCK_ROWS]
         for task, good, res in map_files(run_task, block, workers=cfg.workers or default_workers()):

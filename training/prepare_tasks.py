@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from decode.decoding import decode_pixels
 from decode.errors import DicomError, as_dicom_error
 
 from . import prepare_state as state
@@ -39,6 +40,8 @@ class Task:
     size: tuple[int, int] | None
     flip: bool
     backend: str
+    laterality: str = "content"
+    for_processing: str = "warn"
 
     def __str__(self) -> str:
         return self.row.src
@@ -116,15 +119,26 @@ def run_task(task: Task):
         return rec, None
     from dali_pipelines.tensor_cache import to_stored
     from decode.chain import preprocess
-    from decode.decoding import decode_file
+    from decode.dicom import read_dicom
+    from decode.intent import apply_intent_policy
 
-    dec = decode_file(row.src, task.backend)
     try:
-        pre = preprocess(dec.pixels, dec.meta, stage="crop", size=task.size, flip=task.flip)
+        dfile = read_dicom(row.src)
+        intent = apply_intent_policy(dfile.meta, task.for_processing)
+        dec = decode_pixels(dfile, task.backend)
+    except DicomError:
+        raise
+    except Exception as exc:
+        raise as_dicom_error(row.src, exc) from None
+    try:
+        pre = preprocess(dec.pixels, dec.meta, stage="crop", size=task.size, flip=task.flip, laterality=task.laterality)
         img = to_stored(pre.image)
     except Exception as exc:
         raise ChainError(row.src, f"preprocessing failed: {type(exc).__name__}: {exc}") from None
     rec.update(shape=list(img.shape), box=[int(v) for v in pre.box], flipped=bool(pre.flipped))
+    notes = [*([intent] if intent else []), *dec.all_notes(), *pre.notes]
+    if notes:
+        rec["notes"] = notes
     return rec, img
 
 

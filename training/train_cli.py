@@ -37,6 +37,8 @@ FLAGS = (
     "time_limit_s",
     "backend",
     "drop_path_rate",
+    "for_processing",
+    "laterality",
 )
 
 
@@ -70,6 +72,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps-per-epoch", type=int, help="cap on batches per epoch")
     g.add_argument("--time-limit-s", type=float, help="stop after the epoch that crosses this many seconds")
     g.add_argument("--backend", help="CPU decode backend (default auto)")
+    g.add_argument(
+        "--for-processing",
+        choices=["warn", "skip", "error"],
+        help="FOR PROCESSING images (raw detector data): warn = use and list in RUN/notes.csv (default), "
+        "skip or error = leave out and list in RUN/errors.csv",
+    )
+    g.add_argument(
+        "--laterality",
+        choices=["content", "header"],
+        help="which side decides the flip when the header's laterality and the image disagree (default "
+        "content; disagreements are listed in RUN/notes.csv)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
