@@ -215,6 +215,12 @@ def run(args: argparse.Namespace) -> int:
     if device == "cuda":
         from .cli_decode_gpu import default_batch_size, run_gpu
 
+        if (args.for_processing, args.laterality) != ("warn", "content"):
+            print(
+                "rsna-mammo decode: note: the GPU path does not apply --for-processing / --laterality yet",
+                file=sys.stderr,
+            )
+
         results = run_gpu(
             jobs, workers=args.workers or default_workers(), batch_size=default_batch_size(), write=write_outputs
         )

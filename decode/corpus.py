@@ -14,7 +14,7 @@ from .synth import write_dicom
 Expected = type[DicomError]
 
 
-def _set_raw(ds, keyword: str, value: bytes) -> None:
+def set_raw_element(ds, keyword: str, value: bytes) -> None:
     """Store ``value`` as the element's bytes, unchecked (pydicom refuses to set invalid values)."""
     from pydicom.datadict import dictionary_VR, tag_for_keyword
     from pydicom.dataelem import RawDataElement
@@ -72,7 +72,7 @@ def _odd_but_valid(folder: str, good: dict[str, str]) -> dict[str, str]:
         "for_processing": edit("odd_for_processing", "jll", PresentationIntentType="FOR PROCESSING"),
     }
     ds = pydicom.dcmread(good["native"])
-    _set_raw(ds, "WindowCenter", b"98x6.5")  # a DS that is not a number
+    set_raw_element(ds, "WindowCenter", b"98x6.5")  # a DS that is not a number
     ds.WindowWidth = 1000
     out["bad_window_value"] = os.path.join(folder, "odd_bad_window_value.dcm")
     ds.save_as(out["bad_window_value"])
@@ -116,7 +116,7 @@ def build_corpus(folder: str, *, seed: int = 0) -> tuple[dict[str, str], dict[st
             elif v is None:
                 delattr(ds, k)
             elif isinstance(v, bytes):  # the value's bytes as written, valid or not
-                _set_raw(ds, k, v)
+                set_raw_element(ds, k, v)
             else:
                 setattr(ds, k, v)
         p = j(folder, f"{name}.dcm")

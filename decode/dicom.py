@@ -78,7 +78,7 @@ def _numbers(ds, keyword: str, notes: list, kind=float) -> tuple:
 
     Type-2 elements come present but empty in real files (``""``, ``"\\2048"``,
     ``"2048\\"``): an empty value is absent, as pydicom treats it. A value that is not a
-    finite number is also ``None``, with a note saying so. ``()`` when no value is usable.
+    number (or is NaN) is also ``None``, with a note saying so. ``()`` when no value is usable.
     """
     out = []
     for v in _items(ds, keyword):
@@ -88,7 +88,7 @@ def _numbers(ds, keyword: str, notes: list, kind=float) -> tuple:
             continue
         try:
             x = float(text) if kind is float else int(text)
-            if kind is float and not np.isfinite(x):
+            if kind is float and np.isnan(x):  # ±inf is a number pydicom computes with; NaN is not
                 raise ValueError(text)
         except (TypeError, ValueError):
             what = "number" if kind is float else "integer"

@@ -183,7 +183,8 @@ class WorkerPool:
             if failure:
                 key, item = w.key, w.item
                 w.stop(kill=True)
-                log.warning("%s: %s", self.path_of(item), failure)
+                # the item's failure carries the reason; the caller reports it (one line per file)
+                log.info("%s: %s", self.path_of(item), failure)
                 self._workers[i] = _Worker(self._ctx, self.fn)
                 self._feed(self._workers[i])
                 self._done.append((key, False, CorruptDicomError(self.path_of(item), failure)))

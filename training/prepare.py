@@ -275,7 +275,7 @@ def run_prepare(cfg: PrepareConfig, *, progress: Callable[[int], None] | None = 
                 sink.add(*res)
             else:
                 sink.fail(error_record(task.row, res))
-                log.warning("%s", res)
+                log.info("%s", res)  # reported once, in the run's error lines and errors.csv
             if progress:
                 progress(1)
     sink.flush()
