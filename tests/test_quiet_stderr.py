@@ -169,6 +169,12 @@ def test_train_predict_prepare_stderr_has_no_library_traceback(tiny_dataset, tmp
                 _break_codestream(p)
                 broken.append(p)
     assert len(broken) >= 2
+    df = pd.read_csv(os.path.join(data, "test.csv"), dtype=str)
+    r = df.iloc[-1]
+    processing = os.path.join(data, "test_images", r.patient_id, f"{r.image_id}.dcm")
+    ds = pydicom.dcmread(processing)
+    ds.PresentationIntentType = "FOR PROCESSING"
+    ds.save_as(processing)
     run = str(tmp_path / "run")
     common = ["--device", "cpu", "--workers", "2"]
     res = _cli(
@@ -184,6 +190,12 @@ def test_train_predict_prepare_stderr_has_no_library_traceback(tiny_dataset, tmp
     _no_library_lines(res.stderr)
     errors = pd.read_csv(os.path.join(tmp_path, "errors.csv"), dtype=str)
     assert {os.path.abspath(p) for p in errors["path"]} >= {p for p in broken if "test_images" in p}
+    notes = pd.read_csv(os.path.join(tmp_path, "notes.csv"), dtype=str)
+    assert list(notes.columns) == ["image_id", "path", "note"]
+    assert [n for p, n in zip(notes["path"], notes["note"]) if os.path.abspath(p) == processing][0].startswith(
+        "FOR PROCESSING image"
+    )
+    assert os.path.exists(os.path.join(run, "notes.csv"))
     res = _cli(["prepare", "--data", data, "--out", str(tmp_path / "cache"), "--format", "tensor", "--size", "32x24"])
     assert res.returncode == 1  # the broken rows fail
     _no_library_lines(res.stderr)
