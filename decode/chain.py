@@ -11,7 +11,7 @@ from .laterality import LateralityCheck, check_laterality, check_laterality_sour
 from .meta import DicomMeta
 from .padding import padding_mask
 from .resize import resize_pad
-from .voi import WindowParams, apply_voi
+from .voi import WindowParams, apply_voi, window_problem
 
 Stage = Literal["raw", "voi", "crop"]
 STAGES = ("raw", "voi", "crop")
@@ -69,7 +69,8 @@ def preprocess(
     if stage == "raw":
         return Preprocessed(raw, full, False)
     img = voi(raw) if voi is not None else apply_voi(raw, meta, index=window_index, params=params)
-    box, flipped, lat, notes = full, False, None, []
+    box, flipped, lat = full, False, None
+    notes = [n for n in [window_problem(meta, window_index) if meta is not None else None] if n]
     if stage == "crop":
         pad = padding_mask(raw, meta)
         if pad is not None:

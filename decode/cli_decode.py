@@ -157,7 +157,9 @@ def run_job(job: DecodeJob) -> dict:
             "transfer_syntax": dec.meta.transfer_syntax,
             "box": list(res.box),
             "flipped": res.flipped,
-            **file_record(dec.meta, res, warnings=[*filter(None, [smp.intent_note]), *dec.meta.header_notes]),
+            **file_record(
+                dec.meta, res, warnings=[*filter(None, [smp.intent_note, dec.fallback]), *dec.meta.header_notes]
+            ),
             "notes": smp.notes,
             "seconds": round(time.perf_counter() - t0, 4),
         },
@@ -168,16 +170,27 @@ def file_record(meta, res, *, warnings: list[str]) -> dict:
     """The per-file fields of a summary row: presentation intent, laterality, the warning line.
 
     ``warnings`` are printed as one ``warning: <path>: ...`` line (FOR PROCESSING, ignored
-    header elements); a laterality disagreement (crop stage) is added to them.
+    header elements); the chain's notes (a window pydicom refuses, a laterality
+    disagreement) are added to them.
     """
     lat = res.laterality
-    warn = [*warnings, *(n for n in res.notes if n.startswith("laterality:"))]
+    warn = [*warnings, *res.notes]
     return {
         "presentation_intent": meta.presentation_intent or None,
         "pixel_padding": list(meta.pixel_padding) if meta.pixel_padding is not None else None,
         "laterality": lat.as_dict() if lat is not None else {"header": meta.laterality},
         "warnings": warn,
     }
+
+
+def say(line: str) -> None:
+    """Write one whole line to stderr in a single write.
+
+    ``print`` writes the text and its newline separately; worker processes log to the same
+    stderr, and a line of theirs can land between the two, splitting both lines.
+    """
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def resolve_decode_device(device: str) -> tuple[str, str | None]:
@@ -232,13 +245,13 @@ def run(args: argparse.Namespace) -> int:
         if good:
             ok.append(res)
             if res.get("warnings"):
-                print(f"warning: {job.path}: {'; '.join(res['warnings'])}", file=sys.stderr)
+                say(f"warning: {job.path}: {'; '.join(res['warnings'])}")
         elif getattr(res, "kind", "") == "skipped":
             skipped.append({"path": job.path, "kind": "skipped", "reason": res.reason})
-            print(f"skipped: {res}", file=sys.stderr)
+            say(f"skipped: {res}")
         else:
             failed.append({"path": job.path, "kind": getattr(res, "kind", "error"), "reason": res.reason})
-            print(f"error: {res}", file=sys.stderr)
+            say(f"error: {res}")
     elapsed = time.perf_counter() - t0
     unaccounted = len(jobs) - len(ok) - len(failed) - len(skipped)
     print(

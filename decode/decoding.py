@@ -25,6 +25,7 @@ class DecodedImage:
     pixels: np.ndarray  # (rows, columns), uint16 / int16 / uint8, exactly pydicom's pixel_array
     backend: str
     notes: tuple[str, ...] = field(default=())  # one line each: a fallback, what the libraries said
+    fallback: str = ""  # why the chosen backend failed when pydicom decoded the file instead
 
     def all_notes(self) -> list[str]:
         """This file's notes: ignored header elements, what the libraries said, the decode's own."""
@@ -65,10 +66,10 @@ def decode_pixels(dfile: DicomFile, backend: str = "auto", *, fallback: bool = T
                 reason = f"{first.reason}; pydicom fallback: {one_line(second.reason, 200)}"
                 raise type(first)(first.path, reason) from None
             name, notes = "pydicom", [f"{chosen.name} failed ({first.reason}); decoded with pydicom instead"]
-            log.warning("%s: %s", dfile.path, notes[0])
+            log.info("%s: %s", dfile.path, notes[0])  # the result carries it (one line per file)
     if said:
         notes.append(f"{name}: {said.summary()}" if name == chosen.name else said.summary())
-    return DecodedImage(dfile.meta, pixels, name, tuple(notes))
+    return DecodedImage(dfile.meta, pixels, name, tuple(notes), notes[0] if name != chosen.name else "")
 
 
 def _with_library_summary(err: DicomError, said) -> DicomError:

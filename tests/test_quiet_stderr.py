@@ -70,7 +70,8 @@ _LINE = re.compile(
 
 
 def check_stderr(err: str, inputs: list[str], failed: list[str]) -> None:
-    """No traceback; every line one of the allowed forms; each failed file named once."""
+    """No traceback; every line one of the allowed forms; no file named twice; each failed file
+    named by its ``error:`` line."""
     assert "Traceback" not in err, err[:3000]
     lines = err.splitlines()
     for i, ln in enumerate(lines):
@@ -78,6 +79,9 @@ def check_stderr(err: str, inputs: list[str], failed: list[str]) -> None:
         assert m, f"unexpected stderr line: {ln!r} after {lines[i - 1] if i else None!r}"
         if m.group("logger"):
             assert m.group("logger").split(".")[0] in OWN_LOGGERS, f"a library's record reached stderr: {ln!r}"
+    for p in inputs:
+        named = [ln for ln in lines if f"{p}: " in ln]
+        assert len(named) <= 1, (p, named)
     by_path = {p: [ln for ln in lines if f"{p}: " in ln] for p in failed}
     for p, named in by_path.items():
         assert len(named) == 1 and named[0].startswith(f"error: {p}: "), (p, named)
