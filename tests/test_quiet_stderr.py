@@ -160,6 +160,7 @@ def _break_codestream(path: str) -> None:
     ds.save_as(path)
 
 
+@pytest.mark.slow  # three CLI runs in subprocesses (torch and timm start in each): ~25 s on 2 cores
 def test_train_predict_prepare_stderr_has_no_library_traceback(tiny_dataset, tmp_path):
     data = str(tmp_path / "data")
     shutil.copytree(tiny_dataset, data)
