@@ -17,8 +17,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from decode.backends.depth import SYNTAX_CODES
+from decode.cli_decode import file_record
 from decode.dicom import read_dicom
-from decode.errors import CorruptDicomError, DicomError, as_dicom_error
+from decode.errors import CorruptDicomError, DicomError, SkippedDicomError, as_dicom_error
 from decode.gpu_chain import preprocess_image
 from decode.xp import to_host
 
@@ -43,6 +44,7 @@ def make_runner(
     backend: str,
     fail_indices=(),
     task=None,
+    for_processing: str = "warn",
 ):
     """A started runner of ``engine`` (``nvimgcodec`` or ``dali``) over ``paths`` (``task``: its per-row reader)."""
     if engine == "nvimgcodec":
@@ -57,6 +59,7 @@ def make_runner(
             timeout=timeout,
             fail_indices=fail_indices,
             task=task,
+            for_processing=for_processing,
         )
     elif engine == "dali":
         from .pipelines import DecodeRunner
@@ -71,6 +74,7 @@ def make_runner(
             timeout=timeout,
             fail_indices=fail_indices,
             task=task,
+            for_processing=for_processing,
         )
     else:
         raise ValueError(f"unknown GPU engine {engine!r}; allowed: nvimgcodec, dali")
@@ -91,8 +95,8 @@ def decode_jobs(
     """Decode and preprocess ``jobs`` with a GPU engine; yields ``(job, ok, result_or_DicomError)``.
 
     Args:
-        jobs: :class:`~decode.cli_decode.DecodeJob` items (their backend is the CPU backend
-            of the rows the GPU must not decode).
+        jobs: :class:`~decode.cli_decode.DecodeJob` items (the first one's backend and
+            FOR PROCESSING policy apply to all; each job's stage, size, flip and laterality to it).
         engine: ``"nvimgcodec"`` or ``"dali"``.
         device: ``"cuda"``; ``"cpu"`` runs the same flow on the engine's CPU decoder and
             numpy, which is how it is tested without a GPU.
@@ -114,6 +118,7 @@ def decode_jobs(
         timeout=timeout,
         backend=jobs[0].backend,
         task=task,
+        for_processing=jobs[0].for_processing,
     )
     try:
         if engine == "nvimgcodec":  # decode and chain on one non-blocking stream
@@ -124,7 +129,8 @@ def decode_jobs(
             epoch = runner.epoch(range(len(jobs)))
         for decoded in epoch:
             for row, reason in decoded.failed:
-                yield jobs[row], False, CorruptDicomError(paths[row], reason)
+                kind = SkippedDicomError if row in decoded.skipped else CorruptDicomError
+                yield jobs[row], False, kind(paths[row], reason)
             for s in decoded.samples:
                 with stream:
                     yield _finish(jobs[s.index], s, runner, write, device)
@@ -138,7 +144,9 @@ def _finish(job, s: DecodedSample, runner, write, device: str):
         meta = s.meta
         if meta is None and job.stage != "raw" and int(s.info[I["needs_meta"]]):
             meta = read_dicom(job.path).meta
-        res = preprocess_image(s.image, s.params, meta=meta, stage=job.stage, size=job.size, flip=job.flip)
+        res = preprocess_image(
+            s.image, s.params, meta=meta, stage=job.stage, size=job.size, flip=job.flip, laterality=job.laterality
+        )
         img = np.ascontiguousarray(to_host(res.image))
         code = int(s.info[I["syntax"]])
         info = {
@@ -148,8 +156,13 @@ def _finish(job, s: DecodedSample, runner, write, device: str):
             "transfer_syntax": SYNTAX_CODES[code] if 0 <= code < len(SYNTAX_CODES) else None,
             "box": list(res.box),
             "flipped": res.flipped,
+            "decode_scale": "full",
             "seconds": round(time.perf_counter() - t0, 4),
         }
+        if meta is not None:
+            # the warning line: FOR PROCESSING, ignored header elements, a CPU fallback (not library chatter)
+            info.update(file_record(meta, res, warnings=[n for n in s.notes if not n.startswith("while reading:")]))
+        info["notes"] = [*s.notes, *res.notes]
         return job, True, write(job, img, info)
     except DicomError as exc:
         return job, False, exc

@@ -207,26 +207,34 @@ class CpuEngine(LoaderEngine):
 
 
 def _host_batch(loader, samples) -> dict:
-    """``[(row, image or None, error or None)]`` from the CPU workers → a batch dict."""
+    """``[(row, image or (image, notes) or None, error or None)]`` from the CPU workers → a batch dict."""
     import torch
 
     failed = [
-        {"index": i, "path": loader.paths[i], "stage": "decode", "reason": getattr(err, "reason", str(err))}
+        {
+            "index": i,
+            "path": loader.paths[i],
+            "stage": "skipped" if getattr(err, "kind", "") == "skipped" else "decode",
+            "reason": getattr(err, "reason", str(err)),
+        }
         for i, _img, err in samples
         if err is not None
     ]
     loader.failures.extend(failed)
-    good = [(i, img) for i, img, err in samples if err is None]
+    good = [(i, *(img if isinstance(img, tuple) else (img, ()))) for i, img, err in samples if err is None]
+    notes = [{"index": i, "path": loader.paths[i], "note": n} for i, _img, ns in good for n in ns]
+    loader.notes.extend(notes)
+    good = [(i, img) for i, img, _ns in good]
     idx = torch.tensor([i for i, _ in good], dtype=torch.long)
     if not good:
-        return {"image": None, "label": None, "index": idx, "failed": failed}
+        return {"image": None, "label": None, "index": idx, "failed": failed, "notes": notes}
     images = torch.from_numpy(np.stack([img for _, img in good])[:, None])
     if loader.device == "cuda":
         images = images.pin_memory().to("cuda", non_blocking=True)
     label = None
     if loader.labels is not None:
         label = torch.from_numpy(loader.labels[idx.numpy()]).to(images.device)
-    return {"image": images, "label": label, "index": idx.to(images.device), "failed": failed}
+    return {"image": images, "label": label, "index": idx.to(images.device), "failed": failed, "notes": notes}
 
 
 class _RunnerEngine(LoaderEngine):
@@ -273,6 +281,7 @@ class DaliEngine(_RunnerEngine):
             backend=loader.backend,
             fail_indices=loader.fail_indices,
             timeout=loader.timeout,
+            for_processing=loader.for_processing,
         )
 
     def batches(self, loader) -> Iterator[dict]:
@@ -309,6 +318,7 @@ class NvImageCodecEngine(_RunnerEngine):
             timeout=loader.timeout,
             fail_indices=loader.fail_indices,
             decoder=loader.decoder,
+            for_processing=loader.for_processing,
         )
 
     def batches(self, loader) -> Iterator[dict]:
@@ -446,19 +456,23 @@ class Prefetcher:
 
 
 def assemble(loader, decoded: DecodedBatch, device: str) -> dict | None:
-    """A decoded batch → the loader's batch dict: chain on the device, torch tensors, failures.
+    """A decoded batch → the loader's batch dict: chain on the device, torch tensors, failures, notes.
 
     The chain writes into a torch tensor's memory directly (a CuPy view of it on CUDA, a
-    numpy view on the CPU): the batch is never copied. Returns None for a batch with no
-    image and no failure (only padding).
+    numpy view on the CPU): the batch is never copied. Every sample carries its header, so
+    Pixel Padding, the header's laterality (``loader.laterality``) and LUT images apply as
+    on the CPU engine. Returns None for a batch with no image and no failure (only padding).
     """
     import torch
 
-    failed = [{"index": i, "path": loader.paths[i], "stage": "decode", "reason": r} for i, r in decoded.failed]
-    good, raws, params, metas = [], [], [], []
+    failed = [
+        {"index": i, "path": loader.paths[i], "stage": "skipped" if i in decoded.skipped else "decode", "reason": r}
+        for i, r in decoded.failed
+    ]
+    good, raws, params, metas, notes = [], [], [], [], {}
     for s in decoded.samples:
         meta = s.meta
-        if meta is None and int(s.info[I["needs_meta"]]):
+        if meta is None and int(s.info[I["needs_meta"]]):  # a record made without its header
             try:
                 meta = read_dicom(loader.paths[s.index]).meta
             except DicomError as exc:
@@ -470,21 +484,32 @@ def assemble(loader, decoded: DecodedBatch, device: str) -> dict | None:
         raws.append(s.image)
         params.append(s.params)
         metas.append(meta)
+        notes[s.index] = list(s.notes)
     images = None
     if good:
-        images, good, more = _chain(loader, good, raws, params, metas, device)
+        images, good, more, chain_notes = _chain(loader, good, raws, params, metas, device)
         failed.extend(more)
+        for row, extra in chain_notes.items():
+            notes[row].extend(extra)
     failed.sort(key=lambda f: f["index"])
     loader.failures.extend(failed)
+    noted = [{"index": i, "path": loader.paths[i], "note": n} for i in good for n in notes.get(i, ())]
+    loader.notes.extend(noted)
     if images is None:
         if not failed:
             return None
-        return {"image": None, "label": None, "index": torch.empty((0,), dtype=torch.long), "failed": failed}
+        return {
+            "image": None,
+            "label": None,
+            "index": torch.empty((0,), dtype=torch.long),
+            "failed": failed,
+            "notes": noted,
+        }
     idx = torch.tensor(good, dtype=torch.long, device=images.device)
     label = None
     if loader.labels is not None:
         label = torch.from_numpy(loader.labels[np.asarray(good)]).to(images.device)
-    return {"image": images, "label": label, "index": idx, "failed": failed}
+    return {"image": images, "label": label, "index": idx, "failed": failed, "notes": noted}
 
 
 def batch_tensor(n: int, size: tuple[int, int], device: str):
@@ -500,13 +525,16 @@ def batch_tensor(n: int, size: tuple[int, int], device: str):
 
 
 def _chain(loader, rows: list[int], raws, params, metas, device: str):
-    """VOI → crop → flip → resize for a batch on the device; a failing image drops out alone."""
+    """VOI → crop → flip → resize for a batch on the device; a failing image drops out alone.
+
+    Returns ``(tensor or None, rows kept, failures, {row: the chain's notes})``.
+    """
     failed = []
-    kwargs = {"size": loader.size, "flip": loader.flip}
+    kwargs = {"size": loader.size, "flip": loader.flip, "laterality": loader.laterality}
     try:
         t, view = batch_tensor(len(rows), loader.size, device)
-        preprocess_batch(raws, params, metas=metas, out=view, **kwargs)
-        return t, rows, failed
+        _, done = preprocess_batch(raws, params, metas=metas, out=view, **kwargs)
+        return t, rows, failed, {row: list(res.notes) for row, res in zip(rows, done)}
     except Exception as exc:  # find the culprit(s), keep the rest
         log.warning("batch preprocessing failed (%s); retrying image by image", exc)
     keep = []
@@ -518,9 +546,10 @@ def _chain(loader, rows: list[int], raws, params, metas, device: str):
             reason = as_dicom_error(loader.paths[row], exc).reason
             failed.append({"index": row, "path": loader.paths[row], "stage": "preprocess", "reason": reason})
     if not keep:
-        return None, [], failed
+        return None, [], failed, {}
     t, view = batch_tensor(len(keep), loader.size, device)
-    preprocess_batch(
+    _, done = preprocess_batch(
         [raws[k] for k in keep], [params[k] for k in keep], metas=[metas[k] for k in keep], out=view, **kwargs
     )
-    return t, [rows[k] for k in keep], failed
+    kept = [rows[k] for k in keep]
+    return t, kept, failed, {row: list(res.notes) for row, res in zip(kept, done)}

@@ -5,10 +5,14 @@ Yields batches as dicts::
     {"image": FloatTensor [B, 1, H, W] on the device (float32 in [0, 1]),
      "label": FloatTensor [B] or None,
      "index": LongTensor [B]   (row indices into ``paths``),
-     "failed": [{"index", "path", "stage", "reason"}, ...]  (this batch's failures)}
+     "failed": [{"index", "path", "stage", "reason"}, ...]  (this batch's failures),
+     "notes": [{"index", "path", "note"}, ...]  (one line each: FOR PROCESSING, a laterality
+               disagreement, ignored header elements, what the libraries said)}
 
 A file that cannot be read or decoded never stops the loader: it is dropped from its
-batch and reported in ``failed`` (and accumulated in ``loader.failures``). Row order
+batch and reported in ``failed`` (and accumulated in ``loader.failures``); a row left
+out by ``for_processing="skip"`` is reported there with stage ``"skipped"``. Notes about
+rows that were used are accumulated in ``loader.notes``. Row order
 is the sampler's (or 0..N−1), sharded by ``shard=(rank, world)`` with no overlap.
 
 How rows become batches is the loader's **engine** (:mod:`dali_pipelines.engines`):
@@ -29,10 +33,11 @@ from typing import Literal
 
 import numpy as np
 
-from decode.chain import preprocess
-from decode.decoding import decode_file
 from decode.errors import DicomError, as_dicom_error
-from decode.scale import DecodeScale, check_decode_scale, decode_chain, effective_scale, require_reduced_decoder
+from decode.intent import check_for_processing
+from decode.laterality import check_laterality_source
+from decode.sample import read_sample
+from decode.scale import DecodeScale, check_decode_scale, effective_scale, require_reduced_decoder
 
 from .engines import ENGINES, make_engine, resolve_engine
 
@@ -57,16 +62,24 @@ class SampleReader:
     backend: str = "auto"
     flip: bool = True
     decode_scale: str = "full"  # see decode.scale: "auto" decodes JPEG 2000 only as finely as ``size`` needs
+    for_processing: str = "warn"
+    laterality: str = "content"
+
+    def read(self, i: int) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Row ``i`` as ``(image, notes)`` (see :func:`decode.sample.read_sample`)."""
+        smp = read_sample(
+            self.paths[i],
+            size=self.size,
+            backend=self.backend,
+            flip=self.flip,
+            for_processing=self.for_processing,
+            laterality=self.laterality,
+            decode_scale=self.decode_scale,
+        )
+        return np.ascontiguousarray(smp.pre.image, dtype=np.float32), tuple(smp.notes)
 
     def __call__(self, i: int) -> np.ndarray:
-        if self.decode_scale == "full":
-            dec = decode_file(self.paths[i], self.backend)
-            pre = preprocess(dec.pixels, dec.meta, stage="crop", size=self.size, flip=self.flip)
-        else:
-            pre = decode_chain(
-                self.paths[i], size=self.size, flip=self.flip, backend=self.backend, decode_scale=self.decode_scale
-            ).pre
-        return np.ascontiguousarray(pre.image, dtype=np.float32)
+        return self.read(i)[0]
 
 
 def resolve_device(device: str) -> str:
@@ -92,7 +105,8 @@ class ReadRow:
     paths: tuple[str, ...]
 
     def __call__(self, task):
-        return self.reader(task[1])
+        read = getattr(self.reader, "read", None)  # readers with notes return (image, notes)
+        return read(task[1]) if read is not None else self.reader(task[1])
 
     def path_of(self, task) -> str:
         return self.paths[task[1]]
@@ -131,6 +145,10 @@ class DicomLoader:
         drop_last: drop a final short batch.
         timeout: seconds one file may take in a worker before it is killed and the row
             reported as failed (a hung decoder never stalls training).
+        for_processing: FOR PROCESSING images: ``"warn"`` (use them, note them),
+            ``"skip"`` (leave them out, stage ``"skipped"``) or ``"error"`` (fail them).
+        laterality: which side decides the flip when the header's laterality and the
+            image disagree (``"content"`` or ``"header"``); a disagreement is noted.
         data_root: the dataset folder the paths come from; when it holds a tensor cache
             (``tensor_index.json``, made by ``rsna-mammo prepare --format tensor``) the
             loader reads the cache instead of decoding (refused if made for another size,
@@ -168,6 +186,8 @@ class DicomLoader:
         data_root: str | None = None,
         timeout: float | None = 300.0,
         decode_scale: DecodeScale = "auto",
+        for_processing: str = "warn",
+        laterality: str = "content",
         decoder=None,
         fail_indices: Sequence[int] = (),
     ):
@@ -192,15 +212,25 @@ class DicomLoader:
         self.backend = backend
         self.flip = flip
         self.decode_scale = check_decode_scale(decode_scale)
+        self.for_processing = check_for_processing(for_processing)
+        self.laterality = check_laterality_source(laterality)
         if reader is None and data_root and os.path.exists(os.path.join(data_root, TENSOR_INDEX)):
             from .tensor_cache import TensorCacheReader
 
             reader = TensorCacheReader.open(
-                data_root, self.paths, self.size, flip=flip, decode_scale=effective_scale(decode_scale)
+                data_root,
+                self.paths,
+                self.size,
+                flip=flip,
+                decode_scale=effective_scale(decode_scale),
+                laterality=laterality,
+                for_processing=for_processing,
             )
         if reader is None:
             require_reduced_decoder(decode_scale)
-            reader = SampleReader(tuple(self.paths), self.size, backend, flip, effective_scale(decode_scale))
+            reader = SampleReader(
+                tuple(self.paths), self.size, backend, flip, effective_scale(decode_scale), for_processing, laterality
+            )
         self.reader = reader
         self.prefetch = prefetch
         self.drop_last = drop_last
@@ -208,6 +238,7 @@ class DicomLoader:
         self.decoder = decoder
         self.fail_indices = tuple(int(i) for i in fail_indices)
         self.failures: list[dict] = []
+        self.notes: list[dict] = []
         self.epoch = 0
         if not isinstance(self.reader, SampleReader):
             if engine not in ("auto", "cpu"):

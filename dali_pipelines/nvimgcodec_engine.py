@@ -80,6 +80,7 @@ class NvImageCodecRunner:
         probe: decode the 12-bit probes first and route a codec decoded wrongly to the CPU.
         task: the per-row reader run in the workers (default :class:`~dali_pipelines.records.PrepareRow`
             over ``paths``); any picklable ``(row, gpu_syntaxes) -> SampleRecord`` with ``path_of``.
+        for_processing: the FOR PROCESSING policy of the default reader (``warn``, ``skip``, ``error``).
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class NvImageCodecRunner:
         decoder=None,
         probe: bool = True,
         task: PrepareRow | None = None,
+        for_processing: str = "warn",
     ):
         if device not in ("cuda", "cpu"):
             raise ValueError(f"unknown device {device!r}; allowed: cuda, cpu")
@@ -110,7 +112,7 @@ class NvImageCodecRunner:
         self.fail_indices = frozenset(int(i) for i in fail_indices)
         self.decoder = decoder
         self.probe = probe
-        self.task = task or PrepareRow(self.paths, backend, self.fail_indices)
+        self.task = task or PrepareRow(self.paths, backend, self.fail_indices, for_processing)
         self.syntaxes = frozenset(GPU_SYNTAXES if device == "cuda" else CPU_SYNTAXES)
         self.stats = {
             "batches": 0,
@@ -230,7 +232,7 @@ class NvImageCodecRunner:
                     continue
                 self.stats["decoded"] += 1
                 image = unpack_raw(arr, r.info)
-                by_row[r.index] = DecodedSample(r.index, image, r.params, r.info, "decoder", "", r.meta)
+                by_row[r.index] = DecodedSample(r.index, image, r.params, r.info, "decoder", "", r.meta, r.notes)
             for r in records:
                 if r.route == ROUTE_RAW:
                     self.stats["routed_raw"] += 1
@@ -238,6 +240,8 @@ class NvImageCodecRunner:
                 elif r.route == ROUTE_ERROR:
                     self.stats["errors"] += 1
                     failed[r.index] = r.message
+                    if r.skipped:
+                        batch.skipped.add(r.index)
             if retry:
                 self.stats["decoder_failures"] += len(retry)
                 keys = [("cpu", ep, r.index) for r in retry]
@@ -263,9 +267,8 @@ class NvImageCodecRunner:
         return batch
 
     def _raw_sample(self, r: SampleRecord, route: str) -> DecodedSample:
-        return DecodedSample(
-            r.index, unpack_raw(self._to_device(r.raw), r.info), r.params, r.info, route, r.message, r.meta
-        )
+        image = unpack_raw(self._to_device(r.raw), r.info)
+        return DecodedSample(r.index, image, r.params, r.info, route, r.message, r.meta, r.notes)
 
     def _to_device(self, raw: np.ndarray):
         if self.device == "cpu":

@@ -5,7 +5,7 @@
     fn.external_source(DicomSource, parallel=True, batch=False, py_start_method="spawn")
       ├─ is_raw → raw pixels decoded on the CPU in the worker (``.gpu()`` on a GPU)
       └─ else   → fn.decoders.image(device="mixed" | "cpu", output_type=ANY_DATA, dtype=UINT16)
-    → (image HWC uint16, params float32[7], info int32[11], message uint8[n])
+    → (image HWC uint16, params float32[7], info int32[12], message uint8[n], extra uint8[n])
 
 ``device="cuda"`` decodes on the GPU (nvJPEG2000 / nvJPEG through nvImageCodec);
 ``device="cpu"`` builds the same graph with ``device_id=None`` (JPEG 2000 / HTJ2K
@@ -48,6 +48,7 @@ from .records import (
     DecodedBatch,
     DecodedSample,
     I,
+    unpack_extra,
     unpack_raw,
 )
 from .source import DicomSource
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 
 Device = Literal["cuda", "cpu"]
 DEVICES = ("cuda", "cpu")
-SOURCE_LAYOUTS = ["", "HWC", "", "", "", ""]
+SOURCE_LAYOUTS = ["", "HWC", "", "", "", "", ""]
 #: Shared-memory hint per sample: a full-size 16-bit raw frame (3328×2560×2 bytes).
 BYTES_PER_SAMPLE_HINT = 3328 * 2560 * 2
 SHM = "/dev/shm"
@@ -134,7 +135,7 @@ def make_decode_pipeline(
         prefetch: batches prepared ahead (pipeline and source queues).
 
     Returns:
-        A DALI ``Pipeline`` with outputs ``(image HWC uint16, params, info, message)``.
+        A DALI ``Pipeline`` with outputs ``(image HWC uint16, params, info, message, extra)``.
     """
     _check_device(device)
     if batch_size < 1:
@@ -145,9 +146,9 @@ def make_decode_pipeline(
 
     @pipeline_def(enable_conditionals=True)
     def graph():
-        cs, raw, is_raw, params, info, message = fn.external_source(
+        cs, raw, is_raw, params, info, message, extra = fn.external_source(
             source=source,
-            num_outputs=6,
+            num_outputs=7,
             parallel=True,
             batch=False,
             layout=SOURCE_LAYOUTS,
@@ -158,7 +159,7 @@ def make_decode_pipeline(
             image = raw.gpu() if device == "cuda" else raw
         else:
             image = _decoder(cs, device)
-        return image, params, info, message
+        return image, params, info, message, extra
 
     return graph(
         batch_size=batch_size,
@@ -222,6 +223,7 @@ class DecodeRunner:
         timeout: seconds one file may take in a source worker (read + CPU decode) before
             it is reported as failed (None: no limit).
         task: the per-row reader of the source (see :class:`~dali_pipelines.source.DicomSource`).
+        for_processing: the FOR PROCESSING policy (``warn``, ``skip``, ``error``).
     """
 
     def __init__(
@@ -239,6 +241,7 @@ class DecodeRunner:
         fail_indices: Sequence[int] = (),
         timeout: float | None = None,
         task=None,
+        for_processing: str = "warn",
     ):
         _check_device(device)
         self.paths = [os.fspath(p) for p in paths]
@@ -251,6 +254,7 @@ class DecodeRunner:
         self.fail_indices = tuple(fail_indices)
         self.timeout = timeout
         self.task = task
+        self.for_processing = for_processing
         self.syntaxes = frozenset(GPU_SYNTAXES if device == "cuda" else CPU_SYNTAXES)
         self.modes = dict.fromkeys(self.syntaxes, "exact")  # "scaled": undo the decoder's 16-bit stretch
         self.stats = {
@@ -282,6 +286,7 @@ class DecodeRunner:
             fail_indices=self.fail_indices,
             timeout=self.timeout,
             task=self.task,
+            for_processing=self.for_processing,
         )
         self._pipe = make_decode_pipeline(
             self.source,
@@ -422,7 +427,7 @@ class DecodeRunner:
         self.start()
 
     def _unpack(self, outs, expected: list[int]) -> DecodedBatch:
-        images, params_tl, info_tl, msg_tl = outs
+        images, params_tl, info_tl, msg_tl, extra_tl = outs
         params = np.asarray(params_tl.as_array())  # CPU outputs on both devices
         infos = np.asarray(info_tl.as_array())
         batch = DecodedBatch([], keep=outs)
@@ -435,13 +440,18 @@ class DecodeRunner:
             if route == ROUTE_ERROR:
                 self.stats["errors"] += 1
                 batch.failed.append((row, message))
+                if info[I["skipped"]]:
+                    batch.skipped.add(row)
                 continue
             if route == ROUTE_RAW:
                 self.stats["routed_raw"] += 1
             image = unpack_raw(handoff.dali_to_array(images[j]), info)
             if route == ROUTE_DECODER:
                 image = self._exact(image, info)
-            batch.samples.append(DecodedSample(row, image, params[j].copy(), info.copy(), ROUTES[route], message))
+            meta, notes = unpack_extra(extra_tl[j])
+            batch.samples.append(
+                DecodedSample(row, image, params[j].copy(), info.copy(), ROUTES[route], message, meta, notes)
+            )
         got = sorted([s.index for s in batch.samples] + [i for i, _ in batch.failed])
         if got != sorted(r for r in expected if r >= 0):
             log.error("batch rows %s differ from the plan %s", got, [r for r in expected if r >= 0])
@@ -457,16 +467,20 @@ class DecodeRunner:
             if rec.route == ROUTE_ERROR:
                 self.stats["errors"] += 1
                 batch.failed.append((row, rec.message))
+                if rec.skipped:
+                    batch.skipped.add(row)
                 continue
             if rec.route == ROUTE_RAW:
                 image = unpack_raw(handoff.to_device(rec.raw, self.device), rec.info)
-                batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "raw", rec.message, rec.meta))
+                batch.samples.append(
+                    DecodedSample(row, image, rec.params, rec.info, "raw", rec.message, rec.meta, rec.notes)
+                )
                 continue
             self.stats["retried"] += 1
             arr = self.decode_one(rec.codestream)
             if arr is not None:
                 image = self._exact(unpack_raw(arr, rec.info), rec.info)
-                batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "retry", "", rec.meta))
+                batch.samples.append(DecodedSample(row, image, rec.params, rec.info, "retry", "", rec.meta, rec.notes))
                 continue
             self.stats["retry_failures"] += 1
             cpu = self.source.record(row, frozenset())  # no GPU syntax: decoded on the CPU, contained
@@ -481,7 +495,9 @@ class DecodeRunner:
                 cpu.backend,
             )
             image = unpack_raw(handoff.to_device(cpu.raw, self.device), cpu.info)
-            batch.samples.append(DecodedSample(row, image, cpu.params, cpu.info, "cpu", cpu.message, cpu.meta))
+            batch.samples.append(
+                DecodedSample(row, image, cpu.params, cpu.info, "cpu", cpu.message, cpu.meta, cpu.notes)
+            )
         return batch
 
 

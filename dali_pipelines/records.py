@@ -19,8 +19,11 @@ As DALI external-source outputs (:meth:`SampleRecord.outputs`):
 ``raw``        uint16 ``(H, W, 1)`` "HWC"  CPU-decoded stored values (``(1, 1, 1)`` else)
 ``is_raw``     bool scalar                 the conditional: skip the decoder
 ``params``     float32 ``(7,)``            :data:`PARAMS`: VOI window + rescale
-``info``       int32 ``(11,)``             :data:`INFO`: index, route, MONOCHROME1, ...
+``info``       int32 ``(12,)``             :data:`INFO`: index, route, MONOCHROME1, ...
 ``message``    uint8 ``(n,)``              UTF-8 reason (errors and CPU routes)
+``extra``      uint8 ``(n,)``              the header and the row's notes, pickled (our
+                                           own workers make it; padding, laterality and
+                                           LUT images need the header in the chain)
 =============  ==========================  =============================================
 
 :class:`DecodedSample` / :class:`DecodedBatch` are what either engine's runner yields per
@@ -30,6 +33,7 @@ batch: stored values on the engine's device, in row order, every row either a sa
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -38,8 +42,9 @@ import numpy as np
 from decode.backends.depth import codestream_precision, syntax_code
 from decode.decoding import decode_pixels
 from decode.dicom import read_dicom
-from decode.errors import DicomError, as_dicom_error
+from decode.errors import DicomError, SkippedDicomError, as_dicom_error
 from decode.gpu_chain import record_params
+from decode.intent import apply_intent_policy
 from decode.meta import DicomMeta
 from decode.routing import GPU_SYNTAXES, gpu_unsupported_reason
 
@@ -61,6 +66,7 @@ INFO = (
     "needs_meta",
     "precision",
     "syntax",
+    "skipped",
 )
 I = {name: k for k, name in enumerate(INFO)}  # column index by name
 
@@ -70,7 +76,7 @@ _EMPTY_U8 = np.zeros((0,), np.uint8)
 _PAD_RAW = np.zeros((1, 1, 1), np.uint16)
 
 
-def make_info(meta: DicomMeta | None, index: int, route: int, precision: int = 0) -> np.ndarray:
+def make_info(meta: DicomMeta | None, index: int, route: int, precision: int = 0, skipped: bool = False) -> np.ndarray:
     """int32 :data:`INFO` record (zeros for the header fields when there is no header).
 
     ``precision`` is the codestream's (SIZ / SOF) for decoder samples, ``syntax`` the
@@ -79,6 +85,7 @@ def make_info(meta: DicomMeta | None, index: int, route: int, precision: int = 0
     out = np.zeros(len(INFO), np.int32)
     out[I["index"]], out[I["route"]] = index, route
     out[I["precision"]], out[I["syntax"]] = precision, -1
+    out[I["skipped"]] = int(skipped)
     if meta is not None:
         out[I["monochrome1"]] = int(meta.monochrome1)
         out[I["bits_stored"]] = meta.bits_stored
@@ -90,6 +97,14 @@ def make_info(meta: DicomMeta | None, index: int, route: int, precision: int = 0
     return out
 
 
+def header_notes(meta: DicomMeta) -> list[str]:
+    """Ignored header elements and what the libraries said while reading (one line each)."""
+    from decode.liblog import one_line
+
+    lib = "; ".join(meta.library_messages)
+    return [*meta.header_notes, *([f"while reading: {one_line(lib, 240)}"] if lib else [])]
+
+
 def needs_meta(meta: DicomMeta) -> bool:
     """True when the chain needs the header itself (a Modality or VOI LUT table)."""
     return meta.modality_lut is not None or meta.voi_lut is not None
@@ -99,8 +114,9 @@ def needs_meta(meta: DicomMeta) -> bool:
 class SampleRecord:
     """One sample as a worker emits it (see the module docstring for the outputs).
 
-    ``meta`` travels only where the chain needs it (LUT images) and only through pickling
-    (the nvImageCodec engine); DALI's outputs carry the numeric records alone.
+    ``meta`` (the header) and ``notes`` (one line each: FOR PROCESSING, ignored header
+    elements, what the libraries said, a CPU fallback) travel pickled with the record
+    (the nvImageCodec engine) or in DALI's ``extra`` output.
     """
 
     index: int
@@ -112,13 +128,19 @@ class SampleRecord:
     message: str = ""
     meta: DicomMeta | None = None
     backend: str = ""  # the CPU backend that decoded a ``raw`` record
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.route not in ROUTES:
             raise ValueError(f"unknown route {self.route}; allowed: {sorted(ROUTES)}")
 
+    @property
+    def skipped(self) -> bool:
+        return bool(self.info[I["skipped"]])
+
     def outputs(self) -> tuple[np.ndarray, ...]:
-        """``(codestream, raw, is_raw, params, info, message)`` for the external source."""
+        """``(codestream, raw, is_raw, params, info, message, extra)`` for the external source."""
+        extra = pickle.dumps((self.meta, tuple(self.notes)), protocol=pickle.HIGHEST_PROTOCOL)
         return (
             self.codestream,
             self.raw,
@@ -126,7 +148,14 @@ class SampleRecord:
             self.params,
             self.info,
             np.frombuffer(self.message.encode("utf-8"), np.uint8).copy(),
+            np.frombuffer(extra, np.uint8).copy(),
         )
+
+
+def unpack_extra(arr) -> tuple[DicomMeta | None, tuple[str, ...]]:
+    """DALI's ``extra`` output → ``(header, notes)`` (made by :meth:`SampleRecord.outputs` in our workers)."""
+    data = bytes(np.asarray(arr, np.uint8))
+    return pickle.loads(data) if data else (None, ())
 
 
 def pack_raw(pixels: np.ndarray) -> np.ndarray:
@@ -147,8 +176,9 @@ def unpack_raw(raw, info: np.ndarray):
     return arr.view(np.int16) if signed else arr
 
 
-def error_record(index: int, reason: str) -> SampleRecord:
-    return SampleRecord(index, ROUTE_ERROR, info=make_info(None, index, ROUTE_ERROR), message=reason)
+def error_record(index: int, reason: str, *, skipped: bool = False) -> SampleRecord:
+    """A row that produced nothing; ``skipped``: left out on purpose (``--for-processing skip``)."""
+    return SampleRecord(index, ROUTE_ERROR, info=make_info(None, index, ROUTE_ERROR, skipped=skipped), message=reason)
 
 
 def pad_record() -> SampleRecord:
@@ -162,6 +192,7 @@ def prepare_sample(
     gpu_syntaxes: Iterable[str] = GPU_SYNTAXES,
     backend: str = "auto",
     broken: bool = False,
+    for_processing: str = "warn",
 ) -> SampleRecord:
     """Read one file and decide its route (runs in a worker; never raises).
 
@@ -172,6 +203,8 @@ def prepare_sample(
         backend: CPU backend for the samples the decoder must not take.
         broken: test hook: cut the codestream to :data:`BROKEN_CODESTREAM_BYTES` so that
             the real decoder fails on it (the file itself is untouched).
+        for_processing: the FOR PROCESSING policy (:func:`decode.intent.apply_intent_policy`):
+            ``warn`` adds a note, ``skip`` makes a skipped error record, ``error`` an error record.
 
     Returns:
         A :class:`SampleRecord` on route decoder, raw or error.
@@ -179,8 +212,9 @@ def prepare_sample(
     try:
         dfile = read_dicom(path)
         meta = dfile.meta
+        intent = apply_intent_policy(meta, for_processing)
+        notes = [*([intent] if intent else []), *header_notes(meta)]
         params = record_params(meta)
-        keep_meta = meta if needs_meta(meta) else None
         cs = dfile.codestream() if meta.transfer_syntax in gpu_syntaxes else b""
         reason = gpu_unsupported_reason(meta, cs, gpu_syntaxes)
         if reason is None:
@@ -194,7 +228,8 @@ def prepare_sample(
                 codestream=cs,
                 params=params,
                 info=make_info(meta, index, ROUTE_DECODER, precision),
-                meta=keep_meta,
+                meta=meta,
+                notes=tuple(notes),
             )
         dec = decode_pixels(dfile, backend)
         return SampleRecord(
@@ -204,9 +239,12 @@ def prepare_sample(
             params=params,
             info=make_info(meta, index, ROUTE_RAW),
             message=f"{reason} ({dec.backend})",
-            meta=keep_meta,
+            meta=meta,
             backend=dec.backend,
+            notes=(*notes, *dec.notes),
         )
+    except SkippedDicomError as exc:
+        return error_record(index, exc.reason, skipped=True)
     except DicomError as exc:
         return error_record(index, exc.reason)
     except Exception as exc:  # anything else is still this file's problem, not the batch's
@@ -223,15 +261,18 @@ class DecodedSample:
     info: np.ndarray  # int32 INFO
     route: str  # "decoder", "raw" (worker CPU), "retry" (decoder one by one), "cpu" (fallback backend)
     message: str = ""
-    meta: DicomMeta | None = None  # LUT images: the header the chain needs
+    meta: DicomMeta | None = None  # the header (padding, laterality, LUT images)
+    notes: tuple[str, ...] = ()  # one line each, from the worker
 
 
 @dataclass
 class DecodedBatch:
-    """A batch in row order; ``failed`` lists ``(index, reason)`` of rows that produced nothing."""
+    """A batch in row order; ``failed`` lists ``(index, reason)`` of rows that produced nothing,
+    ``skipped`` the indices among them left out on purpose (``for_processing="skip"``)."""
 
     samples: list[DecodedSample]
     failed: list[tuple[int, str]] = field(default_factory=list)
+    skipped: set = field(default_factory=set)
     fell_back: bool = False  # the batch failed in the decoder and was decoded sample by sample
     keep: object = None  # the decoder outputs the samples' memory belongs to
 
@@ -249,11 +290,17 @@ class PrepareRow:
     paths: tuple[str, ...]
     backend: str = "auto"
     fail_indices: frozenset = frozenset()
+    for_processing: str = "warn"
 
     def __call__(self, task) -> SampleRecord:
         row, syntaxes = task
         return prepare_sample(
-            self.paths[row], row, gpu_syntaxes=syntaxes, backend=self.backend, broken=row in self.fail_indices
+            self.paths[row],
+            row,
+            gpu_syntaxes=syntaxes,
+            backend=self.backend,
+            broken=row in self.fail_indices,
+            for_processing=self.for_processing,
         )
 
     def path_of(self, task) -> str:

@@ -80,6 +80,7 @@ class DicomSource:
             killed and the row reported as failed; None: no limit, prepared in the worker itself.
         task: the per-row reader (default :class:`~dali_pipelines.records.PrepareRow` over
             ``paths``); any picklable ``(row, gpu_syntaxes) -> SampleRecord`` with ``path_of``.
+        for_processing: the FOR PROCESSING policy of the default reader.
     """
 
     def __init__(
@@ -91,13 +92,14 @@ class DicomSource:
         fail_indices: Iterable[int] = (),
         timeout: float | None = None,
         task: PrepareRow | None = None,
+        for_processing: str = "warn",
     ):
         self.paths = tuple(os.fspath(p) for p in paths)
         self.plan = EpochPlan(plan_dir)
         self.backend = backend
         self.fail_indices = frozenset(int(i) for i in fail_indices)
         self.timeout = timeout
-        task = task or PrepareRow(self.paths, backend, self.fail_indices)
+        task = task or PrepareRow(self.paths, backend, self.fail_indices, for_processing)
         self._prepare = ContainedPreparer(task, timeout)
         self._epoch = None
         self._rows = None

@@ -57,6 +57,8 @@ class CacheParams:
         dtype: stored dtype (``"uint16"``).
         decode_scale: how JPEG 2000 sources were decoded (:mod:`decode.scale`); an index
             without the key predates reduced decoding and was made at ``"full"``.
+        laterality: which side decided the flip when header and content disagreed.
+        for_processing: what was done with FOR PROCESSING images (``warn``: cached).
     """
 
     size: tuple[int, int]
@@ -65,6 +67,8 @@ class CacheParams:
     stage: str = "crop"
     dtype: str = DTYPE
     decode_scale: str = "full"
+    laterality: str = "content"
+    for_processing: str = "warn"
 
     def __post_init__(self):
         size = tuple(int(v) for v in self.size)
@@ -93,6 +97,8 @@ class CacheParams:
             stage=d.get("stage", "crop"),
             dtype=d.get("dtype", DTYPE),
             decode_scale=d.get("decode_scale", "full"),
+            laterality=d.get("laterality", "content"),
+            for_processing=d.get("for_processing", "warn"),
         )
 
     def differences(self, other: CacheParams) -> list[str]:
@@ -106,6 +112,10 @@ class CacheParams:
             out.append(f"flip={self.flip} (asked flip={other.flip})")
         if self.decode_scale != other.decode_scale:
             out.append(f"decode scale {self.decode_scale} (asked {other.decode_scale})")
+        if self.laterality != other.laterality:
+            out.append(f"laterality={self.laterality} (asked laterality={other.laterality})")
+        if self.for_processing != other.for_processing:
+            out.append(f"for_processing={self.for_processing} (asked for_processing={other.for_processing})")
         if self.stage != other.stage or self.dtype != other.dtype:
             out.append(f"stage/dtype {self.stage}/{self.dtype} (asked {other.stage}/{other.dtype})")
         return out
@@ -278,7 +288,15 @@ class TensorCacheReader:
 
     @classmethod
     def open(
-        cls, root: str, paths: Sequence[str], size: tuple[int, int], *, flip: bool = True, decode_scale: str = "auto"
+        cls,
+        root: str,
+        paths: Sequence[str],
+        size: tuple[int, int],
+        *,
+        flip: bool = True,
+        decode_scale: str = "auto",
+        laterality: str = "content",
+        for_processing: str = "warn",
     ) -> TensorCacheReader:
         """A reader for ``paths`` (rows) from the cache at ``root``.
 
@@ -289,6 +307,8 @@ class TensorCacheReader:
             size: ``(H, W)`` the caller wants.
             flip: the caller's flip setting.
             decode_scale: the caller's decode scale (:mod:`decode.scale`).
+            laterality: the caller's ``laterality`` setting.
+            for_processing: the caller's ``for_processing`` setting.
 
         Rows that ``prepare`` could not do (listed in the cache's ``errors.csv``) open fine
         and fail one by one when read (a :class:`~decode.errors.DicomError` with prepare's
@@ -303,13 +323,21 @@ class TensorCacheReader:
 
         doc = read_index(root)
         have = CacheParams.from_json(doc)
-        want = CacheParams(size=tuple(size), flip=flip, chain_version=CHAIN_VERSION, decode_scale=decode_scale)
+        want = CacheParams(
+            size=tuple(size),
+            flip=flip,
+            chain_version=CHAIN_VERSION,
+            decode_scale=decode_scale,
+            laterality=laterality,
+            for_processing=for_processing,
+        )
         diff = have.differences(want)
         if diff:
             raise ValueError(
                 f"tensor cache {root} is stale for this run: it was made with {'; '.join(diff)}. "
                 f"Rebuild it: rsna-mammo prepare --format tensor --size {want.size[0]}x{want.size[1]}"
-                f"{'' if flip else ' --no-flip'} --decode-scale {decode_scale} --out NEW_DIR"
+                f"{'' if flip else ' --no-flip'} --decode-scale {decode_scale} --laterality {laterality}"
+                f" --for-processing {for_processing} --out NEW_DIR"
             )
         entries = doc["entries"]
         by_rel = {e["rel"]: iid for iid, e in entries.items() if e.get("rel")}

@@ -10,6 +10,9 @@ Public names::
     resize, resize_pad                        antialiased, aspect-preserving resize
     preprocess, CHAIN_VERSION                 the whole chain in one call
     decode_chain, DECODE_SCALES               read + decode (JPEG 2000 at the resolution needed) + chain
+    read_sample                               one file: read, FOR PROCESSING policy, decode, chain
+    padding_mask, apply_intent_policy,        mammography specifics: Pixel Padding, FOR PROCESSING,
+    check_laterality                          header laterality against the image
     DicomError and subclasses                 one-line, typed errors naming the file
 
 Nothing here imports torch, DALI or CuPy.
@@ -30,9 +33,13 @@ from .chain import CHAIN_VERSION, Preprocessed, parse_size, preprocess
 from .crop import breast_bbox, crop, flip_to_left
 from .decoding import DecodedImage, decode_file, decode_pixels
 from .dicom import DicomFile, read_dicom
-from .errors import CorruptDicomError, DicomError, UnreadableDicomError, UnsupportedDicomError
+from .errors import CorruptDicomError, DicomError, SkippedDicomError, UnreadableDicomError, UnsupportedDicomError
+from .intent import apply_intent_policy
+from .laterality import LateralityCheck, check_laterality
 from .meta import DicomMeta
+from .padding import padding_mask
 from .resize import resize, resize_pad
+from .sample import Sample, read_sample
 from .scale import DECODE_SCALES, decode_chain
 from .voi import WindowParams, apply_voi, window_params
 
@@ -45,22 +52,29 @@ __all__ = [
     "DicomError",
     "DicomFile",
     "DicomMeta",
+    "LateralityCheck",
     "Preprocessed",
+    "Sample",
+    "SkippedDicomError",
     "UnreadableDicomError",
     "UnsupportedDicomError",
     "WindowParams",
+    "apply_intent_policy",
     "apply_voi",
     "available_backends",
     "breast_bbox",
+    "check_laterality",
     "crop",
     "decode_chain",
     "decode_file",
     "decode_pixels",
     "flip_to_left",
     "get_backend",
+    "padding_mask",
     "parse_size",
     "preprocess",
     "read_dicom",
+    "read_sample",
     "resize",
     "resize_pad",
     "window_params",

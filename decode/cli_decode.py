@@ -21,10 +21,12 @@ import numpy as np
 
 from .atomic import atomic_write
 from .backends import BACKENDS
-from .chain import STAGES, parse_size, preprocess
-from .decoding import decode_file
+from .chain import STAGES, parse_size
+from .intent import FOR_PROCESSING
+from .laterality import LATERALITY_SOURCES
 from .parallel import default_workers, map_files
-from .scale import DECODE_SCALES, decode_chain, effective_scale, require_reduced_decoder, scale_name
+from .sample import read_sample
+from .scale import DECODE_SCALES, effective_scale, require_reduced_decoder, scale_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,6 +57,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "coarsest resolution level whose breast crop still covers --size; 1/2, 1/4 fix it (CPU only; raw and "
         "voi stages are always full resolution)",
     )
+    p.add_argument(
+        "--for-processing",
+        choices=FOR_PROCESSING,
+        default="warn",
+        help="FOR PROCESSING images (raw detector data, Presentation Intent Type): warn (default: decode "
+        "and print a warning line), skip (leave out, listed as skipped) or error (refuse, listed as failed)",
+    )
+    p.add_argument(
+        "--laterality",
+        choices=LATERALITY_SOURCES,
+        default="content",
+        help="crop stage: when the header's laterality and the image content disagree (the summary says "
+        "so), which one decides the flip and the laterality reported (default: content)",
+    )
     p.add_argument("--png", action="store_true", help="also write an 8-bit <stem>.png to look at")
     p.add_argument("--summary", metavar="FILE", help="write a JSON summary of the run")
     p.add_argument(
@@ -77,6 +93,8 @@ class DecodeJob:
     flip: bool
     png: bool
     decode_scale: str = "full"
+    for_processing: str = "warn"
+    laterality: str = "content"
 
     def __str__(self) -> str:
         return self.path
@@ -129,16 +147,24 @@ def write_outputs(job: DecodeJob, img: np.ndarray, info: dict) -> dict:
 
 
 def run_job(job: DecodeJob) -> dict:
-    """Decode one file and write its outputs (runs in a worker process)."""
+    """Decode one file and write its outputs (runs in a worker process).
+
+    Raises:
+        DicomError: the file failed, or was left out by ``--for-processing``.
+    """
     t0 = time.perf_counter()
-    if job.decode_scale == "full":
-        dec = decode_file(job.path, job.backend)
-        res = preprocess(dec.pixels, dec.meta, stage=job.stage, size=job.size, flip=job.flip)
-        backend, meta = dec.backend, dec.meta
-    else:
-        res, meta, backend = decode_chain(
-            job.path, stage=job.stage, size=job.size, flip=job.flip, backend=job.backend, decode_scale=job.decode_scale
-        )
+    smp = read_sample(
+        job.path,
+        stage=job.stage,
+        size=job.size,
+        backend=job.backend,
+        flip=job.flip,
+        for_processing=job.for_processing,
+        laterality=job.laterality,
+        decode_scale=job.decode_scale,
+    )
+    res, meta, backend = smp.pre, smp.meta, smp.backend
+    fallback = smp.decoded.fallback if smp.decoded is not None else ""
     img = np.ascontiguousarray(res.image)
     return write_outputs(
         job,
@@ -150,9 +176,38 @@ def run_job(job: DecodeJob) -> dict:
             "box": list(res.box),
             "flipped": res.flipped,
             "decode_scale": scale_name(res.reduction),
+            **file_record(meta, res, warnings=[*filter(None, [smp.intent_note, fallback]), *meta.header_notes]),
+            "notes": smp.notes,
             "seconds": round(time.perf_counter() - t0, 4),
         },
     )
+
+
+def file_record(meta, res, *, warnings: list[str]) -> dict:
+    """The per-file fields of a summary row: presentation intent, laterality, the warning line.
+
+    ``warnings`` are printed as one ``warning: <path>: ...`` line (FOR PROCESSING, ignored
+    header elements); the chain's notes (a window pydicom refuses, a laterality
+    disagreement) are added to them.
+    """
+    lat = res.laterality
+    warn = [*warnings, *res.notes]
+    return {
+        "presentation_intent": meta.presentation_intent or None,
+        "pixel_padding": list(meta.pixel_padding) if meta.pixel_padding is not None else None,
+        "laterality": lat.as_dict() if lat is not None else {"header": meta.laterality},
+        "warnings": warn,
+    }
+
+
+def say(line: str) -> None:
+    """Write one whole line to stderr in a single write.
+
+    ``print`` writes the text and its newline separately; worker processes log to the same
+    stderr, and a line of theirs can land between the two, splitting both lines.
+    """
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def run(args: argparse.Namespace, *, gpu: Callable | None = None) -> int:
@@ -185,11 +240,22 @@ def run(args: argparse.Namespace, *, gpu: Callable | None = None) -> int:
     paths = find_dicoms(args.files)
     os.makedirs(args.out, exist_ok=True)
     jobs = [
-        DecodeJob(p, o, args.stage, size, args.backend, not args.no_flip, args.png, scale)
+        DecodeJob(
+            p,
+            o,
+            args.stage,
+            size,
+            args.backend,
+            not args.no_flip,
+            args.png,
+            scale,
+            args.for_processing,
+            args.laterality,
+        )
         for p, o in zip(paths, output_stems(paths, args.out))
     ]
     t0 = time.perf_counter()
-    ok, failed = [], []
+    ok, failed, skipped = [], [], []
     if gpu is not None:
         results = gpu(jobs, args)
     else:
@@ -199,13 +265,19 @@ def run(args: argparse.Namespace, *, gpu: Callable | None = None) -> int:
     for job, good, res in results:
         if good:
             ok.append(res)
+            if res.get("warnings"):
+                say(f"warning: {job.path}: {'; '.join(res['warnings'])}")
+        elif getattr(res, "kind", "") == "skipped":
+            skipped.append({"path": job.path, "kind": "skipped", "reason": res.reason})
+            say(f"skipped: {res}")
         else:
             failed.append({"path": job.path, "kind": getattr(res, "kind", "error"), "reason": res.reason})
-            print(f"error: {res}", file=sys.stderr)
+            say(f"error: {res}")
     elapsed = time.perf_counter() - t0
-    unaccounted = len(jobs) - len(ok) - len(failed)
+    unaccounted = len(jobs) - len(ok) - len(failed) - len(skipped)
     print(
-        f"{len(ok)} ok, {len(failed)} failed, {unaccounted} unaccounted "
+        f"{len(ok)} ok, {len(failed)} failed, {unaccounted} unaccounted"
+        f"{f', {len(skipped)} skipped' if skipped else ''} "
         f"({len(ok) / elapsed if elapsed > 0 else 0:.2f} images/s)",
         file=sys.stderr,
     )
@@ -214,6 +286,7 @@ def run(args: argparse.Namespace, *, gpu: Callable | None = None) -> int:
             "files": len(jobs),
             "ok": len(ok),
             "failed": len(failed),
+            "skipped": len(skipped),
             "unaccounted": unaccounted,
             "seconds": round(elapsed, 3),
             "images_per_s": round(len(ok) / elapsed, 3) if elapsed else None,
@@ -226,6 +299,9 @@ def run(args: argparse.Namespace, *, gpu: Callable | None = None) -> int:
             "workers": args.workers or default_workers(),
             "results": sorted(ok, key=lambda r: r["path"]),
             "errors": failed,
+            "skipped_files": skipped,
+            "for_processing": args.for_processing,
+            "laterality": args.laterality,
         }
         atomic_write(args.summary, json.dumps(summary, indent=2))
     return 1 if failed or unaccounted else 0

@@ -14,12 +14,78 @@ from .synth import write_dicom
 Expected = type[DicomError]
 
 
+def set_raw_element(ds, keyword: str, value: bytes) -> None:
+    """Store ``value`` as the element's bytes, unchecked (pydicom refuses to set invalid values)."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+
+    tag = tag_for_keyword(keyword)
+    ds[tag] = RawDataElement(tag, dictionary_VR(tag), len(value), value, 0, False, True)
+
+
+def _odd_but_valid(folder: str, good: dict[str, str]) -> dict[str, str]:
+    """Valid files with the header shapes real vendors write: their stored values decode.
+
+    Type-2 elements present but empty, LUT sequence items with an empty descriptor and
+    data, a window with an empty first value or a trailing backslash, a window value that
+    is not a number, a FOR PROCESSING image. Each must decode to the source pixels.
+    """
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    def empty_item() -> Dataset:
+        item = Dataset()
+        item.add_new(0x00283002, "US", None)  # LUT Descriptor, present and empty
+        item.add_new(0x00283006, "OW", None)  # LUT Data, present and empty
+        return item
+
+    def edit(name: str, src: str, **changes) -> str:
+        ds = pydicom.dcmread(good[src])
+        for k, v in changes.items():
+            setattr(ds, k, v)
+        path = os.path.join(folder, f"{name}.dcm")
+        ds.save_as(path)
+        return path
+
+    out = {
+        "empty_type2": edit(
+            "odd_empty_type2",
+            "native",
+            WindowCenter=None,
+            WindowWidth=None,
+            RescaleSlope=None,
+            RescaleIntercept=None,
+            RescaleType=None,
+            VOILUTFunction=None,
+        ),
+        "empty_lut_items": edit(
+            "odd_empty_lut_items",
+            "j2k",
+            VOILUTSequence=Sequence([empty_item()]),
+            ModalityLUTSequence=Sequence([empty_item()]),
+        ),
+        "window_empty_first": edit(
+            "odd_window_empty_first", "jll", WindowCenter=["", "2048"], WindowWidth=["", "4096"]
+        ),
+        "window_trailing_backslash": edit("odd_window_trailing", "j2k", WindowCenter=["2048", ""], WindowWidth="4096"),
+        "for_processing": edit("odd_for_processing", "jll", PresentationIntentType="FOR PROCESSING"),
+    }
+    ds = pydicom.dcmread(good["native"])
+    set_raw_element(ds, "WindowCenter", b"98x6.5")  # a DS that is not a number
+    ds.WindowWidth = 1000
+    out["bad_window_value"] = os.path.join(folder, "odd_bad_window_value.dcm")
+    ds.save_as(out["bad_window_value"])
+    return out
+
+
 def build_corpus(folder: str, *, seed: int = 0) -> tuple[dict[str, str], dict[str, tuple[str, Expected]], np.ndarray]:
     """Write valid and malformed files into ``folder``.
 
     Returns:
-        ``(good, bad, pixels)``: good files by name (their stored values are ``pixels``),
-        bad files as ``name → (path, expected error class)``.
+        ``(good, bad, pixels)``: good files by name (their stored values are ``pixels``;
+        they include valid files with odd but real-world headers), bad files as
+        ``name → (path, expected error class)``.
     """
     import pydicom
     from pydicom.encaps import encapsulate
@@ -49,6 +115,8 @@ def build_corpus(folder: str, *, seed: int = 0) -> tuple[dict[str, str], dict[st
                 ds.file_meta.TransferSyntaxUID = v
             elif v is None:
                 delattr(ds, k)
+            elif isinstance(v, bytes):  # the value's bytes as written, valid or not
+                set_raw_element(ds, k, v)
             else:
                 setattr(ds, k, v)
         p = j(folder, f"{name}.dcm")
@@ -89,10 +157,8 @@ def build_corpus(folder: str, *, seed: int = 0) -> tuple[dict[str, str], dict[st
     edit("multi_frame", "j2k", UnsupportedDicomError, NumberOfFrames=2)
     edit("unknown_syntax", "j2k", UnsupportedDicomError, TransferSyntaxUID="1.2.3.4.5.6.7")
     edit("missing_rows", "native", CorruptDicomError, Rows=None)
-    edit("bad_window_value", "native", CorruptDicomError, WindowCenter=9876.5, WindowWidth=1000)
-    with open(bad["bad_window_value"][0], "rb") as f:
-        data = f.read().replace(b"9876.5", b"98x6.5")  # a DS that is not a number
-    put("bad_window_value", data, CorruptDicomError)
+    edit("frames_not_a_number", "native", CorruptDicomError, NumberOfFrames=b"1A")
+    good.update(_odd_but_valid(folder, good))
     os.makedirs(j(folder, "a_directory.dcm"), exist_ok=True)
     bad["directory"] = (j(folder, "a_directory.dcm"), UnreadableDicomError)
     fifo = j(folder, "a_fifo.dcm")

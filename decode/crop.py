@@ -15,10 +15,11 @@ from .xp import array_module, to_host
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)
 
 
-def otsu_threshold(img, bins: int = 256, xp=None) -> float:
-    """Otsu's threshold of a [0, 1] image (host float)."""
+def otsu_threshold(img, bins: int = 256, xp=None, *, background=None) -> float:
+    """Otsu's threshold of a [0, 1] image (host float); ``background`` pixels (bool mask) are left out."""
     xp = xp or array_module(img)
-    hist = to_host(xp.histogram(img, bins=bins, range=(0.0, 1.0))[0]).astype(np.float64)
+    values = img if background is None else img[~background]
+    hist = to_host(xp.histogram(values, bins=bins, range=(0.0, 1.0))[0]).astype(np.float64)
     total = hist.sum()
     if total == 0:
         return 0.5
@@ -53,6 +54,7 @@ def breast_bbox(
     thumb: int = 256,
     min_fraction: float = 0.02,
     margin: float = 0.02,
+    background=None,
     frame_shape: tuple[int, int] | None = None,
     reduction: int = 0,
 ) -> Box:
@@ -60,6 +62,8 @@ def breast_bbox(
 
     Args:
         img: ``(H, W)`` float image in [0, 1] after VOI and MONOCHROME1 inversion.
+        background: optional ``(H, W)`` bool, True where a pixel is known background
+            (Pixel Padding): left out of the Otsu histogram and never foreground.
         thumb: longest side of the thumbnail the threshold is computed on.
         min_fraction: a row/column belongs to the breast above this foreground fraction.
         margin: added on every side, as a fraction of the box size.
@@ -84,13 +88,18 @@ def breast_bbox(
         if (h, w) != img.shape:
             raise ValueError(f"frame_shape {frame_shape} differs from the image {img.shape} at reduction 0")
         small = img[::step, ::step]
+        bg = None if background is None else background[::step, ::step]
     else:
         half = 1 << (reduction - 1)
         iy = np.minimum((np.arange(0, h, step) + half) >> reduction, img.shape[0] - 1)
         ix = np.minimum((np.arange(0, w, step) + half) >> reduction, img.shape[1] - 1)
-        small = img[xp.asarray(iy)[:, None], xp.asarray(ix)[None, :]]
-    thr = otsu_threshold(small, xp=xp)
+        iy, ix = xp.asarray(iy)[:, None], xp.asarray(ix)[None, :]
+        small = img[iy, ix]
+        bg = None if background is None else background[iy, ix]
+    thr = otsu_threshold(small, xp=xp, background=bg)
     mask = small > thr
+    if bg is not None:
+        mask &= ~bg
     cols = to_host(mask.mean(axis=0)) > min_fraction
     x0, x1 = _longest_run(cols)
     if x1 <= x0:

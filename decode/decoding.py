@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .backends import BACKENDS, get_backend
 from .dicom import DicomFile, read_dicom
 from .errors import DicomError, as_dicom_error
+from .liblog import capture, one_line
 from .meta import DicomMeta
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,13 @@ class DecodedImage:
     meta: DicomMeta
     pixels: np.ndarray  # (rows, columns), uint16 / int16 / uint8, exactly pydicom's pixel_array
     backend: str
+    notes: tuple[str, ...] = field(default=())  # one line each: a fallback, what the libraries said
+    fallback: str = ""  # why the chosen backend failed when pydicom decoded the file instead
+
+    def all_notes(self) -> list[str]:
+        """This file's notes: ignored header elements, what the libraries said, the decode's own."""
+        lib = "; ".join(self.meta.library_messages)
+        return [*self.meta.header_notes, *([f"while reading: {one_line(lib, 240)}"] if lib else []), *self.notes]
 
 
 def decode_pixels(dfile: DicomFile, backend: str = "auto", *, fallback: bool = True) -> DecodedImage:
@@ -43,17 +51,33 @@ def decode_pixels(dfile: DicomFile, backend: str = "auto", *, fallback: bool = T
     if backend != "auto" and backend in BACKENDS and not BACKENDS[backend].handles(ts):
         backend = "auto"
     chosen = get_backend(backend, ts)
-    try:
-        return DecodedImage(dfile.meta, chosen.decode(dfile), chosen.name)
-    except DicomError as first:
-        if not fallback or chosen.name == "pydicom":
-            raise
+    # library log records and warnings (pydicom logs each failed plugin with its
+    # traceback) are kept here and summarised in the result or the error line
+    with capture() as said:
         try:
-            pixels = BACKENDS["pydicom"].decode(dfile)
-        except DicomError:
-            raise first from None
-        log.warning("%s: %s failed (%s); decoded with pydicom instead", dfile.path, chosen.name, first.reason)
-        return DecodedImage(dfile.meta, pixels, "pydicom")
+            pixels = chosen.decode(dfile)
+            name, notes = chosen.name, []
+        except DicomError as first:
+            if not fallback or chosen.name == "pydicom":
+                raise _with_library_summary(first, said) from None
+            try:
+                pixels = BACKENDS["pydicom"].decode(dfile)
+            except DicomError as second:
+                reason = f"{first.reason}; pydicom fallback: {one_line(second.reason, 200)}"
+                raise type(first)(first.path, reason) from None
+            name, notes = "pydicom", [f"{chosen.name} failed ({first.reason}); decoded with pydicom instead"]
+            log.info("%s: %s", dfile.path, notes[0])  # the result carries it (one line per file)
+    if said:
+        notes.append(f"{name}: {said.summary()}" if name == chosen.name else said.summary())
+    return DecodedImage(dfile.meta, pixels, name, tuple(notes), notes[0] if name != chosen.name else "")
+
+
+def _with_library_summary(err: DicomError, said) -> DicomError:
+    """``err`` with what the libraries said appended, when that adds anything."""
+    extra = said.summary(limit=1, width=160)
+    if not extra or extra.split(": ", 1)[-1] in err.reason:
+        return err
+    return type(err)(err.path, f"{err.reason} [{extra}]")
 
 
 def decode_file(path: str | os.PathLike, backend: str = "auto", *, fallback: bool = True) -> DecodedImage:

@@ -46,6 +46,13 @@ class CorruptDicomError(DicomError):
     kind = "corrupt"
 
 
+class SkippedDicomError(DicomError):
+    """A valid file left out on purpose by an option (e.g. ``--for-processing skip``)."""
+
+    kind = "skipped"
+    stage = "skipped"
+
+
 def as_dicom_error(path, exc: BaseException) -> DicomError:
     """Wrap any exception raised while handling ``path`` into a :class:`DicomError`."""
     if isinstance(exc, DicomError):

@@ -180,17 +180,20 @@ def preprocess_image(
     size: tuple[int, int] | None = None,
     flip: bool = True,
     out_dtype=np.float32,
+    laterality: str = "content",
 ) -> Preprocessed:
     """:func:`decode.chain.preprocess` with the fused VOI (CuPy or numpy, stays on that device).
 
     Args:
         raw: ``(rows, columns)`` stored values.
         params: the image's float32 record.
-        meta: the header, needed only for LUT images.
+        meta: the header (LUT images, Pixel Padding and the header's laterality need it).
         stage: ``"voi"`` or ``"crop"`` (``"raw"`` returns ``raw`` unchanged).
         size: ``(H, W)`` resize with padding.
         flip: mirror so the chest wall is on the left.
         out_dtype: float32 or float16 (the chain computes in float32 and casts at the end).
+        laterality: which side decides the flip when header and content disagree (needs
+            ``meta``; Pixel Padding also needs ``meta``).
     """
     dt = _check_dtype(out_dtype)
     res = preprocess(
@@ -200,6 +203,7 @@ def preprocess_image(
         size=size,
         flip=flip,
         voi=lambda r: apply_voi_record(r, params, meta=meta, out_dtype=np.float32),
+        laterality=laterality,
     )
     if stage != "raw":
         res.image = res.image.astype(dt, copy=False)
@@ -216,6 +220,7 @@ def preprocess_batch(
     flip: bool = True,
     out_dtype=np.float32,
     out=None,
+    laterality: str = "content",
 ) -> tuple[object, list[Preprocessed]]:
     """Run :func:`preprocess_image` on each frame and stack into ``[B, 1, H, W]``.
 
@@ -241,7 +246,9 @@ def preprocess_batch(
     done = []
     for k, raw in enumerate(raws):
         meta = metas[k] if metas is not None else None
-        res = preprocess_image(raw, params[k], meta=meta, stage=stage, size=size, flip=flip, out_dtype=np.float32)
+        res = preprocess_image(
+            raw, params[k], meta=meta, stage=stage, size=size, flip=flip, out_dtype=np.float32, laterality=laterality
+        )
         out[k, 0] = res.image
         done.append(res)
     return out, done

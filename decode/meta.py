@@ -49,7 +49,7 @@ class DicomMeta:
     transfer_syntax: str
     samples_per_pixel: int = 1
     number_of_frames: int = 1
-    window_centers: tuple = ()
+    window_centers: tuple = ()  # floats; None where the value is empty
     window_widths: tuple = ()
     voi_lut_function: str = "LINEAR"
     voi_lut: Lut | None = None
@@ -61,6 +61,11 @@ class DicomMeta:
     laterality: str = ""
     view: str = ""
     has_pixel_data: bool = True
+    pixel_padding: tuple[int, int] | None = None  # inclusive (lo, hi) stored values
+    presentation_intent: str = ""  # Presentation Intent Type: FOR PRESENTATION / FOR PROCESSING
+    patient_orientation: tuple[str, ...] = ()  # Patient Orientation (0020,0020): row, column directions
+    header_notes: tuple[str, ...] = ()  # elements ignored as malformed, one line each
+    library_messages: tuple[str, ...] = ()  # what pydicom warned or logged while reading
 
     def __post_init__(self):
         bad = self._problem()
@@ -86,9 +91,25 @@ class DicomMeta:
             return f"Pixel Representation {self.pixel_representation}; allowed: 0, 1"
         if self.voi_lut_function not in VOI_FUNCTIONS:
             return f"VOI LUT Function {self.voi_lut_function!r}; allowed: {', '.join(VOI_FUNCTIONS)}"
-        if len(self.window_centers) != len(self.window_widths):
-            return "Window Center and Window Width have different numbers of values"
+        if self.pixel_padding is not None and self.pixel_padding[0] > self.pixel_padding[1]:
+            return f"Pixel padding range {self.pixel_padding} is not (lo, hi)"
         return ""
+
+    def window(self, index: int = 0) -> tuple[float, float] | None:
+        """``(center, width)`` of window ``index``, or None when that window is absent.
+
+        As pydicom's ``apply_windowing``: an element with one value serves every index;
+        with several, value ``index`` is taken. An empty value (``""`` in ``"\\2048"``) is
+        absent, and so is the window whose center or width is absent.
+        """
+
+        def pick(values: tuple):
+            if len(values) == 1:
+                return values[0]
+            return values[index] if 0 <= index < len(values) else None
+
+        c, w = pick(self.window_centers), pick(self.window_widths)
+        return None if c is None or w is None else (float(c), float(w))
 
     @property
     def dtype(self) -> np.dtype:
@@ -103,6 +124,11 @@ class DicomMeta:
     @property
     def monochrome1(self) -> bool:
         return self.photometric == "MONOCHROME1"
+
+    @property
+    def for_processing(self) -> bool:
+        """Presentation Intent Type FOR PROCESSING: raw detector data, log-scaled and unwindowed."""
+        return self.presentation_intent == "FOR PROCESSING"
 
     def replace(self, **changes) -> DicomMeta:
         return dataclasses.replace(self, **changes)

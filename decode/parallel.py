@@ -41,6 +41,9 @@ def _call(fn, item):
 
 
 def _worker_main(conn, fn) -> None:
+    from .liblog import install
+
+    install()  # a spawned worker starts without the parent's log routing
     try:
         while True:
             msg = conn.recv()
@@ -199,7 +202,8 @@ class WorkerPool:
             if failure:
                 key, item = w.key, w.item
                 w.stop(kill=True)
-                log.warning("%s: %s", self.path_of(item), failure)
+                # the item's failure carries the reason; the caller reports it (one line per file)
+                log.info("%s: %s", self.path_of(item), failure)
                 self._workers[i] = _Worker(_context(), self.fn)  # CUDA may be up by now
                 self._feed(self._workers[i])
                 self._done.append((key, False, CorruptDicomError(self.path_of(item), failure)))

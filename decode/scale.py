@@ -27,9 +27,8 @@ from typing import Literal, NamedTuple
 from .chain import Preprocessed, Stage, preprocess
 from .codestream import j2k_info
 from .crop import Box, breast_bbox, reduce_box
-from .decoding import decode_pixels
-from .dicom import DicomFile, read_dicom
-from .errors import DicomError, as_dicom_error
+from .dicom import DicomFile
+from .errors import DicomError
 from .meta import DicomMeta
 
 log = logging.getLogger(__name__)
@@ -171,7 +170,8 @@ def decode_chain(
     resolution levels, this is ``preprocess(decode_file(path, backend))`` exactly.
     Otherwise the frame is decoded below full resolution by OpenJPEG (see the module
     docstring). A reduced decode that fails falls back to the full-resolution path, so
-    a file the exact decoders read always comes out.
+    a file the exact decoders read always comes out. (:func:`decode.sample.read_sample`
+    with the default FOR PROCESSING and laterality settings.)
 
     Returns:
         :class:`ChainResult`; ``pre.image`` as :func:`decode.chain.preprocess` returns it.
@@ -180,31 +180,17 @@ def decode_chain(
         DicomError: the file cannot be read or decoded (naming it).
         ValueError: a bad ``decode_scale``, or a fixed reduced scale where OpenJPEG is unavailable.
     """
-    check_decode_scale(decode_scale)
-    path = os.fspath(path)
-    try:
-        dfile = read_dicom(path)
-    except DicomError:
-        raise
-    except Exception as exc:
-        raise as_dicom_error(path, exc) from None
-    failed = None
-    if stage == "crop" and decode_scale != "full":
-        pre, failed = _reduced_chain(dfile, size=size, flip=flip, decode_scale=decode_scale)
-        if pre is not None:
-            return ChainResult(pre, dfile.meta, REDUCED_BACKEND)
-    try:
-        dec = decode_pixels(dfile, backend)
-    except DicomError:
-        raise  # the exact decoders' verdict on a bad file (the reduced attempt's is not repeated)
-    except Exception as exc:
-        raise as_dicom_error(path, exc) from None
-    if failed:
-        log.warning("%s: reduced-resolution decode failed (%s); decoded at full resolution", path, failed)
-    return ChainResult(preprocess(dec.pixels, dec.meta, stage=stage, size=size, flip=flip), dec.meta, dec.backend)
+    from .sample import read_sample
+
+    smp = read_sample(path, stage=stage, size=size, flip=flip, backend=backend, decode_scale=decode_scale)
+    if smp.reduced_failed:
+        log.info("%s: reduced-resolution decode failed (%s); decoded at full resolution", path, smp.reduced_failed)
+    return ChainResult(smp.pre, smp.meta, smp.backend)
 
 
-def _reduced_chain(dfile: DicomFile, *, size, flip: bool, decode_scale: str) -> tuple[Preprocessed | None, str | None]:
+def reduced_chain(
+    dfile: DicomFile, *, size, flip: bool, decode_scale: str, laterality: str = "content"
+) -> tuple[Preprocessed | None, str | None]:
     """The crop stage below full resolution: ``(output, None)``; ``(None, None)`` when this file is
     decoded in full by design; ``(None, reason)`` when the reduced decode failed."""
     from .openjpeg import J2kCodestream, decode_reduced, handles, unavailable_reason
@@ -233,7 +219,16 @@ def _reduced_chain(dfile: DicomFile, *, size, flip: bool, decode_scale: str) -> 
                 r = min(FIXED_REDUCTION[decode_scale], j.levels)
             while r > 0:
                 raw = decode_reduced(dfile, r, stream=j)
-                pre = preprocess(raw, meta, stage="crop", size=size, flip=flip, reduction=r, frame_shape=meta.shape)
+                pre = preprocess(
+                    raw,
+                    meta,
+                    stage="crop",
+                    size=size,
+                    flip=flip,
+                    reduction=r,
+                    frame_shape=meta.shape,
+                    laterality=laterality,
+                )
                 if decode_scale != "auto" or crop_fits(pre.box, r, size, meta.shape):
                     return pre, None
                 r -= 1  # the crop came out smaller than the target: one level finer

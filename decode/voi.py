@@ -43,26 +43,46 @@ class WindowParams:
         return np.array([code, self.center, self.scale, self.offset, float(self.invert)], dtype=np.float32)
 
 
+def window_problem(meta: DicomMeta, index: int = 0) -> str | None:
+    """Why window ``index`` is not used although present (pydicom refuses it), or None.
+
+    One line for the file's record: LINEAR needs a width ≥ 1, the other functions > 0.
+    """
+    if meta.voi_lut is not None or meta.window(index) is None:
+        return None
+    w = meta.window(index)[1]
+    func = meta.voi_lut_function
+    if func == "LINEAR" and w < 1:
+        return f"Window Width {w:g} < 1 for LINEAR (pydicom refuses it); using min-max"
+    if func != "LINEAR" and w <= 0:
+        return f"Window Width {w:g} <= 0 for {func} (pydicom refuses it); using min-max"
+    return None
+
+
 def window_params(meta: DicomMeta, index: int = 0) -> WindowParams:
     """Resolve the VOI transform for ``meta`` (window ``index``; VOI LUT preferred).
 
-    A window pydicom would refuse (LINEAR width < 1, other widths ≤ 0) is ignored with a
-    warning and min–max is used: bad input is data, not a crash.
+    The order is pydicom's: VOI LUT Sequence, else window ``index``, else min–max. Empty
+    or malformed elements were dropped when the header was read (``meta.header_notes``
+    names the malformed ones), so they fall through to the next step. A window pydicom
+    would refuse (LINEAR width < 1, other widths ≤ 0) is ignored and min–max is used
+    (:func:`window_problem` says so in one line): bad input is data, not a crash.
     """
     inv = meta.monochrome1
     if meta.voi_lut is not None:
         return WindowParams("lut", invert=inv)
-    if not meta.window_centers or index >= len(meta.window_centers):
+    win = meta.window(index)
+    if win is None:
         return WindowParams("minmax", invert=inv)
-    c, w = float(meta.window_centers[index]), float(meta.window_widths[index])
+    c, w = win
     func = meta.voi_lut_function
     if func == "LINEAR":
         if w < 1:
-            log.warning("%s: Window Width %s < 1 for LINEAR; using min-max", meta.path, w)
+            log.info("%s: %s", meta.path, window_problem(meta, index))
             return WindowParams("minmax", invert=inv)
         c, w = c - 0.5, w - 1
     elif w <= 0:
-        log.warning("%s: Window Width %s <= 0 for %s; using min-max", meta.path, w, func)
+        log.info("%s: %s", meta.path, window_problem(meta, index))
         return WindowParams("minmax", invert=inv)
     if meta.modality_lut is None and meta.rescale_slope is not None:
         slope, intercept = meta.rescale_slope, meta.rescale_intercept

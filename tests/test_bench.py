@@ -431,7 +431,7 @@ def test_bench_pipeline_small_run(tmp_path, tiny_dataset):
     assert all(r.images_per_s and r.images_per_s > 0 for r in rows)
     loader = [r for r in rows if r.stage == "loader"]
     assert all(r.images == 2 and r.height == 32 and r.width == 24 for r in loader)
-    assert doc["config"]["engine"] == "cpu" and {r.backend for r in loader} == {"auto"}
+    assert doc["config"]["engine"] == "cpu" and {r.backend for r in loader} == {"auto", "auto@auto"}
     # JPEG 2000 also gets the --decode-scale auto rows: its decode and a second loader row
     j2k = "1.2.840.10008.1.2.4.90"
     assert [r.backend for r in rows if r.transfer_syntax == j2k and r.stage == "decode"][1:] == ["openjpeg@auto"]

@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from decode.liblog import install
+
+    install()  # library log records: one line, never a traceback (see decode.liblog)
     try:
         return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
     except KeyboardInterrupt:

@@ -68,6 +68,8 @@ class TrainConfig:
     val_batch_size: int | None = None  # None: 2 x batch_size
     steps_per_epoch: int | None = None  # cap on batches per epoch (None: every negative once)
     time_limit_s: float | None = None  # stop after the epoch that crosses it (demo)
+    for_processing: str = "warn"  # FOR PROCESSING images: warn (use, note) | skip | error
+    laterality: str = "content"  # which side decides the flip when header and content disagree
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
@@ -94,6 +96,8 @@ class TrainConfig:
             "device": ("auto", "cpu", "cuda"),
             "engine": ("auto", "dali", "nvimgcodec", "cpu"),
             "decode_scale": ("auto", "full", "1/2", "1/4"),
+            "for_processing": ("warn", "skip", "error"),
+            "laterality": ("content", "header"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

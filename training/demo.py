@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from .train_cli import progress_factory
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from decode.liblog import install
+
+    install()
     logging.getLogger("training").setLevel(logging.INFO)
     out = os.path.abspath(args.out)
     device = resolve_device(args.device)

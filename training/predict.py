@@ -17,6 +17,7 @@ import numpy as np
 from decode.atomic import atomic_write
 
 from .metrics import aggregate_breasts
+from .notes import collect, write_notes
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,13 @@ def predict(
     workers: int | None = None,
     progress: Callable | None = None,
     decode_scale: str | None = None,
+    for_processing: str | None = None,
 ) -> dict[str, object]:
-    """Write the submission ``out`` and ``errors.csv`` beside it (rank 0 under torchrun).
+    """Write the submission ``out``, ``errors.csv`` and ``notes.csv`` beside it (rank 0 under torchrun).
+
+    The flip follows the checkpoint's ``laterality`` setting (as in training);
+    ``for_processing`` defaults to the checkpoint's (``warn``: used and noted; ``skip`` /
+    ``error``: listed in ``errors.csv``, the breast predicted from its other images).
 
     ``decode_scale`` (:mod:`decode.scale`): None takes the checkpoint's (the training
     run's, so inference sees what training saw), or ``"auto"`` for a checkpoint without one.
@@ -196,6 +202,8 @@ def predict(
         data_root=data,
         engine=engine,
         decode_scale=decode_scale or cfg.get("decode_scale", "auto"),
+        for_processing=for_processing or cfg.get("for_processing", "warn"),
+        laterality=cfg.get("laterality", "content"),
     )
     t0 = time.perf_counter()
     idx, probs, failed = infer(
@@ -209,7 +217,7 @@ def predict(
     )
     seconds = time.perf_counter() - t0
     loader.close()
-    parts = all_gather_objects((idx, probs, failed, len(idx), seconds))
+    parts = all_gather_objects((idx, probs, failed, len(idx), seconds, loader.notes))
     summary: dict[str, object] = {}
     if info.is_main:
         idx = np.concatenate([p[0] for p in parts])
@@ -217,6 +225,12 @@ def predict(
         failed = [f for p in parts for f in p[2]]
         n_done, secs = sum(p[3] for p in parts), max(p[4] for p in parts)
         summary = _write_outputs(man, ok_rows, idx, probs, failed, out=out, agg=agg, thr=thr, ck=ck)
+        notes = [n for p in parts for n in p[5]]
+        ids = man["image_id"].to_numpy()[ok_rows]
+        summary["notes"] = write_notes(
+            os.path.join(os.path.dirname(os.path.abspath(out)), "notes.csv"), collect(notes, ids)
+        )
+        summary["noted_images"] = len({n["index"] for n in notes})
         summary["images_per_s"] = round(n_done / max(secs, 1e-9), 2)
         summary["engine"] = loader.engine_name
         summary["seconds"] = round(secs, 2)

@@ -40,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="JPEG 2000 decode resolution (default: the checkpoint's, else auto: each image at the coarsest "
         "level whose breast crop still covers the model's input size)",
     )
+    p.add_argument(
+        "--for-processing",
+        choices=["warn", "skip", "error"],
+        help="FOR PROCESSING images (raw detector data): warn = use and list in notes.csv; skip or error = "
+        "leave out and list in errors.csv (default: the checkpoint's setting)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=progress_factory(not args.no_progress),
             decode_scale=args.decode_scale,
+            for_processing=args.for_processing,
         )
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(summary))

@@ -67,6 +67,10 @@ class PrepareConfig:
         format: ``"htj2k"`` or ``"tensor"``.
         size: ``(H, W)`` of the tensor cache (tensor only).
         flip: tensor only: mirror breasts to face the same side (the loader's default).
+        laterality: tensor only: which side decides the flip when header and content disagree.
+        for_processing: tensor only: FOR PROCESSING images are cached with a note (``warn``),
+            left out (``skip``) or failed (``error``). An HTJ2K transcode keeps every header
+            element, so the loader applies its own setting to it.
         workers: processes (0: all cores).
         backend: CPU decode backend for the sources.
         shard: ``(i, n)``: this run takes rows ``i::n``.
@@ -85,6 +89,8 @@ class PrepareConfig:
     format: Format = "htj2k"
     size: tuple[int, int] | None = None
     flip: bool = True
+    laterality: str = "content"
+    for_processing: str = "warn"
     workers: int = 0
     backend: str = "auto"
     shard: tuple[int, int] = (0, 1)
@@ -110,6 +116,11 @@ class PrepareConfig:
         from decode.scale import check_decode_scale
 
         check_decode_scale(self.decode_scale)
+        from decode.intent import check_for_processing
+        from decode.laterality import check_laterality_source
+
+        check_for_processing(self.for_processing)
+        check_laterality_source(self.laterality)
         if self.verify not in VERIFY_MODES:
             raise ValueError(f"unknown verify mode {self.verify!r}; allowed: {', '.join(VERIFY_MODES)}")
         i, n = self.shard
@@ -139,6 +150,8 @@ class PrepareConfig:
                 flip=self.flip,
                 chain_version=CHAIN_VERSION,
                 decode_scale="full" if self.resolved_engine() != "cpu" else effective_scale(self.decode_scale),
+                laterality=self.laterality,
+                for_processing=self.for_processing,
             ).to_json(),
         }
 
@@ -290,7 +303,20 @@ def run_prepare(cfg: PrepareConfig, *, progress: Callable[[int], None] | None = 
     engine = cfg.resolved_engine()
     if engine != "cpu":
         log.info("prepare %s: decoding with the %s engine", cfg.format, engine)
-    tasks = [Task(r, cfg.out, cfg.format, cfg.size, cfg.flip, cfg.backend, cfg.decode_scale) for r in todo]
+    tasks = [
+        Task(
+            r,
+            cfg.out,
+            cfg.format,
+            cfg.size,
+            cfg.flip,
+            cfg.backend,
+            cfg.decode_scale,
+            cfg.laterality,
+            cfg.for_processing,
+        )
+        for r in todo
+    ]
     for start in range(0, len(tasks), BLOCK_ROWS):
         block = tasks[start : start + BLOCK_ROWS]
         if engine == "cpu":
@@ -302,7 +328,7 @@ def run_prepare(cfg: PrepareConfig, *, progress: Callable[[int], None] | None = 
                 sink.add(*res)
             else:
                 sink.fail(error_record(task.row, res))
-                log.warning("%s", res)
+                log.info("%s", res)  # reported once, in the run's error lines and errors.csv
             if progress:
                 progress(1)
     sink.flush()

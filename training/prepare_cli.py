@@ -28,6 +28,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(the loader's default; recorded in the index, a loader asking another scale refuses the cache); "
         "full, 1/2, 1/4 fix it",
     )
+    p.add_argument(
+        "--laterality",
+        choices=["content", "header"],
+        default="content",
+        help="tensor format: when the header's laterality and the image content disagree (recorded in the "
+        "index), which one decides the flip (default: content)",
+    )
+    p.add_argument(
+        "--for-processing",
+        choices=["warn", "skip", "error"],
+        default="warn",
+        help="tensor format: FOR PROCESSING images (raw detector data) are cached with a note (warn, default), "
+        "left out (skip) or failed (error); listed in errors.csv unless cached",
+    )
     p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     p.add_argument("--backend", default="auto", help="CPU decode backend for the sources (default: auto)")
     p.add_argument(
@@ -68,12 +82,16 @@ def run(args: argparse.Namespace) -> int:
             args.size = "x".join(map(str, params["size"])) if params.get("size") else None
             args.no_flip = not params.get("flip", True)
             args.decode_scale = params.get("decode_scale", "full")
+            args.laterality = params.get("laterality", "content")
+            args.for_processing = params.get("for_processing", "warn")
     cfg = PrepareConfig(
         data=args.data,
         out=args.out,
         format=args.format,
         size=parse_size(args.size) if args.size else None,
         flip=not args.no_flip,
+        laterality=args.laterality,
+        for_processing=args.for_processing,
         workers=args.workers,
         backend=args.backend,
         shard=parse_shard(args.shard),

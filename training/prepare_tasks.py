@@ -40,6 +40,8 @@ class Task:
     flip: bool
     backend: str
     decode_scale: str = "full"
+    laterality: str = "content"
+    for_processing: str = "warn"
 
     def __str__(self) -> str:
         return self.row.src
@@ -121,29 +123,30 @@ def run_task(task: Task):
         )
         return rec, None
     from dali_pipelines.tensor_cache import to_stored
-    from decode.chain import preprocess
-    from decode.decoding import decode_file
-    from decode.scale import decode_chain, effective_scale
+    from decode.sample import read_sample
+    from decode.scale import effective_scale
 
-    scale = effective_scale(task.decode_scale)
-    if scale != "full":  # decode and chain in one step (the chain picks the resolution level)
-        try:
-            pre = decode_chain(row.src, size=task.size, flip=task.flip, backend=task.backend, decode_scale=scale).pre
-        except DicomError:
-            raise
-        except Exception as exc:
-            raise ChainError(row.src, f"preprocessing failed: {type(exc).__name__}: {exc}") from None
-        img = to_stored(pre.image)
-    else:
-        dec = decode_file(row.src, task.backend)
-        try:
-            pre = preprocess(dec.pixels, dec.meta, stage="crop", size=task.size, flip=task.flip)
-            img = to_stored(pre.image)
-        except Exception as exc:
-            raise ChainError(row.src, f"preprocessing failed: {type(exc).__name__}: {exc}") from None
+    try:
+        smp = read_sample(
+            row.src,
+            size=task.size,
+            backend=task.backend,
+            flip=task.flip,
+            for_processing=task.for_processing,
+            laterality=task.laterality,
+            decode_scale=effective_scale(task.decode_scale),
+        )
+    except DicomError:
+        raise
+    except Exception as exc:
+        raise ChainError(row.src, f"preprocessing failed: {type(exc).__name__}: {exc}") from None
+    pre = smp.pre
+    img = to_stored(pre.image)
     rec.update(
         shape=list(img.shape), box=[int(v) for v in pre.box], flipped=bool(pre.flipped), reduction=int(pre.reduction)
     )
+    if smp.notes:
+        rec["notes"] = smp.notes
     return rec, img
 
 
@@ -160,14 +163,21 @@ def run_gpu_tasks(cfg: PrepareConfig, tasks: list[Task], engine: str):
     from decode.cli_decode import DecodeJob
     from decode.parallel import default_workers
 
-    jobs = [DecodeJob(t.row.src, "", "crop", t.size, t.backend, t.flip, False) for t in tasks]
+    jobs = [
+        DecodeJob(t.row.src, "", "crop", t.size, t.backend, t.flip, False, "full", t.for_processing, t.laterality)
+        for t in tasks
+    ]
     task_of = {id(j): t for j, t in zip(jobs, tasks)}  # jobs come back as the same objects
 
     def keep(job, img, info):
         task = task_of[id(job)]
         rec = base_record(task.row)
         stored = to_stored(img)
-        rec.update(shape=list(stored.shape), box=[int(v) for v in info["box"]], flipped=bool(info["flipped"]))
+        rec.update(
+            shape=list(stored.shape), box=[int(v) for v in info["box"]], flipped=bool(info["flipped"]), reduction=0
+        )
+        if info.get("notes"):
+            rec["notes"] = info["notes"]
         return rec, stored
 
     results = decode_jobs(

@@ -126,6 +126,8 @@ def train(
     from .manifest import assign_folds, breast_prior, load_manifest
     from .metrics import breast_metrics
     from .model import create_model
+    from .notes import collect as collect_notes
+    from .notes import write_notes
     from .sampler import BalancedSampler
 
     if not cfg.data:
@@ -141,6 +143,7 @@ def train(
         ("manifest", r.path or r.image_id): (r.image_id, r.path, "manifest", r.path_error) for r in refused.itertuples()
     }
     man = man[man["path_error"] == ""].reset_index(drop=True)
+    notes: dict = {}
     if "cancer" not in man.columns:
         raise ValueError(f"{cfg.data}/train.csv has no 'cancer' column")
     fold_of = assign_folds(man, folds=cfg.folds, seed=cfg.seed)
@@ -169,6 +172,8 @@ def train(
         data_root=cfg.data,
         engine=cfg.engine,
         decode_scale=cfg.decode_scale,
+        for_processing=cfg.for_processing,
+        laterality=cfg.laterality,
     )
     train_loader = DicomLoader(tr["path"].tolist(), labels, batch_size=cfg.batch_size, sampler=sampler, **common)
     val_loader = DicomLoader(
@@ -344,6 +349,13 @@ def train(
                 f["reason"],
             )
         m = breast_metrics(va["prediction_id"].iloc[idx].tolist(), probs, va["cancer"].to_numpy()[idx], agg=cfg.agg)
+        # notes about rows that were used (FOR PROCESSING, laterality, ...): RUN/notes.csv
+        mine = [("train", n) for n in train_loader.notes] + [("val", n) for n in val_loader.notes]
+        train_loader.notes.clear()
+        val_loader.notes.clear()
+        for part in all_gather_objects(mine):
+            for split, n in part:
+                notes.update(collect_notes([n], (tr if split == "train" else va)["image_id"].to_numpy()))
         rec = {
             "epoch": epoch + 1,
             "train_loss": loss_all / max(n_all, 1),
@@ -425,6 +437,7 @@ def train(
             )
             _write_metrics(cfg, history, best, prior, info.world, device, train_loader.engine_name, decode_scale)
             _write_errors(out, errors)
+            write_notes(os.path.join(out, "notes.csv"), notes, keep_existing=True)
         else:
             all_gather_objects(rng_state())
         barrier()

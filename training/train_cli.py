@@ -39,6 +39,8 @@ FLAGS = (
     "backend",
     "drop_path_rate",
     "decode_scale",
+    "for_processing",
+    "laterality",
 )
 
 
@@ -83,6 +85,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["auto", "full", "1/2", "1/4"],
         help="JPEG 2000 decode resolution: auto (default) decodes each image at the coarsest level whose "
         "breast crop still covers --img-size; full decodes every pixel (recorded in metrics.json and checkpoints)",
+    )
+    g.add_argument(
+        "--for-processing",
+        choices=["warn", "skip", "error"],
+        help="FOR PROCESSING images (raw detector data): warn = use and list in RUN/notes.csv (default), "
+        "skip or error = leave out and list in RUN/errors.csv",
+    )
+    g.add_argument(
+        "--laterality",
+        choices=["content", "header"],
+        help="which side decides the flip when the header's laterality and the image disagree (default "
+        "content; disagreements are listed in RUN/notes.csv)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
