@@ -295,3 +295,30 @@ def test_train_config_validates_the_new_options():
         TrainConfig(for_processing="x")
     with pytest.raises(ValueError, match="laterality 'x' is not one of: content, header"):
         TrainConfig(laterality="x")
+
+
+# --- the same rules on the GPU engines (their CPU variants here) ----------------------------------
+
+
+@pytest.mark.parametrize("engine", ["nvimgcodec", "dali"])
+def test_gpu_engines_apply_padding_laterality_and_for_processing(engine, intent_files, tmp_path):
+    pytest.importorskip("nvidia.nvimgcodec" if engine == "nvimgcodec" else "nvidia.dali")
+    proc, pres = intent_files
+    stored, _b, _p = padded_scene("MONOCHROME1", 4095)
+    padded = _dicom(tmp_path / "padded.dcm", stored, photometric="MONOCHROME1", PixelPaddingValue=4095)
+    clash = _breast_on_right(tmp_path, "L")
+    paths = [proc, pres, padded, clash]
+    common = dict(batch_size=4, size=(32, 24), device="cpu")
+    for policy in ("warn", "skip"):
+        cpu = DicomLoader(paths, engine="cpu", workers=0, for_processing=policy, decode_scale="full", **common)
+        want = list(cpu)
+        with DicomLoader(paths, engine=engine, workers=1, for_processing=policy, **common) as gpu:
+            got = list(gpu)
+        assert gpu.engine_name == engine
+        assert [b["index"].tolist() for b in got] == [b["index"].tolist() for b in want]
+        np.testing.assert_allclose(got[0]["image"].numpy(), want[0]["image"].numpy(), atol=1e-6, rtol=0)
+        assert [(f["index"], f["stage"]) for f in gpu.failures] == [(f["index"], f["stage"]) for f in cpu.failures]
+        noted = sorted((n["index"], n["note"].split(":")[0]) for n in gpu.notes)
+        assert noted == sorted((n["index"], n["note"].split(":")[0]) for n in cpu.notes), gpu.notes
+        assert any(i == 3 and n.startswith("laterality") for i, n in noted)
+        assert (policy == "skip") == ((0, "skipped") in [(f["index"], f["stage"]) for f in gpu.failures])
