@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             chain_size=chain_size,
             cores=cores,
             budget=budget,
+            summary=summary,
         )
         exact_by: dict = {}
         if budget.allow("checks", NEED["checks"]):

@@ -34,6 +34,8 @@ OUT=$1
 shift
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# glymur + lxml for the reduced-resolution CPU rows (benchmarks/stage_gpu_extras.sh), when carried
+[ -d "$ROOT/.gpuwheels/x/site" ] && export PYTHONPATH="$PYTHONPATH:$ROOT/.gpuwheels/x/site"
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

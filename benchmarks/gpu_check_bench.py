@@ -12,8 +12,9 @@ GPU figures (per codec, 12-bit first, then 14-bit while the budget lasts):
 * ``infer`` / ``memory``: a timm model's inference images/s at the chain size in bf16
   (channels_last) on a batch already on the device, so the decode-vs-model balance shows.
 
-CPU baselines (last, they fork a process pool): the project's default (``auto`` over all
-cores) and the serial pydicom and dicomsdl loops. GPU rows are timed with CUDA events
+CPU baselines (last): the project's default (``auto`` over all cores), the serial pydicom
+and dicomsdl loops, and OpenJPEG's reduced-resolution decode of the 12-bit JPEG 2000 files at
+full, 1/2 and 1/4 over all cores (``openjpeg@<scale>``). GPU rows are timed with CUDA events
 around whole passes; peak device memory is ``cudaMemGetInfo`` above the level before.
 """
 
@@ -307,3 +308,30 @@ def run_cpu_baselines(ctx: dict, rows: list, row_bits: list, save) -> None:
         rows.extend(cpu_rows)
         row_bits.extend([12] * len(cpu_rows))
         save()
+    run_reduced_cpu(ctx, rows, row_bits, save)
+
+
+def run_reduced_cpu(ctx: dict, rows: list, row_bits: list, save) -> None:
+    """JPEG 2000 decoded below full resolution by OpenJPEG on all the CPU cores (``openjpeg@<scale>`` rows).
+
+    Beside the GPU's full-resolution figures: on a GPU box, the cores at 1/2 resolution may
+    rival the GPU at full resolution, and these rows say whether a CPU+GPU split pays.
+    Needs glymur (staged beside the quick tier); without it the reason is recorded.
+    """
+    from benchmarks.reduced_bench import bench_reduced_decode
+    from decode.openjpeg import unavailable_reason
+    from decode.syntax import JPEG2000_LOSSLESS
+
+    budget, summary = ctx["budget"], ctx["summary"]
+    why = unavailable_reason()
+    if why:
+        summary["reduced_cpu"] = f"not measured: {why}"
+        log.warning("reduced-resolution CPU rows left out: %s", why)
+        return
+    if not budget.allow("reduced cpu decode", 15):
+        return
+    ps = ctx["groups"][(JPEG2000_LOSSLESS, 12)]
+    reduced = bench_reduced_decode(ps, scales=("full", "1/2", "1/4"), workers=ctx["cores"], repeats=1)
+    rows.extend(reduced)
+    row_bits.extend([12] * len(reduced))
+    save()
