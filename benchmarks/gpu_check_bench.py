@@ -21,6 +21,7 @@ around whole passes; peak device memory is ``cudaMemGetInfo`` above the level be
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 
@@ -295,43 +296,51 @@ def run_gpu_figures(ctx: dict, exact_by: dict, rows: list, row_bits: list, summa
 
 
 def run_cpu_baselines(ctx: dict, rows: list, row_bits: list, save) -> None:
-    """The CPU on this machine (12-bit): pydicom / dicomsdl serial baselines and ``auto`` over all cores."""
-    from benchmarks.decode_bench import Group, bench_group
-    from decode.syntax import JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1, short_name
+    """The CPU on this machine, in a fresh process (``benchmarks.gpu_check_cpu``): no CUDA there, so
+    its worker pools fork as ``rsna-mammo decode``'s do, and nothing of the GPU phases lingers.
 
-    groups, cores, budget, size = ctx["groups"], ctx["cores"], ctx["budget"], ctx["size"]
-    for ts in (JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1):
-        if not budget.allow(f"cpu baselines {short_name(ts)}", 15):
-            continue
-        ps = groups[(ts, 12)][: max(2, min(len(groups[(ts, 12)]), cores // 4 or 2))]
-        cpu_rows, _ = bench_group(Group(ts, list(ps), [size] * len(ps)), backends=["auto"], workers=cores, repeats=1)
-        rows.extend(cpu_rows)
-        row_bits.extend([12] * len(cpu_rows))
-        save()
-    run_reduced_cpu(ctx, rows, row_bits, save)
-
-
-def run_reduced_cpu(ctx: dict, rows: list, row_bits: list, save) -> None:
-    """JPEG 2000 decoded below full resolution by OpenJPEG on all the CPU cores (``openjpeg@<scale>`` rows).
-
-    Beside the GPU's full-resolution figures: on a GPU box, the cores at 1/2 resolution may
-    rival the GPU at full resolution, and these rows say whether a CPU+GPU split pays.
-    Needs glymur (staged beside the quick tier); without it the reason is recorded.
+    Rows: pydicom / dicomsdl serial baselines and ``auto`` over all cores (12-bit files), then
+    OpenJPEG's reduced-resolution decode over all cores (``openjpeg@<scale>``).
     """
-    from benchmarks.reduced_bench import bench_reduced_decode
-    from decode.openjpeg import unavailable_reason
-    from decode.syntax import JPEG2000_LOSSLESS
+    import json
+    import subprocess
+    import sys
+    import tempfile
 
-    budget, summary = ctx["budget"], ctx["summary"]
-    why = unavailable_reason()
-    if why:
-        summary["reduced_cpu"] = f"not measured: {why}"
-        log.warning("reduced-resolution CPU rows left out: %s", why)
-        return
-    if not budget.allow("reduced cpu decode", 15):
-        return
-    ps = ctx["groups"][(JPEG2000_LOSSLESS, 12)]
-    reduced = bench_reduced_decode(ps, scales=("full", "1/2", "1/4"), workers=ctx["cores"], repeats=1)
-    rows.extend(reduced)
-    row_bits.extend([12] * len(reduced))
+    from benchmarks.schema import BenchResult
+    from decode.syntax import JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1
+
+    groups, cores, budget = ctx["groups"], ctx["cores"], ctx["budget"]
+    per = max(2, min(len(groups[(JPEG2000_LOSSLESS, 12)]), cores // 4 or 2))
+    j2k, jll = groups[(JPEG2000_LOSSLESS, 12)], groups[(JPEG_LOSSLESS_SV1, 12)]
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = f.name
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.gpu_check_cpu",
+        "--out",
+        out,
+        "--cores",
+        str(cores),
+        "--size",
+        f"{ctx['size'][0]}x{ctx['size'][1]}",
+        "--budget",
+        str(max(10.0, budget.left() - 5)),
+        "--baseline",
+        *j2k[:per],
+        *jll[:per],
+        "--reduced",
+        *j2k,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(20.0, budget.left()))
+    if proc.returncode != 0:
+        raise RuntimeError(f"CPU phase failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+    with open(out, encoding="utf-8") as f:
+        doc = json.load(f)
+    os.unlink(out)
+    for r in doc["rows"]:
+        rows.append(BenchResult.from_dict(r))
+        row_bits.append(12)
+    ctx["summary"].update(doc.get("summary", {}))
     save()
