@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "training.train_cli",
     "predict": "training.predict_cli",
     "prepare": "training.prepare_cli",
+    "export": "training.export_cli",
     "bench": "benchmarks.cli",
 }
 
@@ -31,6 +32,7 @@ HELPS = {
     "train": "train a classifier streaming raw DICOMs (AMP, EMA, balanced sampler, breast-level pF1, resume, torchrun)",
     "predict": "write a complete submission (one row per prediction_id) and errors.csv from raw DICOMs",
     "prepare": "decode once: lossless HTJ2K transcode or a preprocessed-tensor cache (atomic, resumable, sharded)",
+    "export": "export a checkpoint as an ONNX model or a torch.export program for deployment",
     "bench": "throughput benchmarks (decode, pipeline, train, infer) and their report",
 }
 

@@ -26,7 +26,7 @@ EXPORT_FORMAT = "rsna-mammo-export/1"
 ENSEMBLES = ("mean", "logit-mean")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 #: What the loader must produce identically for every member of an ensemble.
-LOADER_KEYS = ("img_size", "chain_version", "decode_scale", "flip")
+LOADER_KEYS = ("img_size", "chain_version", "decode_scale", "flip", "laterality")
 
 
 @dataclass
@@ -51,16 +51,18 @@ class Predictor:
 
 def checkpoint_meta(ck: dict) -> dict:
     """The metadata an inference model carries, from a training checkpoint."""
-    from decode.chain import CHAIN_VERSION
-
     cfg = ck.get("config", {}) or {}
     return {
         "format": EXPORT_FORMAT,
         "model_name": ck.get("model_name"),
         "img_size": [int(v) for v in ck["img_size"]],
-        "chain_version": int(ck.get("chain_version", CHAIN_VERSION)),
-        "decode_scale": ck.get("decode_scale", cfg.get("decode_scale", "full")),
+        # checkpoints from before the field were trained on chain version 1
+        "chain_version": int(ck.get("chain_version", 1)),
+        "decode_scale": ck.get("decode_scale", cfg.get("decode_scale")),
         "flip": bool(ck.get("flip", True)),
+        "laterality": cfg.get("laterality", "content"),
+        "for_processing": cfg.get("for_processing", "warn"),
+        "backend": cfg.get("backend", "auto"),
         "threshold": float(ck.get("threshold", 0.5)),
         "prior": float(ck.get("prior", 0.0)),
         "agg": ck.get("agg", cfg.get("agg", "mean")),

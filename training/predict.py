@@ -139,10 +139,69 @@ def parse_threshold(value: str) -> str | float | None:
     return t
 
 
+def infer_predictors(
+    predictors,
+    loader,
+    *,
+    tta: bool = False,
+    ensemble: str = "mean",
+    pad_to: int | None = None,
+    progress: Callable | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Score ``loader``'s rows with one or several models (each image decoded once).
+
+    Args:
+        predictors: :class:`~training.inference_models.Predictor` objects (logits out).
+        loader: the batches (the loader decodes batch k+1 while the models run batch k:
+            worker processes on the CPU, a side CUDA stream on the nvImageCodec engine).
+        tta: also score each image's vertical flip.
+        ensemble: ``"mean"`` of probabilities or ``"logit-mean"`` over models (and views).
+        pad_to: fixed batch shape: a shorter batch is padded with zero images to this many
+            rows and the pad rows are dropped (compiled models and CUDA graphs see one shape).
+        progress: a ``tqdm``-like factory.
+
+    Returns:
+        ``(row indices int64 [N], probabilities float64 [N] in [0, 1], failures)``.
+    """
+    import time
+
+    import torch
+
+    from .inference_models import combine
+
+    idx, probs, failed = [], [], []
+    bar = progress(total=len(loader), desc="infer", unit="batch") if progress else None
+    n_img, t0 = 0, time.perf_counter()
+    for batch in loader:
+        failed.extend(batch["failed"])
+        if batch["image"] is not None and batch["index"].numel():
+            x = batch["image"]
+            n = int(x.shape[0])
+            if pad_to and n < pad_to:
+                x = torch.cat([x, x.new_zeros((pad_to - n, *x.shape[1:]))])
+            logits = []
+            for predictor in predictors:
+                logits.append(predictor(x)[:n])
+                if tta:
+                    logits.append(predictor(x.flip(2))[:n])
+            p = combine(logits, ensemble)
+            idx.append(batch["index"].cpu().numpy())
+            probs.append(p.cpu().numpy())
+            n_img += n
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(img_s=f"{n_img / max(time.perf_counter() - t0, 1e-9):.1f}")
+    if bar is not None:
+        bar.close()
+    if not idx:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64), failed
+    return np.concatenate(idx).astype(np.int64), np.concatenate(probs).astype(np.float64), failed
+
+
 def predict(
     *,
     data: str,
-    ckpt: str,
+    ckpt,
     out: str,
     csv: str | None = None,
     images: str | None = None,
@@ -156,64 +215,86 @@ def predict(
     progress: Callable | None = None,
     decode_scale: str | None = None,
     for_processing: str | None = None,
+    ensemble: str = "mean",
+    compile_mode: str | None = None,
 ) -> dict[str, object]:
     """Write the submission ``out``, ``errors.csv`` and ``notes.csv`` beside it (rank 0 under torchrun).
 
-    The flip follows the checkpoint's ``laterality`` setting (as in training);
-    ``for_processing`` defaults to the checkpoint's (``warn``: used and noted; ``skip`` /
-    ``error``: listed in ``errors.csv``, the breast predicted from its other images).
+    Args:
+        ckpt: one model file or several (an ensemble, e.g. the four folds): training
+            checkpoints (``.pt``), ONNX models (``.onnx``, run by ONNX Runtime) or
+            ``torch.export`` programs (``.pt2``) from ``rsna-mammo export``. Each image is
+            decoded once and every model scores it; the members must agree on image size,
+            chain version, decode scale, flip and laterality (a clear error otherwise).
+        ensemble: ``"mean"`` of the models' probabilities or ``"logit-mean"``.
+        compile_mode: ``torch.compile`` the checkpoints (``default``, ``reduce-overhead``:
+            CUDA graphs on the GPU, ``max-autotune``); None: eager.
 
-    ``decode_scale`` (:mod:`decode.scale`): None takes the checkpoint's (the training
-    run's, so inference sees what training saw), or ``"auto"`` for a checkpoint without one.
+    The flip follows the model's ``laterality`` setting (as in training); ``for_processing``
+    defaults to the model's (``warn``: used and noted; ``skip`` / ``error``: listed in
+    ``errors.csv``, the breast predicted from its other images). ``decode_scale``
+    (:mod:`decode.scale`): None takes the model's (the training run's, so inference sees
+    what training saw), or ``"auto"`` for a checkpoint without one. Batches have a fixed
+    shape (the last one padded, pad rows dropped). An ensemble's prior and ``best``
+    threshold are the mean of its members'.
 
     Returns:
         Summary: ``rows``, ``images``, ``failed_images``, ``prior_breasts`` (list of ids),
-        ``images_per_s``, ``threshold``, paths written.
+        ``images_per_s``, ``threshold``, ``models``, paths written.
     """
     import time
 
     from dali_pipelines.loader import DicomLoader
+    from decode.chain import CHAIN_VERSION
     from decode.parallel import default_workers
 
     from .distributed import all_gather_objects, barrier, init_distributed
+    from .inference_models import ENSEMBLES, check_compatible, load_predictor
     from .manifest import load_manifest
 
     thr = parse_threshold(threshold)
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"unknown ensemble {ensemble!r}; allowed: {', '.join(ENSEMBLES)}")
+    files = [ckpt] if isinstance(ckpt, str | os.PathLike) else list(ckpt)
+    if not files:
+        raise ValueError("predict needs at least one --ckpt")
     info = init_distributed(device)
-    ck = load_checkpoint(ckpt)
-    cfg = ck.get("config", {})
-    agg = agg or cfg.get("agg", "mean")
+    predictors = [load_predictor(os.fspath(f), info.device, compile_mode=compile_mode) for f in files]
+    shared = check_compatible(predictors)
+    meta = predictors[0].meta
+    if shared["chain_version"] != CHAIN_VERSION:
+        log.warning(
+            "%s was trained on chain version %s; this code preprocesses with version %s (outputs may shift)",
+            files[0],
+            shared["chain_version"],
+            CHAIN_VERSION,
+        )
+    agg = agg or meta.get("agg", "mean")
     if agg not in ("mean", "max"):
         raise ValueError(f"unknown aggregation {agg!r}; allowed: mean, max")
-    size = tuple(int(v) for v in ck["img_size"])
+    size = tuple(int(v) for v in shared["img_size"])
     man = load_manifest(data, csv=csv or "test.csv", images=images)
     ok_rows = np.flatnonzero(man["path_error"].to_numpy() == "")
     dev = "cuda" if info.device.startswith("cuda") else "cpu"
-    model = model_from_checkpoint(ck, info.device)
     n_workers = default_workers() if workers is None else workers
+    batch = batch_size or 2 * int(meta.get("batch_size", 8))
     loader = DicomLoader(
         [man["path"].iloc[i] for i in ok_rows],
-        batch_size=batch_size or 2 * int(cfg.get("batch_size", 8)),
+        batch_size=batch,
         size=size,
         device=dev,
         workers=n_workers,
         shard=(info.rank, info.world),
-        backend=cfg.get("backend", "auto"),
+        backend=meta.get("backend", "auto"),
         data_root=data,
         engine=engine,
-        decode_scale=decode_scale or cfg.get("decode_scale", "auto"),
-        for_processing=for_processing or cfg.get("for_processing", "warn"),
-        laterality=cfg.get("laterality", "content"),
+        decode_scale=decode_scale or shared["decode_scale"] or "auto",
+        for_processing=for_processing or meta.get("for_processing", "warn"),
+        laterality=shared.get("laterality") or "content",
     )
     t0 = time.perf_counter()
-    idx, probs, failed = infer(
-        model,
-        loader,
-        device=info.device,
-        amp=cfg.get("amp", "auto"),
-        tta=tta,
-        channels_last=bool(cfg.get("channels_last", True)),
-        progress=progress if info.is_main else None,
+    idx, probs, failed = infer_predictors(
+        predictors, loader, tta=tta, ensemble=ensemble, pad_to=batch, progress=progress if info.is_main else None
     )
     seconds = time.perf_counter() - t0
     loader.close()
@@ -224,7 +305,11 @@ def predict(
         probs = np.concatenate([p[1] for p in parts])
         failed = [f for p in parts for f in p[2]]
         n_done, secs = sum(p[3] for p in parts), max(p[4] for p in parts)
-        summary = _write_outputs(man, ok_rows, idx, probs, failed, out=out, agg=agg, thr=thr, ck=ck)
+        stats = {
+            "prior": float(np.mean([p.meta.get("prior", 0.0) for p in predictors])),
+            "threshold": float(np.mean([p.meta.get("threshold", 0.5) for p in predictors])),
+        }
+        summary = _write_outputs(man, ok_rows, idx, probs, failed, out=out, agg=agg, thr=thr, ck=stats)
         notes = [n for p in parts for n in p[5]]
         ids = man["image_id"].to_numpy()[ok_rows]
         summary["notes"] = write_notes(
@@ -235,6 +320,9 @@ def predict(
         summary["engine"] = loader.engine_name
         summary["seconds"] = round(secs, 2)
         summary["decode_scale"] = loader.effective_decode_scale()
+        summary["models"] = [{"path": p.path, "kind": p.kind, "compile": compile_mode} for p in predictors]
+        summary["ensemble"] = ensemble if len(predictors) > 1 or tta else None
+        summary["batch_size"] = batch
     barrier()
     return summary
 

@@ -12,7 +12,14 @@ HELP = "predict one row per prediction_id from raw DICOMs; errors.csv lists ever
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="dataset root holding the CSV and its images")
-    p.add_argument("--ckpt", required=True, metavar="FILE", help="checkpoint (RUN/best.pt); gives model and size")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        nargs="+",
+        metavar="FILE",
+        help="model file(s): checkpoints (RUN/best.pt), .onnx or .pt2 exports; several = an ensemble (each image "
+        "decoded once); they give the model, image size, chain and threshold",
+    )
     p.add_argument("--out", required=True, metavar="FILE.csv", help="submission (errors.csv goes beside it)")
     p.add_argument("--csv", default="test.csv", help="image list (default test.csv; train*.csv reads train_images)")
     p.add_argument("--images", metavar="SUBDIR", help="image folder under --data (default <split>_images)")
@@ -46,6 +53,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="FOR PROCESSING images (raw detector data): warn = use and list in notes.csv; skip or error = "
         "leave out and list in errors.csv (default: the checkpoint's setting)",
     )
+    p.add_argument(
+        "--ensemble",
+        choices=["mean", "logit-mean"],
+        default="mean",
+        help="several models (and --tta views): mean of probabilities (default) or sigmoid of the mean logit",
+    )
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        choices=["default", "reduce-overhead", "max-autotune"],
+        metavar="MODE",
+        help="torch.compile the checkpoints (MODE default; reduce-overhead captures CUDA graphs on the GPU)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -72,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
             progress=progress_factory(not args.no_progress),
             decode_scale=args.decode_scale,
             for_processing=args.for_processing,
+            ensemble=args.ensemble,
+            compile_mode=args.compile,
         )
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(summary))

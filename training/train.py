@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from decode.atomic import atomic_write, remove_stale_temps
+from decode.chain import CHAIN_VERSION
 
 from .config import TrainConfig, save_yaml
 from .predict import CKPT_FORMAT, autocast_ctx, autocast_dtype, infer
@@ -396,6 +397,7 @@ def train(
             "img_size": list(cfg.img_size),
             "config": cfg.to_dict(),
             "decode_scale": decode_scale,
+            "chain_version": CHAIN_VERSION,
             "prior": prior,
             "agg": cfg.agg,
         }
