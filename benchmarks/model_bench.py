@@ -144,11 +144,30 @@ def add_arguments(p: argparse.ArgumentParser, mode: str = "train") -> None:
     p.add_argument("--files", type=int, default=6, help="synthetic files per codec (default: 6)")
     p.add_argument("--cache", metavar="DIR", help="synthetic file cache (default: ~/.cache/rsna-mammo/bench)")
     p.add_argument("--no-loader", action="store_true", help="only the in-memory figure")
+    if mode == "infer":
+        p.add_argument(
+            "--e2e",
+            action="store_true",
+            help="raw DICOM -> submission end to end and per stage, for eager, compiled and ONNX (overlap efficiency)",
+        )
+        p.add_argument("--variants", default="eager,compiled,onnx", help="--e2e: model variants (default: all three)")
+        p.add_argument(
+            "--compile",
+            default="default",
+            choices=["default", "reduce-overhead", "max-autotune"],
+            help="--e2e: torch.compile mode of the compiled variant (default: default)",
+        )
+        p.add_argument("--ckpt", metavar="FILE", help="--e2e: a checkpoint to use (default: random weights of --model)")
     p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
 
 
 def run(args: argparse.Namespace, mode: str = "train") -> int:
     import torch
+
+    if mode == "infer" and getattr(args, "e2e", False):
+        from .e2e_bench import run_e2e
+
+        return run_e2e(args)
 
     from dali_pipelines.loader import DicomLoader, resolve_device
     from decode.chain import parse_size

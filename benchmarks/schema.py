@@ -15,7 +15,7 @@ Row fields (exactly these, in this order):
 stage          what was timed: ``baseline`` (a plain library loop: pydicom, dicomsdl),
                ``decode`` (the project's decode path), loader stages ``read``, ``voi``,
                ``crop``, ``resize``, ``h2d``, ``collate``, ``loader`` (end to end),
-               ``train``, ``infer``
+               ``train``, ``infer``, ``e2e`` (``predict``: files in, submission out)
 backend        decode backend name, ``auto``, or for model rows the data source
                (``memory`` / ``loader``); ``NAME@SCALE`` (``openjpeg@1/2``, ``auto@auto``)
                marks a decode-scale row (JPEG 2000 decoded below full resolution;
@@ -46,8 +46,10 @@ from typing import Any, Literal
 
 SCHEMA_VERSION = 1
 
-Stage = Literal["baseline", "decode", "read", "voi", "crop", "resize", "h2d", "collate", "loader", "train", "infer"]
-STAGES = ("baseline", "decode", "read", "voi", "crop", "resize", "h2d", "collate", "loader", "train", "infer")
+Stage = Literal[
+    "baseline", "decode", "read", "voi", "crop", "resize", "h2d", "collate", "loader", "train", "infer", "e2e"
+]
+STAGES = ("baseline", "decode", "read", "voi", "crop", "resize", "h2d", "collate", "loader", "train", "infer", "e2e")
 DEVICES = ("cpu", "cuda")
 #: The plain-library loops every decode run measures beside the project's figures.
 BASELINES = ("pydicom", "dicomsdl")

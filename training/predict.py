@@ -292,6 +292,12 @@ def predict(
         for_processing=for_processing or meta.get("for_processing", "warn"),
         laterality=shared.get("laterality") or "content",
     )
+    if compile_mode:  # compile now, on the fixed batch shape, not inside the first batch's wait
+        import torch
+
+        warm = torch.zeros((batch, 1, *size), device=info.device)
+        for p in predictors:
+            p(warm)
     t0 = time.perf_counter()
     idx, probs, failed = infer_predictors(
         predictors, loader, tta=tta, ensemble=ensemble, pad_to=batch, progress=progress if info.is_main else None
