@@ -10,10 +10,12 @@ Public names::
     resize, resize_pad                        antialiased, aspect-preserving resize
     preprocess, CHAIN_VERSION                 the whole chain in one call
     DicomError and subclasses                 one-line, typed errors naming the file
+    __version__                               the project's version (decode/_version.py)
 
 Nothing here imports torch, DALI or CuPy.
 """
 
+from ._version import __version__
 from .backends import BACKENDS, available_backends, get_backend
 from .chain import CHAIN_VERSION, Preprocessed, parse_size, preprocess
 from .crop import breast_bbox, crop, flip_to_left
@@ -25,6 +27,7 @@ from .resize import resize, resize_pad
 from .voi import WindowParams, apply_voi, window_params
 
 __all__ = [
+    "__version__",
     "BACKENDS",
     "CHAIN_VERSION",
     "CorruptDicomError",
