@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     predict = ["predict", "--data", data, "--ckpt", os.path.join(run_dir, "best.pt"), "--out", sub, "--no-progress"]
     command = " && ".join("rsna-mammo " + " ".join(a) for a in (synth, train, predict))
 
+    machine = machine_record(with_torch=True)  # before the run: the code and the tree that ran
     _cli(*synth)
     with PeakHostMemory(interval=0.5) as mem:
         train_wall, train_cpu, _ = _cli(*train)
@@ -168,7 +169,6 @@ def run(args: argparse.Namespace) -> int:
         "train_config": cfg,
         "notes": args.notes,
     }
-    machine = machine_record(with_torch=True)
     path = dump(make_document(machine, config, rows, summary), expand_path(args.json, machine))
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
     print(f"wrote {path}", file=sys.stderr)
