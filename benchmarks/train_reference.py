@@ -40,13 +40,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notes", default="", help="free text recorded in config.notes")
 
 
-def _cli(*argv: str) -> tuple[float, float, str]:
-    """Run ``rsna-mammo ARGV`` as a child process; (wall s, child CPU user s, stdout)."""
+def _cli(*argv: str) -> tuple[float, float, str, float | None]:
+    """Run ``rsna-mammo ARGV`` as a child process.
+
+    Returns:
+        (wall s, CPU user s of the child and its workers, stdout, peak resident MiB of the
+        child's process tree, sampled every 0.5 s; None without psutil).
+    """
+    from .measure import PeakHostMemory
+
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "training.cli", *argv], stdout=subprocess.PIPE, text=True, check=True)
+    proc = subprocess.Popen([sys.executable, "-m", "training.cli", *argv], stdout=subprocess.PIPE, text=True)
+    with PeakHostMemory(interval=0.5, pid=proc.pid) as mem:
+        stdout, _ = proc.communicate()
     wall = time.perf_counter() - t0
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - before, done.stdout
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, ["rsna-mammo", *argv])
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - before
+    return wall, cpu, stdout, mem.peak_mb
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,10 +67,10 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from decode.parallel import default_workers
+    from training.manifest import assign_folds, load_manifest
     from training.metrics import best_threshold, binarized_pf1, pfbeta, roc_auc
 
     from .machine import expand_path, machine_record
-    from .measure import PeakHostMemory
     from .schema import BenchResult, dump, make_document
 
     out = os.path.abspath(args.out)
@@ -73,9 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
     machine = machine_record(with_torch=True)  # before the run: the code and the tree that ran
     _cli(*synth)
-    with PeakHostMemory(interval=0.5) as mem:
-        train_wall, train_cpu, _ = _cli(*train)
-    predict_wall, _, stdout = _cli(*predict)
+    train_wall, train_cpu, _, train_peak_mb = _cli(*train)
+    predict_wall, _, stdout, _ = _cli(*predict)
     ps = json.loads(stdout.strip().splitlines()[0])
 
     with open(os.path.join(run_dir, "metrics.json")) as f:
@@ -90,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     train_csv = pd.read_csv(os.path.join(data, "train.csv"))
     test_csv = pd.read_csv(os.path.join(data, "test.csv"))
     hist = metrics["history"]
+    man = load_manifest(data, "train")
+    folds = assign_folds(man, folds=int(cfg["folds"]), seed=int(cfg["seed"]))
     rates = [h["train_images_per_s"] for h in hist]
     med = float(np.median(rates))
     r4 = lambda v: None if v is None or not np.isfinite(v) else round(float(v), 4)  # noqa: E731
@@ -107,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             spread=round((max(rates) - min(rates)) / med, 4),
             workers=default_workers(),
             batch_size=int(cfg["batch_size"]),
-            peak_host_mb=mem.peak_mb,
+            peak_host_mb=train_peak_mb,
             peak_gpu_mb=None,
             exact=None,
         ),
@@ -161,8 +174,8 @@ def run(args: argparse.Namespace) -> int:
             "train_images": len(train_csv),
             "test_images": len(test_csv),
             "source_size": [sh, sw],
-            "train_fold_images": int(hist[0]["train_rows"]),
-            "val_images": int(hist[0]["val_rows"]),
+            "train_fold_images": int((folds != int(cfg["fold"])).sum()),
+            "val_images": int((folds == int(cfg["fold"])).sum()),
             "test_breasts": int(len(truth)),
             "test_positive_breasts": int(truth["cancer"].sum()),
         },
