@@ -12,7 +12,7 @@ $(STAMP): setup.py pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[test,gpu]'
+	$(BIN)/pip install -q -e '.[test,gpu,onnx]'
 	touch $(STAMP)
 
 test: venv

@@ -1,12 +1,35 @@
 """Install rsna-mammo: GPU-accelerated DICOM decode and data loading for mammography."""
 
+import os
+import re
+
 from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version() -> str:
+    """The version from ``decode/_version.py`` (read as text: building must not import the package)."""
+    with open(os.path.join(HERE, "decode", "_version.py"), encoding="utf-8") as f:
+        m = re.search(r'^__version__ = "([^"]+)"$', f.read(), re.M)
+    if not m:
+        raise RuntimeError("decode/_version.py has no __version__ line")
+    return m.group(1)
+
+
+def read_readme() -> str:
+    path = os.path.join(HERE, "README.md")
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
 
 setup(
     name="rsna-mammo",
-    version="0.1.0",
+    version=read_version(),
     description="GPU-accelerated DICOM decode, preprocessing and data loading for RSNA screening mammography",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=read_readme(),
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
@@ -22,12 +45,16 @@ setup(
         "imagecodecs>=2024.1.1",
         "glymur>=0.13.8,<0.15",  # OpenJPEG resolution levels (reduced-resolution JPEG 2000 decode)
         "torch>=2.1",
-        "timm>=1.0",
+        "timm>=1.0",  # ModelEmaV3 (EMA with warm-up), CosineLRScheduler
+        "scikit-learn>=1.3",  # StratifiedGroupKFold, roc_auc_score
+        "kornia>=0.9",  # batch augmentation on the batch's device
         "pyyaml>=6.0",
         "tqdm>=4.60",
     ],
     extras_require={
         "gpu": ["nvidia-dali-cuda130", "cupy-cuda13x", "nvidia-nvimgcodec-cu13"],
+        # rsna-mammo export and predict --ckpt MODEL.onnx (onnxscript: torch's dynamo ONNX exporter)
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         "test": [
             "pytest>=7",
             "pytest-timeout>=2.2",

@@ -1,8 +1,8 @@
 """The machine record written next to every benchmark figure, and a short machine name.
 
 The record says what produced the numbers: CPU model and count, GPU name (or null),
-driver and CUDA versions, Python and library versions (from :func:`decode.env.collect`)
-and the git commit of the code that ran.
+driver and CUDA versions, this project's version (``versions["rsna-mammo"]``), Python and
+library versions (from :func:`decode.env.collect`) and the git commit of the code that ran.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def machine_record(*, with_torch: bool = False, no_import: tuple = ()) -> dict[s
     versions = {
         k: env.get(k)
         for k in (
+            "rsna-mammo",
             "numpy",
             "pandas",
             "pydicom",
@@ -98,6 +99,8 @@ def machine_record(*, with_torch: bool = False, no_import: tuple = ()) -> dict[s
             "openjpeg",
             "torch",
             "timm",
+            "scikit-learn",
+            "kornia",
             "nvidia-dali",
             "cupy",
             "nvimgcodec",
@@ -106,6 +109,7 @@ def machine_record(*, with_torch: bool = False, no_import: tuple = ()) -> dict[s
     if not with_torch:
         versions["torch"] = _dist_version("torch")
         versions["timm"] = _dist_version("timm")
+        versions["kornia"] = _dist_version("kornia")
     for extra in ("psutil", "matplotlib", "tqdm"):
         versions[extra] = _dist_version(extra)
     gpu = nvidia_smi()

@@ -49,8 +49,9 @@ class PeakHostMemory:
     >>> mem.peak_mb
     """
 
-    def __init__(self, interval: float = 0.01):
+    def __init__(self, interval: float = 0.01, pid: int | None = None):
         self.interval = interval
+        self.pid = pid  # whose tree to sample (default: this process)
         self.peak_mb: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,7 +83,7 @@ class PeakHostMemory:
         except ImportError:
             psutil = None
         if psutil is not None:
-            proc = psutil.Process()
+            proc = psutil.Process(self.pid)
             self._peak = self._sample(proc)
             self._thread = threading.Thread(target=self._loop, args=(proc,), daemon=True, name="peak-host-mem")
             self._thread.start()

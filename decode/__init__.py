@@ -14,6 +14,7 @@ Public names::
     padding_mask, apply_intent_policy,        mammography specifics: Pixel Padding, FOR PROCESSING,
     check_laterality                          header laterality against the image
     DicomError and subclasses                 one-line, typed errors naming the file
+    __version__                               the project's version (decode/_version.py)
 
 Nothing here imports torch, DALI or CuPy.
 """
@@ -28,6 +29,8 @@ import os as _os
 _os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
 _os.environ.setdefault("PYNVIMGCODEC_VERBOSITY", "1")
 
+
+from ._version import __version__
 from .backends import BACKENDS, available_backends, get_backend
 from .chain import CHAIN_VERSION, Preprocessed, parse_size, preprocess
 from .crop import breast_bbox, crop, flip_to_left
@@ -44,6 +47,7 @@ from .scale import DECODE_SCALES, decode_chain
 from .voi import WindowParams, apply_voi, window_params
 
 __all__ = [
+    "__version__",
     "BACKENDS",
     "CHAIN_VERSION",
     "DECODE_SCALES",

@@ -1,4 +1,5 @@
-"""``rsna-mammo env``: versions of everything the engine uses, and the GPU."""
+"""``rsna-mammo env``: this project's version and origin, versions of everything the engine
+uses, and the GPU."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ MODULES = {
     "imagecodecs": ("imagecodecs", ()),
     "torch": ("torch", ()),
     "timm": ("timm", ()),
+    "scikit-learn": ("sklearn", ("scikit-learn",)),
+    "kornia": ("kornia", ()),
     "nvidia-dali": ("nvidia.dali", ("nvidia-dali-cuda130", "nvidia-dali-cuda120")),
     "cupy": ("cupy", ()),
     "nvimgcodec": ("nvidia.nvimgcodec", ("nvidia-nvimgcodec-cu13", "nvidia-nvimgcodec-cu12")),
@@ -76,7 +79,10 @@ def collect(with_torch: bool = True, *, no_import: tuple = ()) -> dict[str, obje
         no_import: printed names (e.g. ``"nvidia-dali"``) whose version is read from package
             metadata instead of importing the module (the GPU check's quick tier never imports DALI).
     """
+    from ._version import __version__
+
     out: dict[str, object] = {
+        "rsna-mammo": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
@@ -93,7 +99,7 @@ def collect(with_torch: bool = True, *, no_import: tuple = ()) -> dict[str, obje
 
     out["cpu_count"] = os.cpu_count()
     for name, (mod, dists) in MODULES.items():
-        if not with_torch and name in ("torch", "timm"):
+        if not with_torch and name in ("torch", "timm", "kornia"):
             continue
         out[name] = _version(mod, dists, load=name not in no_import)
     from importlib import metadata
@@ -115,6 +121,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the versions, then where the project's packages come from (one line each).
+
+    A package that another distribution also installs, or that Python imports from a
+    folder other than this project's, is named with the reason (see :mod:`decode.provenance`).
+    """
+    from .provenance import provenance
+
     info = collect()
     try:  # the loader's engines live a layer up; a decode-only install reports without them
         from dali_pipelines.engines import engine_report
@@ -122,11 +135,15 @@ def run(args: argparse.Namespace) -> int:
         info.update(engine_report())
     except ImportError:
         pass
+    info.update(provenance())
     if args.json:
         import json
 
         print(json.dumps(info, indent=2))
-    else:
-        for k, v in info.items():
-            print(f"{k:20s} {v if v is not None else 'none'}")
+        return 0
+    packages = info.pop("packages")
+    for k, v in info.items():
+        print(f"{k:24s} {v if v is not None else 'none'}")
+    for name, state in packages.items():
+        print(f"{'package ' + name:24s} {state}")
     return 0

@@ -60,12 +60,43 @@ def test_binarized_pf1_and_threshold_search():
     assert best_threshold([0, 0], [0.0, 0.0]) == (0.0, 0.5)
 
 
+def _pairwise_auc(y, s):
+    """AUC by counting every positive/negative pair (a tie counts one half)."""
+    pos = [b for a, b in zip(y, s) if a]
+    neg = [b for a, b in zip(y, s) if not a]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
 def test_auc_hand_computed_with_ties():
     assert roc_auc(LABELS, SCORES) == 1.0
     assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
     assert roc_auc([1, 0], [0.5, 0.5]) == 0.5
     assert roc_auc([1, 0, 0], [0.5, 0.5, 0.2]) == pytest.approx(0.75)
+    assert roc_auc([1, 1, 0, 0], [0.3, 0.3, 0.3, 0.3]) == 0.5  # every score tied
+    assert roc_auc([0, 1], [0.9, 0.1]) == 0.0  # perfectly wrong
+    assert roc_auc([0.9, 0.2, 0.6], [0.7, 0.1, 0.3]) == 1.0  # labels above 0.5 count as positive
+
+
+def test_auc_matches_pair_counting_on_heavily_tied_scores():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(2, 40))
+        y = rng.integers(0, 2, n)
+        y[0], y[1] = 0, 1  # both classes present
+        s = rng.integers(0, 4, n) / 4.0  # four distinct values: many ties
+        assert roc_auc(y, s) == pytest.approx(_pairwise_auc(y, s), abs=1e-12)
+
+
+def test_auc_nan_on_one_class_empty_or_non_finite_scores(caplog):
     assert math.isnan(roc_auc([1, 1], [0.1, 0.2]))
+    assert math.isnan(roc_auc([0, 0, 0], [0.1, 0.2, 0.3]))
+    assert math.isnan(roc_auc([], []))
+    with caplog.at_level("WARNING", logger="training.metrics"):
+        assert math.isnan(roc_auc([1, 0, 1], [0.2, float("nan"), 0.9]))
+    assert "1 of 3 scores are not finite" in caplog.text
+    with pytest.raises(ValueError, match="2 labels for 3 scores"):
+        roc_auc([1, 0], [0.1, 0.2, 0.3])
 
 
 def test_breast_aggregation_mean_and_max():

@@ -459,7 +459,10 @@ def test_train_and_predict_same_from_raw_and_tensor_cache(tiny_dataset, tmp_path
         runs[name] = train(cfg)
     a, b = (runs[k]["history"][0] for k in ("raw", "cache"))
     assert a["train_images"] == b["train_images"] > 0 and a["val_failed"] == b["val_failed"] == 0
-    for key in ("train_loss", "val_auc", "val_pf1"):
+    # val_auc is left out: after two steps from the prior-initialised head the validation scores
+    # differ by ~1e-5, so their ranking (and the AUC of 4 breasts) flips with the cache's rounding;
+    # pF1 is continuous in the scores, and the submissions below are compared score by score
+    for key in ("train_loss", "val_pf1"):
         assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-6), key
     subs = {}
     for name, data in (("raw", tiny_dataset), ("cache", cache)):

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from decode import __version__
 from training.cli import main
 from training.config import TrainConfig
 from training.metrics import roc_auc
@@ -51,6 +52,7 @@ def test_learns_lesion_signal(learned, learn_data, tmp_path):
         assert metrics[key] is not None, key
     ck = torch.load(os.path.join(out, "best.pt"), map_location="cpu", weights_only=True)
     assert ck["model_name"] == "resnet10t" and ck["img_size"] == [64, 48]
+    assert ck["version"] == __version__
     assert 0.0 < ck["prior"] < 1.0 and 0.0 <= ck["threshold"] <= 1.0 and ck["config"]["model"] == "resnet10t"
     # the decode scale (auto by default) is recorded where the outputs are
     assert ck["decode_scale"] == ck["config"]["decode_scale"] == metrics["decode_scale"] == "auto"
@@ -137,11 +139,14 @@ def test_cli_config_yaml_and_flags(tiny_dataset, tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(
         f"data: {tiny_dataset}\nmodel: resnet10t\nimg_size: 32x24\nepochs: 3\nbatch-size: 4\n"
-        "steps_per_epoch: 1\nworkers: 0\ndevice: cpu\naugment:\n  cutout: 0.5\n  hflip: 0.5\n"
+        "steps_per_epoch: 1\nworkers: 0\ndevice: cpu\naugment:\n  cutout: 0.5\n  hflip: 0.0\n"
     )
     assert main(["train", "--config", str(cfg_file), "--out", str(out), "--epochs", "1", "--no-progress"]) == 0
     saved = TrainConfig.from_dict(__import__("yaml").safe_load((out / "config.yaml").read_text()))
     assert saved.epochs == 1 and saved.img_size == (32, 24) and saved.augment.cutout == 0.5
+    assert "hflip" not in (out / "config.yaml").read_text()  # an earlier version's `hflip: 0` is dropped
+    cfg_file.write_text(cfg_file.read_text().replace("hflip: 0.0", "hflip: 0.5"))
+    assert main(["train", "--config", str(cfg_file), "--out", str(out), "--epochs", "1", "--no-progress"]) == 2
     assert main(["train", "--config", str(cfg_file), "--out", str(out), "--model", "no_such_net"]) == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text("epoch: 3\n")
@@ -369,21 +374,3 @@ def test_pretrained_weights_adapt_stem_to_one_channel(tmp_path):
     assert model.fc.weight.shape == (1, 512) and float(model.fc.weight.detach().abs().max()) < 0.1  # fresh head
     with pytest.raises(ValueError, match="not found"):
         create_model("resnet10t", pretrained=str(tmp_path / "missing.pth"))
-
-
-def test_augment_is_seeded_in_range_and_keeps_shape():
-    from training.augment import AugmentConfig, augment_batch
-
-    x = torch.rand(6, 1, 32, 24)
-    cfg = AugmentConfig(hflip=0.5, vflip=0.5, affine=1.0, cutout=0.5)
-    a = augment_batch(x, cfg, torch.Generator().manual_seed(1))
-    b = augment_batch(x, cfg, torch.Generator().manual_seed(1))
-    c = augment_batch(x, cfg, torch.Generator().manual_seed(2))
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    assert a.shape == x.shape and a.dtype == torch.float32 and 0 <= float(a.min()) and float(a.max()) <= 1
-    off = AugmentConfig(hflip=0, vflip=0, affine=0, brightness=0, contrast=0)
-    assert torch.equal(augment_batch(x, off, torch.Generator()), x)
-    flip = augment_batch(x, AugmentConfig(vflip=1.0, affine=0, brightness=0, contrast=0), torch.Generator())
-    assert torch.equal(flip, x.flip(2))
-    with pytest.raises(ValueError, match="probability"):
-        AugmentConfig(vflip=2.0)

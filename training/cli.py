@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from decode._version import __version__
+
 #: subcommand → module (imported lazily; ``bench`` is dispatched by name, so nothing
 #: in the library imports ``benchmarks``).
 COMMANDS: dict[str, str] = {
@@ -49,6 +51,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description="GPU DICOM decode, preprocessing, training and inference for RSNA screening mammography",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         p = sub.add_parser(name, help=HELPS.get(name, ""), description=HELPS.get(name, ""))

@@ -74,7 +74,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
-            self.augment = AugmentConfig(**self.augment)
+            self.augment = AugmentConfig.from_dict(self.augment)
         self.img_size = parse_size(self.img_size)
         for name in ("epochs", "batch_size", "accum"):
             if int(getattr(self, name)) < 1:
@@ -127,7 +127,7 @@ class TrainConfig:
         aug = d.get("augment")
         if isinstance(aug, dict):
             allowed = {f.name for f in dataclasses.fields(AugmentConfig)}
-            bad = sorted(set(aug) - allowed)
+            bad = sorted(set(aug) - allowed - {"hflip"})  # hflip: see AugmentConfig.from_dict
             if bad:
                 raise ValueError(f"unknown augment key(s) {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}")
         return cls(**d)

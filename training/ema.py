@@ -1,52 +1,54 @@
-"""Exponential moving average of model weights (with timm-style warm-up of the decay)."""
+"""Exponential moving average of the model weights: timm's ``ModelEmaV3`` with decay warm-up.
+
+The update after optimizer step ``n`` (1-based) is ``ema ← d·ema + (1−d)·model`` over every
+floating-point parameter and buffer (BatchNorm statistics included; integer buffers are
+copied). timm's warm-up is ``d = min(decay, 1 − (1 + (n−1)/γ)^−p)``; with ``γ = 9, p = 1``
+that is ``d = min(decay, (n − 1)/(n + 8))``, the TensorFlow-style ``(1 + k)/(10 + k)`` warm-up
+(k = updates so far) shifted by one step: the first update copies the model, ``d`` first
+exceeds 0.9 at step 83 and 0.99 at step 893, so the EMA averages over about the last n/9
+steps. timm's own suggestion for short runs (``γ = 1, p = 3/4``, a window of about n^¾ steps)
+lags too far behind a model trained from scratch for a few hundred steps: on the CPU
+reference run its EMA weights scored validation AUC 0.47 at epoch 4 while the live weights
+scored 1.0. ``n`` is the training loop's ``global_step``, so a resumed run continues the
+warm-up where it stopped.
+"""
 
 from __future__ import annotations
 
-import copy
+#: ``warmup_gamma`` and ``warmup_power`` of timm's EMA warm-up (see the module docstring).
+WARMUP_GAMMA = 9.0
+WARMUP_POWER = 1.0
 
 
-class ModelEma:
-    """A frozen copy of a model whose weights trail the live model.
-
-    Each :meth:`update` sets ``ema = d·ema + (1−d)·model`` for floating-point parameters
-    and buffers (BatchNorm statistics included) and copies integer buffers, with
-    ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so a short run is not
-    dominated by the initial weights.
+def create_ema(model, decay: float = 0.999):
+    """A frozen, eval-mode copy of ``model`` whose weights trail it.
 
     Args:
-        model: the live model (unwrapped, not the DDP wrapper).
+        model: the live model (unwrapped, not the DDP wrapper), on its training device.
         decay: the long-run decay, in [0, 1).
+
+    Returns:
+        ``timm.utils.ModelEmaV3``; call ``update(model, step=global_step)`` after every
+        optimizer step and evaluate ``.module``.
     """
+    from timm.utils import ModelEmaV3
 
-    def __init__(self, model, decay: float = 0.999):
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-        self.module = copy.deepcopy(model).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-        self.decay = float(decay)
-        self.updates = 0
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+    ema = ModelEmaV3(model, decay=float(decay), use_warmup=True, warmup_gamma=WARMUP_GAMMA, warmup_power=WARMUP_POWER)
+    for p in ema.module.parameters():
+        p.requires_grad_(False)
+    return ema
 
-    def current_decay(self) -> float:
-        return min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
 
-    def update(self, model) -> None:
-        import torch
+def ema_state(ema) -> dict:
+    """The checkpoint entry: ``{"model": EMA weights, "decay": long-run decay}``.
 
-        d = self.current_decay()
-        with torch.no_grad():
-            live = model.state_dict()
-            for k, e in self.module.state_dict().items():
-                v = live[k].detach()
-                if e.dtype.is_floating_point:
-                    e.mul_(d).add_(v.to(e.dtype), alpha=1.0 - d)
-                else:
-                    e.copy_(v)
-        self.updates += 1
+    The warm-up position is the checkpoint's ``global_step``.
+    """
+    return {"model": ema.module.state_dict(), "decay": float(ema.decay)}
 
-    def state_dict(self) -> dict:
-        return {"model": self.module.state_dict(), "updates": self.updates, "decay": self.decay}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state["model"])
-        self.updates = int(state["updates"])
+def load_ema_state(ema, state: dict) -> None:
+    """Restore the EMA weights written by :func:`ema_state`."""
+    ema.module.load_state_dict(state["model"])

@@ -118,32 +118,41 @@ def load_manifest(
 def assign_folds(df: pd.DataFrame, *, folds: int = 4, seed: int = 42) -> np.ndarray:
     """Fold number per row: grouped by patient, stratified by cancer.
 
-    Patients with any positive image are dealt round-robin over the folds after a
-    seeded shuffle, then the negatives continue the deal from the least-filled fold, so
-    every fold gets ⌊P/K⌋ or ⌈P/K⌉ positive patients and about the same patient count.
+    scikit-learn's ``StratifiedGroupKFold`` (``shuffle=True, random_state=seed``) over the
+    rows, with ``patient_id`` as the group and ``cancer > 0`` as the class: a patient's
+    images are never split across folds, and positives are spread as evenly as whole
+    patients allow. The result does not depend on the row order.
+
+    Args:
+        df: manifest rows with ``patient_id`` and, for stratification, ``cancer``.
+        folds: K >= 2, at most the number of patients.
+        seed: shuffles patients of equal class mix between folds.
 
     Returns:
         int64 array [len(df)] with values in ``0..folds-1``.
     """
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
     if folds < 2:
         raise ValueError(f"folds must be >= 2 (got {folds})")
+    groups = df["patient_id"].astype(str).to_numpy()
+    patients = len(set(groups))
+    if patients < folds:
+        raise ValueError(f"{patients} patient(s) cannot fill {folds} folds")
     label = df["cancer"] if "cancer" in df.columns else np.zeros(len(df), dtype=np.int64)
-    per_patient = (np.asarray(label) > 0).astype(np.int64)
-    import pandas as pd
-
-    pat = pd.Series(per_patient, index=df["patient_id"].astype(str)).groupby(level=0).max()
-    rng = np.random.default_rng(seed)
-    fold_of = {}
-    counts = np.zeros(folds, dtype=np.int64)
-    for cls in (1, 0):
-        ids = np.array(sorted(pat.index[pat.to_numpy() == cls]), dtype=object)
-        rng.shuffle(ids)
-        start = int(np.argmin(counts)) if cls == 0 else 0
-        for j, pid in enumerate(ids):
-            f = (start + j) % folds
-            fold_of[pid] = f
-            counts[f] += 1
-    return np.array([fold_of[str(p)] for p in df["patient_id"]], dtype=np.int64)
+    y = (np.asarray(label) > 0).astype(np.int64)
+    positive_patients = len(set(groups[y == 1]))
+    if 0 < positive_patients < folds:
+        log.warning("%d positive patient(s), %d folds: a fold may validate with no positive", positive_patients, folds)
+    out = np.full(len(df), -1, dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # its per-row class-count warning; the per-patient one is above
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for k, (_, rows) in enumerate(splitter.split(np.zeros(len(df)), y, groups)):
+            out[rows] = k
+    return out
 
 
 def breast_prior(df: pd.DataFrame) -> float:

@@ -1,6 +1,9 @@
 """Screening metrics: ROC AUC, probabilistic F1, binarized pF1 with a threshold search,
 and breast-level aggregation.
 
+ROC AUC is scikit-learn's. The probabilistic F1 of the RSNA competition and the search for
+the threshold that maximises its binarized form are written here: no kept library has them.
+
 All functions take plain numpy arrays (or anything ``np.asarray`` accepts) on the host:
 ``labels`` are 0/1 (any value > 0.5 counts as positive), ``scores`` are probabilities in
 [0, 1] (pF1 clips them to [0, 1], like the Kaggle scorer).
@@ -26,28 +29,24 @@ def _as_binary(labels) -> np.ndarray:
 
 
 def roc_auc(labels, scores) -> float:
-    """Area under the ROC curve (Mann–Whitney U, ties count one half).
+    """Area under the ROC curve (scikit-learn's ``roc_auc_score``; tied scores count one half).
 
     Returns:
-        AUC in [0, 1]; ``nan`` when only one class is present.
+        AUC in [0, 1]; ``nan`` when only one class is present (or no rows), and ``nan`` with
+        a warning when a score is not finite (a diverged model), so validation goes on.
     """
+    from sklearn.metrics import roc_auc_score
+
     y = _as_binary(labels)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     if y.shape != s.shape:
         raise ValueError(f"{y.size} labels for {s.size} scores")
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(s.size, dtype=np.float64)
-    sorted_s = s[order]
-    # average ranks (1-based) over runs of equal scores
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]
-    ends = np.r_[starts[1:], s.size]
-    avg = (starts + ends + 1) / 2.0
-    ranks[order] = np.repeat(avg, ends - starts)
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    if not np.isfinite(s).all():
+        log.warning("AUC undefined: %d of %d scores are not finite", int((~np.isfinite(s)).sum()), s.size)
+        return float("nan")
+    return float(roc_auc_score(y, s))
 
 
 def pfbeta(labels, scores, beta: float = 1.0) -> float:

@@ -1,6 +1,7 @@
 """The training loop, streaming raw DICOMs through :class:`~dali_pipelines.loader.DicomLoader`.
 
-AdamW with linear warm-up and cosine decay, AMP (bf16 on CUDA), channels_last, EMA,
+AdamW with linear warm-up and cosine decay per optimizer step (timm's ``CosineLRScheduler``),
+AMP (bf16 on CUDA), channels_last, EMA with warm-up (timm's ``ModelEmaV3``),
 gradient accumulation, a balanced sampler, soft positive labels, on-device batch
 augmentation, breast-level validation each epoch (AUC, pF1, binarized pF1 at the searched
 threshold), DDP under torchrun. Writes ``RUN/{best,last}.pt``, ``RUN/metrics.json`` and
@@ -22,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from decode._version import __version__
 from decode.atomic import atomic_write, remove_stale_temps
 from decode.chain import CHAIN_VERSION
 
@@ -29,19 +31,6 @@ from .config import TrainConfig, save_yaml
 from .predict import CKPT_FORMAT, autocast_ctx, autocast_dtype, infer
 
 log = logging.getLogger(__name__)
-
-
-class WarmupCosine:
-    """LR factor: linear warm-up over ``warmup`` steps, then cosine to ``min_ratio``."""
-
-    def __init__(self, total: int, warmup: int, min_ratio: float):
-        self.total, self.warmup, self.min_ratio = max(1, total), max(0, warmup), min_ratio
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / (self.warmup + 1)
-        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def rng_state() -> dict:
@@ -123,13 +112,14 @@ def train(
 
     from .augment import augment_batch
     from .distributed import all_gather_objects, barrier, broadcast_module, init_distributed
-    from .ema import ModelEma
+    from .ema import create_ema, ema_state, load_ema_state
     from .manifest import assign_folds, breast_prior, load_manifest
     from .metrics import breast_metrics
     from .model import create_model
     from .notes import collect as collect_notes
     from .notes import write_notes
     from .sampler import BalancedSampler
+    from .schedule import create_scheduler, load_scheduler_state
 
     if not cfg.data:
         raise ValueError("train needs --data (the folder holding train.csv and train_images/)")
@@ -207,7 +197,7 @@ def train(
     ).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    ema = create_ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     lr = cfg.effective_lr()
     decay, no_decay = [], []
     for _name, p in model.named_parameters():
@@ -217,8 +207,11 @@ def train(
     )
     batches = len(train_loader)
     steps_per_epoch = math.ceil(batches / cfg.accum)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, WarmupCosine(steps_per_epoch * cfg.epochs, round(cfg.warmup_epochs * steps_per_epoch), cfg.min_lr_ratio)
+    sched = create_scheduler(
+        opt,
+        total_steps=steps_per_epoch * cfg.epochs,
+        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+        min_lr_ratio=cfg.min_lr_ratio,
     )
     amp_dtype = autocast_dtype(cfg.amp, device)
     scaler = torch.amp.GradScaler(dev_kind, enabled=amp_dtype == torch.float16)
@@ -246,9 +239,9 @@ def train(
             )
         model.load_state_dict(ck["model"])
         if ema is not None and ck.get("ema"):
-            ema.load_state_dict(ck["ema"])
+            load_ema_state(ema, ck["ema"])
         opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
+        load_scheduler_state(sched, ck["scheduler"], int(ck["global_step"]))
         sampler.load_state_dict(ck["sampler"])
         if ck.get("scaler"):
             scaler.load_state_dict(ck["scaler"])
@@ -308,10 +301,10 @@ def train(
                 scaler.step(opt)
                 scaler.update()
                 opt.zero_grad(set_to_none=True)
-                sched.step()
                 global_step += 1
+                sched.step_update(num_updates=global_step)
                 if ema is not None:
-                    ema.update(model)
+                    ema.update(model, step=global_step)
             if not empty:
                 n_img += x.shape[0]
                 loss_sum += float(loss.detach()) * x.shape[0]
@@ -360,7 +353,7 @@ def train(
         rec = {
             "epoch": epoch + 1,
             "train_loss": loss_all / max(n_all, 1),
-            "lr": float(sched.get_last_lr()[0]),
+            "lr": float(opt.param_groups[0]["lr"]),
             "train_images": n_all,
             "train_seconds": round(train_s, 3),
             "train_images_per_s": round(n_all / max(train_s, 1e-9), 2),
@@ -393,6 +386,7 @@ def train(
         )
         common_ck = {
             "format": CKPT_FORMAT,
+            "version": __version__,
             "model_name": cfg.model,
             "img_size": list(cfg.img_size),
             "config": cfg.to_dict(),
@@ -427,7 +421,7 @@ def train(
                     "global_step": global_step,
                     "threshold": float(best["threshold"]),
                     "model": model.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
+                    "ema": ema_state(ema) if ema is not None else None,
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
                     "scaler": scaler.state_dict() if scaler.is_enabled() else None,
