@@ -37,15 +37,24 @@ def create_scheduler(opt, *, total_steps: int, warmup_steps: int, min_lr_ratio: 
         raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
     warmup = min(int(warmup_steps), int(total_steps) - 1)
     peak = opt.param_groups[0]["lr"]
-    return CosineLRScheduler(
-        opt,
-        t_initial=max(1, total_steps - warmup),
-        lr_min=min_lr_ratio * peak,
-        warmup_t=warmup,
-        warmup_lr_init=peak / (warmup + 1),
-        warmup_prefix=True,
-        t_in_epochs=False,
-    )
+    # timm warns that a one-step cosine "will have no effect"; here that one step after the
+    # warm-up runs at the peak lr, as the formula above says: nothing to tell the user
+    quiet = logging.getLogger("timm.scheduler.cosine_lr")
+    level = quiet.level
+    if total_steps - warmup <= 1:
+        quiet.setLevel(logging.ERROR)
+    try:
+        return CosineLRScheduler(
+            opt,
+            t_initial=max(1, total_steps - warmup),
+            lr_min=min_lr_ratio * peak,
+            warmup_t=warmup,
+            warmup_lr_init=peak / (warmup + 1),
+            warmup_prefix=True,
+            t_in_epochs=False,
+        )
+    finally:
+        quiet.setLevel(level)
 
 
 def load_scheduler_state(sched, state: dict, global_step: int) -> None:
