@@ -100,7 +100,13 @@ def parse_args(argv):
     p.add_argument("--pytest-timeout", type=float, default=90.0)
     p.add_argument("--data", help="keep the synthetic files here (default: a temporary folder, removed)")
     p.add_argument("--no-pytest", action="store_true")
-    p.add_argument("--model", default="convnext_small", help="timm model for the inference figure")
+    p.add_argument("--model", default="convnext_small", help="timm model for the inference figures")
+    p.add_argument(
+        "--e2e-compile",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune", "none"],
+        help="torch.compile mode of the compiled end-to-end figure (none: eager only)",
+    )
     p.add_argument(
         "--device",
         default="cuda",

@@ -288,11 +288,65 @@ def run_gpu_figures(ctx: dict, exact_by: dict, rows: list, row_bits: list, summa
                 "channels_last": True,
             }
             save()
+        run_e2e_figure(ctx, rows, row_bits, summary, save)
     finally:
         for loader in loaders.values():
             loader.close()
         if dali is not None:
             dali.close()
+
+
+def run_e2e_figure(ctx: dict, rows: list, row_bits: list, summary: dict, save) -> None:
+    """``predict`` end to end on the 12-bit files (both codecs): nvImageCodec engine, eager then compiled.
+
+    Rows ``e2e`` / ``eager`` and ``e2e`` / ``compiled`` (``--e2e-compile`` mode; only while the
+    budget has room for the compilation) with images/s over the scoring loop of a second run
+    (the first one warms up and compiles); ``summary.e2e`` adds the whole call's seconds.
+    """
+    import shutil
+    import tempfile
+
+    from benchmarks.e2e_bench import bench_predict, random_checkpoint, rsna_folder
+    from decode.syntax import JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1
+
+    args, device, budget, size = ctx["args"], ctx["device"], ctx["budget"], ctx["size"]
+    if not budget.allow("e2e eager", 25):
+        return
+    files = ctx["groups"][(JPEG2000_LOSSLESS, 12)] + ctx["groups"][(JPEG_LOSSLESS_SV1, 12)]
+    tmp = tempfile.mkdtemp(prefix="rsna-gpu-e2e-")
+    try:
+        folder = rsna_folder(files, tmp)
+        ckpt = random_checkpoint(f"{tmp}/model.pt", args.model, ctx["chain_size"], args.batch)
+        modes = [("eager", None)]
+        if args.e2e_compile != "none":
+            modes.append(("compiled", args.e2e_compile))
+        for variant, mode in modes:
+            if variant == "compiled" and not budget.allow("e2e compiled", 90):
+                continue
+            mem = GpuMemory(device)
+            loop, whole, n, s = bench_predict(
+                folder,
+                ckpt,
+                device=device,
+                engine="nvimgcodec",
+                batch=args.batch,
+                workers=ctx["workers"],
+                compile_mode=mode,
+                repeats=1,
+            )
+            mem.sample()
+            rows.append(row("e2e", variant, device, None, n, loop, args.batch, ctx["workers"], mem.mb, None, size))
+            row_bits.append(12)
+            summary.setdefault("e2e", {})[variant] = {
+                "images_per_s": rows[-1].images_per_s,
+                "whole_call_s": round(min(whole), 2),
+                "engine": s["engine"],
+                "compile": mode,
+                "model": args.model,
+            }
+            save()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_cpu_baselines(ctx: dict, rows: list, row_bits: list, save) -> None:

@@ -241,3 +241,52 @@ def test_export_refuses_what_it_cannot_do(ckpts, tmp_path, capsys):
         load_predictor(str(plain), "cpu")
     with pytest.raises(ValueError, match="--compile applies to checkpoints"):
         load_predictor(str(plain), "cpu", compile_mode="default")
+
+
+def test_bench_infer_e2e_small_run(tiny_dataset, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from benchmarks import schema
+
+    out = tmp_path / "e2e.json"
+    args = [
+        "bench",
+        "infer",
+        "--e2e",
+        "--data",
+        os.path.join(tiny_dataset, "test_images"),
+        "--model",
+        "test_resnet",
+        "--size",
+        "64x48",
+        "--batch-size",
+        "2",
+        "--repeats",
+        "1",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--variants",
+        "eager,onnx",
+        "--engine",
+        "cpu",
+        "--json",
+        str(out),
+    ]
+    assert main(args) == 0
+    doc = schema.load(str(out))
+    rows = {(r["stage"], r["backend"], r["transfer_syntax"]) for r in doc["results"]}
+    codecs = set(doc["summary"]["e2e"])
+    assert codecs and codecs <= {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70"}  # one per codec found
+    for ts in codecs:
+        assert {("e2e", "eager", ts), ("e2e", "onnx", ts), ("loader", "auto", ts), ("decode", "auto", ts)} <= rows
+        for variant in ("eager", "onnx"):
+            s = doc["summary"]["e2e"][ts][variant]
+            slowest = min(s["loader_images_per_s"], s["model_images_per_s"])
+            assert s["images_per_s"] > 0 and s["overlap_efficiency"] == pytest.approx(
+                s["images_per_s"] / slowest, rel=1e-2
+            )
+            assert s["slowest_stage"] in ("loader", "model") and s["engine"] == "cpu"
+    assert {("infer", "memory-eager", None), ("infer", "memory-onnx", None)} <= rows
+    with pytest.raises(SystemExit):
+        main(["bench", "infer", "--e2e", "--variants", "eager,fast", "--data", str(tmp_path)])

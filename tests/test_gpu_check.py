@@ -34,6 +34,8 @@ TINY = [
     "--no-pytest",
     "--model",
     "resnet10t",
+    "--e2e-compile",
+    "none",  # compiling takes a minute on 2 cores; the GPU run measures it
 ]
 CHECKS = {"j2k_exact", "jll_exact", "voi_match", "zero_copy", "fallback"}
 
@@ -110,7 +112,10 @@ def test_quick_tier_runs_on_the_cpu_with_dali_unimportable(tmp_path):
         ("baseline", "pydicom"),
         ("decode", "auto"),
         ("infer", "memory"),
+        ("e2e", "eager"),
     } <= rows
+    assert summary["e2e"]["eager"]["engine"] == "nvimgcodec" and summary["e2e"]["eager"]["images_per_s"] > 0
+    assert "compiled" not in summary["e2e"]  # --e2e-compile none
     assert not any(b == "dali" for _s, b in rows)
     batches = sorted(
         r["batch_size"]
