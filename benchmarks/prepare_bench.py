@@ -1,6 +1,6 @@
 """Decode once, measured: JPEG 2000 vs its HTJ2K transcode, and raw decode+chain vs the tensor cache.
 
-On full-size (3328×2560) 12-bit synthetic JPEG 2000 mammograms (:mod:`decode.synth`):
+On full-size (3328×2560) 12-bit synthetic JPEG 2000 mammograms (:mod:`decode.testing.synth`):
 
 * ``decode`` rows: :func:`decode.decoding.decode_file` (backend ``auto``, the same path
   for both) on the original .90 files and on the ``rsna-mammo prepare --format htj2k``
@@ -41,39 +41,27 @@ NOTE = (
 
 
 def make_files(root: str, n: int, height: int, width: int, seed: int = 7, workers: int = 2) -> list[str]:
-    """Write ``n`` 12-bit JPEG 2000 MONOCHROME2 mammograms in the RSNA layout (with train.csv)."""
+    """Write ``n`` 12-bit JPEG 2000 MONOCHROME2 mammograms in the RSNA layout (with train.csv): the first
+    ``n`` training images of a :func:`~decode.testing.synth.make_dataset` made with that one machine."""
     import pandas as pd
 
-    from decode.synth import MACHINES, TRAIN_COLUMNS, _run_jobs
+    from decode.testing.synth import MACHINES, make_dataset
 
     m = next(x for x in MACHINES if x.transfer_syntax.endswith(".90") and x.bits == 12)
-    rng = np.random.default_rng(seed)
-    jobs, rows = [], []
-    for k in range(n):
-        pid, iid, side, view = str(20000 + k // 4), str(900000 + k), "LR"[(k // 2) % 2], ("CC", "MLO")[k % 2]
-        path = os.path.join(root, "train_images", pid, f"{iid}.dcm")
-        jobs.append((path, int(rng.integers(0, 2**31)), m, side, bool(k % 3 == 0), pid, iid, view))
-        rows.append(
-            dict(
-                site_id=m.site_id,
-                patient_id=pid,
-                image_id=iid,
-                laterality=side,
-                view=view,
-                age=60,
-                cancer=int(k % 3 == 0),
-                biopsy=0,
-                invasive=0,
-                BIRADS=1,
-                implant=0,
-                density="B",
-                machine_id=m.machine_id,
-                difficult_negative_case=False,
-            )
-        )
-    _run_jobs(jobs, height, width, workers)
-    pd.DataFrame(rows)[TRAIN_COLUMNS].to_csv(os.path.join(root, "train.csv"), index=False)
-    return [j[0] for j in jobs]
+    make_dataset(
+        root,
+        patients=-(-n // 4),
+        test_patients=0,
+        height=height,
+        width=width,
+        seed=seed,
+        workers=workers,
+        machines=(m,),
+    )
+    train = pd.read_csv(os.path.join(root, "train.csv"))
+    return [os.path.join(root, "train_images", str(p), f"{i}.dcm") for p, i in zip(train.patient_id, train.image_id)][
+        :n
+    ]
 
 
 def timed(fn: Callable[[int], object], n: int, repeats: int, warmup: int = 1) -> list[float]:

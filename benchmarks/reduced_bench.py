@@ -364,7 +364,7 @@ def holdout_files(
     both codecs, 12–16 bits, MONOCHROME1/2, LINEAR and SIGMOID), written once under ``root``."""
     from decode.cli_decode import find_dicoms
     from decode.parallel import default_workers
-    from decode.synth import make_dataset
+    from decode.testing.synth import make_dataset
 
     folder = os.path.join(root, f"holdout-{height}x{width}-{patients}p-{seed}")
     done = os.path.join(folder, "test.csv")

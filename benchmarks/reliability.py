@@ -27,9 +27,9 @@ def run_corpus(folder: str) -> dict[str, object]:
     import io
     from contextlib import redirect_stderr
 
-    from decode.corpus import build_corpus
     from decode.decoding import decode_file
     from decode.errors import DicomError
+    from decode.testing.corpus import build_corpus
     from training.cli import main
 
     good, bad, _ = build_corpus(folder)
@@ -62,7 +62,7 @@ def run_corpus(folder: str) -> dict[str, object]:
 
 
 def run_fuzz_figures(folder: str, n: int, seed: int) -> dict[str, object]:
-    from decode.fuzz import fuzz_sources, random_mutation, run_fuzz
+    from decode.testing.fuzz import fuzz_sources, random_mutation, run_fuzz
 
     rng = random.Random(seed)
     sources = fuzz_sources(os.path.join(folder, "src"))
@@ -79,7 +79,7 @@ def run_soak(folder: str, files: int, epochs: int, workers: int = 2) -> dict[str
     import psutil
 
     from dali_pipelines.loader import DicomLoader
-    from decode.fuzz import fuzz_sources
+    from decode.testing.fuzz import fuzz_sources
 
     src_dir = os.path.join(folder, "soak_src")
     sources = fuzz_sources(src_dir, size=(48, 40))

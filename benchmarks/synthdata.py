@@ -1,6 +1,6 @@
 """Full-size synthetic benchmark files, written once into a cache folder and reused.
 
-``<cache>/<H>x<W>-<bits>bit/<codec>-<i>.dcm``: mammogram-like images (decode.synth)
+``<cache>/<H>x<W>-<bits>bit/<codec>-<i>.dcm``: mammogram-like images (decode.testing.synth)
 stored as JPEG 2000 lossless (.90) and lossless JPEG SV1 (.70), MONOCHROME2, a
 LINEAR window. Files are written atomically, so an existing file is a complete one.
 """
@@ -29,7 +29,7 @@ def default_cache() -> str:
 def _write_one(job: tuple[str, str, int, int, int, int]) -> str:
     import numpy as np
 
-    from decode.synth import make_mammogram, to_stored, write_dicom
+    from decode.testing.synth import make_mammogram, to_stored, write_dicom
 
     path, ts, height, width, bits, seed = job
     rng = np.random.default_rng(seed)

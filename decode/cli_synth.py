@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .parallel import default_workers
-    from .synth import make_dataset
+    from .testing.synth import make_dataset
 
     if args.patients < 1 or args.height < 16 or args.width < 16:
         print("rsna-mammo synth: need --patients >= 1 and --height/--width >= 16", file=sys.stderr)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .backends import BACKENDS, get_backend
 from .dicom import DicomFile, read_dicom
-from .errors import DicomError, as_dicom_error
+from .errors import DicomError, UnsupportedDicomError, as_dicom_error
 from .liblog import capture, one_line
 from .meta import DicomMeta
 
@@ -46,6 +46,8 @@ def decode_pixels(dfile: DicomFile, backend: str = "auto", *, fallback: bool = T
         DicomError: the file could not be decoded (the message names it).
     """
     ts = dfile.meta.transfer_syntax
+    if not decodable_syntax(ts):
+        raise UnsupportedDicomError(dfile.path, f"no decoder for transfer syntax {ts}")
     if dfile.meta.bits_allocated == 1:  # bit-packed data: only pydicom unpacks it
         backend = "pydicom"
     if backend != "auto" and backend in BACKENDS and not BACKENDS[backend].handles(ts):
@@ -78,6 +80,22 @@ def _with_library_summary(err: DicomError, said) -> DicomError:
     if not extra or extra.split(": ", 1)[-1] in err.reason:
         return err
     return type(err)(err.path, f"{err.reason} [{extra}]")
+
+
+def decodable_syntax(ts: str) -> bool:
+    """Whether some backend here (or pydicom with its installed plugins) decodes ``ts``.
+
+    The registry decides, not the header reader: :func:`decode.dicom.read_dicom` parses any
+    syntax (as pydicom does) and decoding refuses the ones nothing here decodes.
+    """
+    if any(n != "pydicom" and b.handles(ts) and b.available() for n, b in BACKENDS.items()):
+        return True
+    try:
+        from pydicom.pixels import get_decoder
+
+        return bool(get_decoder(ts).is_available)
+    except Exception:  # unknown UID, or pydicom has no decoder class for it
+        return False
 
 
 def decode_file(path: str | os.PathLike, backend: str = "auto", *, fallback: bool = True) -> DecodedImage:

@@ -235,8 +235,6 @@ def meta_from_dataset(ds, path: str) -> DicomMeta:
     ts = str(getattr(fm, "TransferSyntaxUID", "") or "")
     if not ts:
         raise UnsupportedDicomError(path, "no Transfer Syntax UID in the file meta")
-    if not decodable_syntax(ts):
-        raise UnsupportedDicomError(path, f"no decoder for transfer syntax {ts}")
     try:
         from pydicom.uid import UID
 
@@ -282,20 +280,6 @@ def meta_from_dataset(ds, path: str) -> DicomMeta:
         raise
     except Exception as exc:  # anything else unexpected in a required element
         raise CorruptDicomError(path, f"malformed header: {type(exc).__name__}: {exc}") from None
-
-
-def decodable_syntax(ts: str) -> bool:
-    """Whether some backend here (or pydicom with its installed plugins) decodes ``ts``."""
-    from .backends import BACKENDS
-
-    if any(n != "pydicom" and b.handles(ts) and b.available() for n, b in BACKENDS.items()):
-        return True
-    try:
-        from pydicom.pixels import get_decoder
-
-        return bool(get_decoder(ts).is_available)
-    except Exception:  # unknown UID, or pydicom has no decoder class for it
-        return False
 
 
 def read_dicom(path: str | os.PathLike) -> DicomFile:

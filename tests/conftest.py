@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """An RSNA-layout synthetic dataset: 6 train + 2 test patients at 96×72 (all machines)."""
-    from decode.synth import make_dataset
+    from decode.testing.synth import make_dataset
 
     out = str(tmp_path_factory.mktemp("tiny_rsna"))
     make_dataset(out, patients=6, test_patients=2, height=96, width=72, seed=1, cancer_rate=0.5, workers=1)

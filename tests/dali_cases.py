@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decode import syntax as TS
-from decode.synth import make_mammogram, to_stored, write_dicom
+from decode.testing.synth import make_mammogram, to_stored, write_dicom
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from decode.corpus import build_corpus
 from decode.decoding import decode_file
 from decode.errors import CorruptDicomError, DicomError, UnsupportedDicomError
+from decode.testing.corpus import build_corpus
 from training.cli import main
 
 

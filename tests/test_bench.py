@@ -593,7 +593,7 @@ def test_reduced_bench_rows_loader_and_quality(tmp_path):
     """The reusable reduced-decode measurement (a GPU box's quick tier calls it) on tiny real files."""
     from benchmarks.reduced_bench import bench_loader_scales, bench_reduced_decode, image_difference, measure_quality
     from decode.syntax import JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1
-    from decode.synth import make_mammogram, to_stored, write_dicom
+    from decode.testing.synth import make_mammogram, to_stored, write_dicom
 
     paths = []
     for i, ts in enumerate((JPEG2000_LOSSLESS, JPEG2000_LOSSLESS, JPEG_LOSSLESS_SV1)):

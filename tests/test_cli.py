@@ -12,7 +12,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from decode.synth import TEST_COLUMNS, TRAIN_COLUMNS
+from decode.testing.synth import TEST_COLUMNS, TRAIN_COLUMNS
 from training.cli import COMMANDS, main
 
 

@@ -18,7 +18,7 @@ from decode import syntax as TS
 from decode.backends import BACKENDS
 from decode.decoding import decode_file
 from decode.dicom import read_dicom
-from decode.synth import write_dicom
+from decode.testing.synth import write_dicom
 from decode.voi import apply_voi
 from tests.helpers import pydicom_voi_scaled
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from decode.fuzz import HEADER_EDITS, Mutation, fuzz_sources, run_fuzz
+from decode.testing.fuzz import HEADER_EDITS, Mutation, fuzz_sources, run_fuzz
 
 header_edits = st.sampled_from([(k, v) for k, vs in sorted(HEADER_EDITS.items()) for v in vs])
 mutations = st.one_of(
@@ -97,8 +97,8 @@ def test_reduced_decode_survives_mutated_jpeg2000(sources, tmp_path):
     a one-line error or an image, never a crash or hang; a truncated file never decodes where pydicom refuses."""
     import random
 
-    from decode.fuzz import mutate
     from decode.parallel import map_files
+    from decode.testing.fuzz import mutate
 
     j2k = [s for s in sources if b"1.2.840.10008.1.2.4.90" in s[:400]]
     assert len(j2k) == 2

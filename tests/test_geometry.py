@@ -8,7 +8,7 @@ import pytest
 from decode.chain import parse_size, preprocess
 from decode.crop import breast_bbox, flip_to_left, otsu_threshold
 from decode.resize import fit_size, resize, resize_pad
-from decode.synth import make_mammogram
+from decode.testing.synth import make_mammogram
 
 
 def _rect_image(h=400, w=300, box=(50, 350, 0, 180), level=0.7):
@@ -91,7 +91,7 @@ def test_crop_stage_on_mammogram(tmp_path):
     img = make_mammogram(rng, 208, 160, side="R", cancer=False)
     stored = np.round(img * 4095).astype(np.uint16)
     from decode.decoding import decode_file
-    from decode.synth import write_dicom
+    from decode.testing.synth import write_dicom
 
     p = write_dicom(str(tmp_path / "m.dcm"), stored, bits_stored=12, window=([2047.5], [4095.0]))
     dec = decode_file(p)

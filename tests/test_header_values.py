@@ -19,10 +19,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from decode import syntax as TS
-from decode.corpus import set_raw_element
 from decode.decoding import decode_file
 from decode.dicom import read_dicom
-from decode.synth import write_dicom
+from decode.testing.corpus import set_raw_element
+from decode.testing.synth import write_dicom
 from decode.voi import apply_voi, window_params
 from tests.helpers import pydicom_voi_scaled, without_empty_elements
 

@@ -20,7 +20,7 @@ from decode.intent import apply_intent_policy
 from decode.laterality import LateralityCheck, check_laterality, header_chest_wall_side
 from decode.meta import DicomMeta
 from decode.padding import padding_mask
-from decode.synth import write_dicom
+from decode.testing.synth import write_dicom
 from decode.voi import apply_voi
 from tests.helpers import pydicom_voi_scaled
 from training.cli import main

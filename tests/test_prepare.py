@@ -21,7 +21,7 @@ from dali_pipelines.tensor_cache import TensorCacheReader
 from decode import syntax as TS
 from decode.chain import CHAIN_VERSION
 from decode.decoding import decode_file
-from decode.synth import make_mammogram, to_stored, write_dicom
+from decode.testing.synth import make_mammogram, to_stored, write_dicom
 from decode.transcode import HTJ2K_SYNTAX, transcode_file
 from training.cli import main
 from training.prepare import PrepareConfig, manifest_rows, parse_shard, run_prepare

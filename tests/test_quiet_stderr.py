@@ -2,7 +2,7 @@
 
 In-process tests cannot see this (pydicom's records go to whatever handlers the process
 has, pytest captures them), so the CLI runs as users run it. Inputs: the malformed
-corpus (:mod:`decode.corpus`), a fuzz corpus (:mod:`decode.fuzz`) and every DICOM file
+corpus (:mod:`decode.testing.corpus`), a fuzz corpus (:mod:`decode.testing.fuzz`) and every DICOM file
 bundled with pydicom and ``pydicom-data``. A failed file is named by exactly one line,
 its ``error:`` line; no line is a library's own log record.
 """
@@ -22,8 +22,8 @@ import pandas as pd
 import pydicom
 import pytest
 
-from decode.corpus import build_corpus
-from decode.fuzz import HEADER_EDITS, Mutation, fuzz_sources, mutate, random_mutation
+from decode.testing.corpus import build_corpus
+from decode.testing.fuzz import HEADER_EDITS, Mutation, fuzz_sources, mutate, random_mutation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OWN_LOGGERS = ("decode", "dali_pipelines", "training", "benchmarks")

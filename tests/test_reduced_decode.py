@@ -34,7 +34,7 @@ from decode.scale import (
     require_reduced_decoder,
     scale_name,
 )
-from decode.synth import make_mammogram, to_stored, write_dicom
+from decode.testing.synth import make_mammogram, to_stored, write_dicom
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -27,7 +27,7 @@ TINY = dict(model="resnet10t", img_size=(64, 48), batch_size=8, workers=0, devic
 @pytest.fixture(scope="module")
 def learn_data(tmp_path_factory):
     """40 train + 12 test patients at 128×96, half the breasts with a lesion."""
-    from decode.synth import make_dataset
+    from decode.testing.synth import make_dataset
 
     out = str(tmp_path_factory.mktemp("learn"))
     make_dataset(out, patients=40, test_patients=12, height=128, width=96, seed=11, cancer_rate=0.5, workers=1)

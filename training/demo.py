@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from decode.atomic import atomic_write
     from decode.env import collect
     from decode.parallel import default_workers
-    from decode.synth import make_dataset
+    from decode.testing.synth import make_dataset
 
     from .cli import main as cli_main
     from .config import TrainConfig

@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from . import syntax as TS
-from .errors import CorruptDicomError, DicomError, UnreadableDicomError, UnsupportedDicomError
+from .. import syntax as TS
+from ..errors import CorruptDicomError, DicomError, UnreadableDicomError, UnsupportedDicomError
 from .synth import write_dicom
 
 Expected = type[DicomError]

@@ -90,10 +90,10 @@ def check_file(path: str, backend: str) -> str:
 
     import pydicom
 
-    from .backends import BACKENDS
-    from .decoding import decode_pixels
-    from .dicom import read_dicom
-    from .errors import DicomError
+    from ..backends import BACKENDS
+    from ..decoding import decode_pixels
+    from ..dicom import read_dicom
+    from ..errors import DicomError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -163,8 +163,8 @@ def run_fuzz(
     ``crashed`` / ``hung``) and one line per problem: a crash or hang on the default path,
     or a mismatch outside the entropy-coded data.
     """
-    from .backends import BACKENDS
-    from .parallel import map_files
+    from ..backends import BACKENDS
+    from ..parallel import map_files
 
     names = backends or [
         n
@@ -221,7 +221,7 @@ def run_fuzz(
 
 def fuzz_sources(folder: str, size: tuple[int, int] = (64, 48)) -> list[bytes]:
     """Valid files to mutate: JPEG 2000 and lossless JPEG at 12 and 16 bits, MONO1 and MONO2."""
-    from . import syntax as TS
+    from .. import syntax as TS
     from .synth import make_mammogram, to_stored, write_dicom
 
     rng = np.random.default_rng(0)

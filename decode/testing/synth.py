@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import syntax as TS
-from .atomic import atomic_write
-from .resize import resize
+from .. import syntax as TS
+from ..atomic import atomic_write
+from ..resize import resize
 
 MAMMO_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image Storage - For Presentation
 ENCODABLE = (TS.EXPLICIT_LE, TS.IMPLICIT_LE, TS.JPEG2000_LOSSLESS, TS.JPEG_LOSSLESS_SV1, TS.HTJ2K_LOSSLESS)
@@ -320,8 +320,8 @@ def make_dataset(
                     rows[split].append(row)
     os.makedirs(out, exist_ok=True)
     _run_jobs(jobs, height, width, workers)
-    train = pd.DataFrame(rows["train"])
-    test = pd.DataFrame(rows["test"])
+    train = pd.DataFrame(rows["train"], columns=TRAIN_COLUMNS)
+    test = pd.DataFrame(rows["test"], columns=[*TEST_COLUMNS, "cancer"])  # no test patients: header-only CSVs
     train[TRAIN_COLUMNS].to_csv(os.path.join(out, "train.csv"), index=False)
     test[TEST_COLUMNS].to_csv(os.path.join(out, "test.csv"), index=False)
     labels = test.groupby("prediction_id", sort=True)["cancer"].max().reset_index()
