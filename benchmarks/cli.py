@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 
-HELP = "throughput benchmarks: decode backends, loader stages, model train/infer; JSON results and a report"
-
 #: sub-subcommand → (module, help)
 SUBCOMMANDS = {
     "decode": (

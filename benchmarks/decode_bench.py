@@ -26,7 +26,6 @@ rows: a per-core figure that load from other jobs does not distort.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import statistics
@@ -37,42 +36,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from decode.errors import UsageError
+
+from .baselines import BASELINE_DECODERS, pixel_digest
 from .ratios import decode_summary
 from .schema import BenchResult
 
 log = logging.getLogger(__name__)
-
-
-def pixel_digest(arr: np.ndarray) -> str:
-    """Hash of dtype, shape and values: equal digests ⇔ ``np.array_equal`` with equal dtype."""
-    arr = np.ascontiguousarray(arr)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(arr.view(np.uint8).reshape(-1).data)
-    return h.hexdigest()
-
-
-# --- decoders measured (top-level so a process pool can pickle them) -------------------
-
-
-def decode_pydicom_loop(path: str) -> np.ndarray:
-    """The pydicom baseline: ``dcmread(path).pixel_array``."""
-    import pydicom
-
-    return pydicom.dcmread(path).pixel_array
-
-
-def decode_dicomsdl_loop(path: str) -> np.ndarray:
-    """The dicomsdl baseline: ``dicomsdl.open(path).pixelData(storedvalue=True)``."""
-    import dicomsdl
-
-    return np.asarray(dicomsdl.open(path).pixelData(storedvalue=True))
-
-
-BASELINE_DECODERS: dict[str, Callable[[str], np.ndarray]] = {
-    "pydicom": decode_pydicom_loop,
-    "dicomsdl": decode_dicomsdl_loop,
-}
 
 
 def _pool_job(job: tuple[str, str, bool]) -> tuple[tuple[int, ...], str | None, str]:
@@ -159,7 +129,7 @@ def project_backends(ts: str, wanted: Sequence[str] | None = None) -> list[str]:
     if wanted:
         unknown = [w for w in wanted if w != "auto" and w not in BACKENDS]
         if unknown:
-            raise ValueError(f"unknown backend(s) {', '.join(unknown)}; allowed: auto, {', '.join(BACKENDS)}")
+            raise UsageError(f"unknown backend(s) {', '.join(unknown)}; allowed: auto, {', '.join(BACKENDS)}")
         names = [n for n in names if n in wanted]
     return names
 
@@ -314,7 +284,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="project backends to measure (default: auto and every "
         "available one); the pydicom and dicomsdl baselines are always measured",
     )
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="decode device (default: auto)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto or cpu: the registry backends decode on the CPU (GPU decode: benchmarks/gpu_check.sh)",
+    )
     p.add_argument("--workers", type=int, default=0, help="processes of the default (auto) row (default: all cores)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up pass (default: 3)")
     p.add_argument("--limit", type=int, default=0, help="with --data: at most N files per transfer syntax")
@@ -338,11 +313,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_device(device: str) -> str:
-    """This build's decode backends run on the CPU; ``cuda`` arrives with the GPU backends."""
+def _check_device(device: str) -> str:
+    """The registry backends timed here decode on the CPU; the nvImageCodec GPU batch decode is timed
+    by ``benchmarks/gpu_check.sh`` (its ``decode`` rows with backend ``nvimgcodec``)."""
     if device == "cuda":
-        raise ValueError(
-            "bench decode --device cuda: no GPU decode backend is registered in this build; allowed here: auto, cpu"
+        raise UsageError(
+            "bench decode times the CPU decode backends; the GPU batch decode is measured by "
+            "benchmarks/gpu_check.sh. Allowed here: --device auto, cpu"
         )
     return "cpu"
 
@@ -410,9 +387,9 @@ def run(args: argparse.Namespace) -> int:
     from .schema import dump, make_document, options_of
     from .synthdata import bench_files, default_cache
 
-    device = resolve_device(args.device)
+    device = _check_device(args.device)
     if args.repeats < 1:
-        raise ValueError("--repeats must be >= 1")
+        raise UsageError("--repeats must be >= 1")
     workers = args.workers or default_workers()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
     progress = not args.no_progress

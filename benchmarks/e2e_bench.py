@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+from decode.errors import UsageError
+
 from .schema import BenchResult
 
 log = logging.getLogger(__name__)
@@ -166,8 +168,8 @@ def bench_predict(
 
 
 def run_e2e(args: argparse.Namespace) -> int:
+    from dali_pipelines.devices import resolve_device
     from dali_pipelines.engines import resolve_engine
-    from dali_pipelines.loader import resolve_device
     from decode.chain import parse_size
     from decode.parallel import default_workers
     from training.inference_models import load_predictor
@@ -184,12 +186,12 @@ def run_e2e(args: argparse.Namespace) -> int:
     variants = [v for v in args.variants.split(",") if v]
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
-        raise ValueError(f"--variants {args.variants!r}; allowed: {', '.join(VARIANTS)}")
+        raise UsageError(f"--variants {args.variants!r}; allowed: {', '.join(VARIANTS)}")
     engine = resolve_engine(args.engine, device)[0]
     paths = bench_files(args.data, cache=args.cache, size=parse_size(args.data_size), files=args.files)
     groups, errors = scan(paths)
     if not groups:
-        raise ValueError(f"no decodable DICOM among {len(paths)} input(s): {errors[:1]}")
+        raise UsageError(f"no decodable DICOM among {len(paths)} input(s): {errors[:1]}")
     tmp = tempfile.mkdtemp(prefix="rsna-e2e-")
     rows: list[BenchResult] = []
     summary: dict = {"e2e": {}, "errors": errors, "engine": engine, "variants": variants}

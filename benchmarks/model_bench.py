@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Literal
 
+from decode.errors import UsageError
+
 from .measure import Timer
 from .schema import BenchResult
 
@@ -39,7 +41,7 @@ def make_step(model, mode: Mode, device: str, amp: bool) -> Callable:
     import torch
 
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+        raise UsageError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
     autocast = (lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)) if amp else None
     if mode == "train":
         model.train()
@@ -169,7 +171,8 @@ def run(args: argparse.Namespace, mode: str = "train") -> int:
 
         return run_e2e(args)
 
-    from dali_pipelines.loader import DicomLoader, resolve_device
+    from dali_pipelines.devices import resolve_device
+    from dali_pipelines.loader import DicomLoader
     from decode.chain import parse_size
     from decode.parallel import default_workers
 
@@ -179,9 +182,9 @@ def run(args: argparse.Namespace, mode: str = "train") -> int:
     from .synthdata import bench_files
 
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+        raise UsageError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
     if min(args.batch_size, args.steps, args.repeats) < 1 or args.warmup < 0:
-        raise ValueError("--batch-size, --steps and --repeats must be >= 1, --warmup >= 0")
+        raise UsageError("--batch-size, --steps and --repeats must be >= 1, --warmup >= 0")
     size = parse_size(args.size)
     device = resolve_device(args.device)
     workers = args.workers or default_workers()

@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from decode.errors import UsageError
+
 from .schema import BenchResult
 
 log = logging.getLogger(__name__)
@@ -392,7 +394,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dali_pipelines.loader import resolve_device
+    from dali_pipelines.devices import resolve_device
     from decode.chain import parse_size
     from decode.parallel import default_workers
 
@@ -402,7 +404,7 @@ def run(args: argparse.Namespace) -> int:
     from .synthdata import bench_files
 
     if args.repeats < 1 or args.batch_size < 1 or args.limit < 1:
-        raise ValueError("--repeats, --batch-size and --limit must be >= 1")
+        raise UsageError("--repeats, --batch-size and --limit must be >= 1")
     size = parse_size(args.size)
     device = resolve_device(args.device)
     workers = args.workers or default_workers()

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from decode.errors import UsageError
+
 from .schema import BenchResult
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ def _decode_job(job: tuple[str, int, bool]) -> tuple[tuple[int, int], str | None
     from decode.dicom import read_dicom
     from decode.openjpeg import J2kCodestream, conform_reduced
 
-    from .decode_bench import pixel_digest
+    from .baselines import pixel_digest
 
     path, r, check = job
     dfile = read_dicom(path)
@@ -63,13 +65,13 @@ def _decode_job(job: tuple[str, int, bool]) -> tuple[tuple[int, int], str | None
 
 def _quality_job(job: tuple[str, tuple[int, int]]) -> dict:
     """``auto`` vs ``full`` for one file at ``size`` (runs in a worker)."""
-    from decode.scale import decode_chain
+    from decode.sample import read_sample
 
     path, size = job
     t0 = time.perf_counter()
-    full = decode_chain(path, size=size, decode_scale="full")
+    full = read_sample(path, size=size, decode_scale="full")
     t1 = time.perf_counter()
-    auto = decode_chain(path, size=size, decode_scale="auto")
+    auto = read_sample(path, size=size, decode_scale="auto")
     t2 = time.perf_counter()
     return {
         **image_difference(auto.pre.image, full.pre.image),
@@ -167,12 +169,12 @@ def bench_reduced_decode(
     """
     from decode.parallel import WorkerPool
 
-    from .decode_bench import decode_pydicom_loop, pixel_digest
+    from .baselines import decode_pydicom_loop, pixel_digest
     from .measure import PeakHostMemory, summarize
 
     unknown = [s for s in scales if s not in REDUCTION_OF]
     if unknown or repeats < 1 or workers < 1:
-        raise ValueError(
+        raise UsageError(
             f"scales must be among {', '.join(REDUCED_SCALES)} (got {list(scales)}); repeats and workers >= 1"
         )
     rows: list[BenchResult] = []

@@ -44,13 +44,15 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from decode.errors import UsageError
+
 SCHEMA_VERSION = 1
 
 Stage = Literal[
     "baseline", "decode", "read", "voi", "crop", "resize", "h2d", "collate", "loader", "train", "infer", "e2e"
 ]
 STAGES = ("baseline", "decode", "read", "voi", "crop", "resize", "h2d", "collate", "loader", "train", "infer", "e2e")
-DEVICES = ("cpu", "cuda")
+ROW_DEVICES = ("cpu", "cuda")
 #: The plain-library loops every decode run measures beside the project's figures.
 BASELINES = ("pydicom", "dicomsdl")
 
@@ -96,8 +98,8 @@ class BenchResult:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage {self.stage!r} is not one of: {', '.join(STAGES)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device {self.device!r} is not one of: {', '.join(DEVICES)}")
+        if self.device not in ROW_DEVICES:
+            raise ValueError(f"device {self.device!r} is not one of: {', '.join(ROW_DEVICES)}")
         if not isinstance(self.backend, str) or not self.backend:
             raise ValueError(f"backend must be a non-empty string, got {self.backend!r}")
         if self.transfer_syntax is not None and not isinstance(self.transfer_syntax, str):
@@ -215,9 +217,9 @@ def load(path: str) -> dict[str, Any]:
             doc = json.load(f)
         validate(doc)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON: {exc}") from None
+        raise UsageError(f"{path}: not JSON: {exc}") from None
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise UsageError(f"{path}: {exc}") from None
     return doc
 
 

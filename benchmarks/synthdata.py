@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 
 from decode import syntax as TS
+from decode.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def synthesize(
     from decode.parallel import default_workers, map_files
 
     if files < 1:
-        raise ValueError("files must be >= 1")
+        raise UsageError("files must be >= 1")
     height, width = size
     folder = os.path.join(cache, f"{height}x{width}-{bits}bit")
     os.makedirs(folder, exist_ok=True)
@@ -83,7 +84,7 @@ def synthesize(
     jobs = []
     for k, ts in enumerate(codecs):
         if ts not in CODECS:
-            raise ValueError(f"cannot synthesize {ts}; allowed: {', '.join(CODECS)}")
+            raise UsageError(f"cannot synthesize {ts}; allowed: {', '.join(CODECS)}")
         paths = [os.path.join(folder, f"{TS.short_name(ts)}-{i:03d}.dcm") for i in range(files)]
         out[ts] = paths
         jobs += [(p, ts, height, width, bits, 1000 * k + i) for i, p in enumerate(paths) if not os.path.exists(p)]
@@ -123,7 +124,7 @@ def bench_files(
     if data:
         paths = find_dicoms([data])
         if not paths:
-            raise ValueError(f"no *.dcm files under {data}")
+            raise UsageError(f"no *.dcm files under {data}")
         return paths
     made = synthesize(cache or default_cache(), size=size, files=files, bits=bits, progress=progress)
     return [p for ps in made.values() for p in ps]

@@ -1,7 +1,8 @@
 """Data loading: the `DicomLoader` and its engines (CPU workers, DALI, nvImageCodec), DALI graphs, hand-off to torch."""
 
+from .devices import DEVICES, resolve_device
 from .engines import ENGINES, engine_unavailable_reason, resolve_engine
-from .loader import DEVICES, DicomLoader, SampleReader, resolve_device
+from .loader import DicomLoader, SampleReader
 
 __all__ = [
     "DEVICES",

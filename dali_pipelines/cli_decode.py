@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import sys
 from functools import partial
 
 from decode import cli_decode
+from decode.errors import UsageError
 from decode.parallel import default_workers
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,7 @@ def resolve(device: str, engine: str) -> tuple[str, str | None, str | None]:
 def run(args: argparse.Namespace) -> int:
     device, engine, why = resolve(args.device, args.engine)
     if device == "error":
-        print(
-            f"rsna-mammo decode: --device cuda is not available here: {why}; use --device cpu or auto", file=sys.stderr
-        )
-        return 2
+        raise UsageError(f"--device cuda is not available here: {why}; use --device cpu or auto")
     if why and args.device == "auto":
         log.info("decoding on the CPU (%s)", why)
     args.device, args.engine = device, engine

@@ -19,7 +19,7 @@ import numpy as np
 from decode.backends.depth import SYNTAX_CODES
 from decode.cli_decode import file_record
 from decode.dicom import read_dicom
-from decode.errors import CorruptDicomError, DicomError, SkippedDicomError, as_dicom_error
+from decode.errors import CorruptDicomError, DicomError, SkippedDicomError, UsageError, as_dicom_error
 from decode.gpu_chain import preprocess_image
 from decode.xp import to_host
 
@@ -77,7 +77,7 @@ def make_runner(
             for_processing=for_processing,
         )
     else:
-        raise ValueError(f"unknown GPU engine {engine!r}; allowed: nvimgcodec, dali")
+        raise UsageError(f"unknown GPU engine {engine!r}; allowed: nvimgcodec, dali")
     return runner.start()
 
 

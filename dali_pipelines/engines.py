@@ -29,15 +29,17 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from decode.dicom import read_dicom
-from decode.errors import DicomError, as_dicom_error
+from decode.errors import DicomError, UsageError, as_dicom_error
 from decode.gpu_chain import preprocess_batch
 
 from . import handoff
+from .devices import resolve_device
 from .records import DecodedBatch, I
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def engine_unavailable_reason(engine: str, device: str) -> str | None:
         return None
     module = {"dali": "nvidia.dali", "nvimgcodec": "nvidia.nvimgcodec"}.get(engine)
     if module is None:
-        raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+        raise UsageError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     try:
         importlib.import_module(module)
     except Exception as exc:
@@ -93,11 +95,11 @@ def resolve_engine(engine: str, device: str) -> tuple[str, str]:
         ValueError: an unknown name, or a named engine that cannot run here (the message says why).
     """
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+        raise UsageError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     if engine != "auto":
         why = engine_unavailable_reason(engine, device)
         if why is not None:
-            raise ValueError(f"engine {engine!r} cannot run on {device} here: {why}")
+            raise UsageError(f"engine {engine!r} cannot run on {device} here: {why}")
         return engine, "asked for"
     if device != "cuda":
         return "cpu", "the device is the CPU"
@@ -116,8 +118,6 @@ def engine_report() -> dict[str, object]:
     ``loader_engine``: what ``engine="auto"`` picks with ``device="auto"`` and why;
     ``engines``: per GPU engine, ``"ok"`` or why it cannot run on CUDA here.
     """
-    from .loader import resolve_device
-
     device = resolve_device("auto")
     name, why = resolve_engine("auto", device)
     return {
@@ -134,7 +134,7 @@ def make_engine(name: str, loader) -> LoaderEngine:
         return DaliEngine(loader)
     if name == "nvimgcodec":
         return NvImageCodecEngine(loader)
-    raise ValueError(f"unknown engine {name!r}; allowed: cpu, dali, nvimgcodec")
+    raise UsageError(f"unknown engine {name!r}; allowed: cpu, dali, nvimgcodec")
 
 
 # --- engines ----------------------------------------------------------------------------------
@@ -165,15 +165,28 @@ class LoaderEngine:
         self.close()
 
 
+@dataclass(frozen=True)
+class ReadRow:
+    """Worker task: ``(key, row)`` → ``(image, notes)`` or an image, via the loader's reader."""
+
+    reader: Callable[[int], np.ndarray]
+    paths: tuple[str, ...]
+
+    def __call__(self, task):
+        read = getattr(self.reader, "read", None)  # readers with notes return (image, notes)
+        return read(task[1]) if read is not None else self.reader(task[1])
+
+    def path_of(self, task) -> str:
+        return self.paths[task[1]]
+
+
 class CpuEngine(LoaderEngine):
     """Worker processes (crash/hang contained) decode and preprocess; batches in sampler order."""
 
     name = "cpu"
 
     def batches(self, loader) -> Iterator[dict]:
-        from decode.parallel import WorkerPool
-
-        from .loader import ReadRow, read_one
+        from decode.parallel import WorkerPool, call_item
 
         batches = loader._batches()
         task = ReadRow(loader.reader, tuple(loader.paths))
@@ -181,7 +194,7 @@ class CpuEngine(LoaderEngine):
             for rows in batches:
                 samples = []
                 for i in rows:
-                    ok, res = read_one(task, i)
+                    ok, res = call_item(task, (0, i))
                     samples.append((i, res if ok else None, None if ok else res))
                 yield _host_batch(loader, samples)
             return

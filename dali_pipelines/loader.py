@@ -29,24 +29,20 @@ import os
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-from decode.errors import DicomError, as_dicom_error
+from decode.errors import UsageError
 from decode.intent import check_for_processing
 from decode.laterality import check_laterality_source
 from decode.sample import read_sample
 from decode.scale import DecodeScale, check_decode_scale, effective_scale, require_reduced_decoder
 
+from .devices import Device, resolve_device
 from .engines import ENGINES, make_engine, resolve_engine
+from .tensor_cache import TensorCacheReader, is_tensor_cache
 
 log = logging.getLogger(__name__)
-
-TENSOR_INDEX = "tensor_index.json"  # marks a tensor cache root (see dali_pipelines.tensor_cache)
-
-Device = Literal["auto", "cpu", "cuda"]
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -80,46 +76,6 @@ class SampleReader:
 
     def __call__(self, i: int) -> np.ndarray:
         return self.read(i)[0]
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; validates the name."""
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
-    if device == "cpu":
-        return "cpu"
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if device == "cuda":
-        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU")
-    return "cpu"
-
-
-@dataclass(frozen=True)
-class ReadRow:
-    """Worker task: ``(key, row)`` → image, via the loader's reader."""
-
-    reader: Callable[[int], np.ndarray]
-    paths: tuple[str, ...]
-
-    def __call__(self, task):
-        read = getattr(self.reader, "read", None)  # readers with notes return (image, notes)
-        return read(task[1]) if read is not None else self.reader(task[1])
-
-    def path_of(self, task) -> str:
-        return self.paths[task[1]]
-
-
-def read_one(task: ReadRow, i: int):
-    """``(True, image)`` or ``(False, DicomError)`` for row ``i``, in this process."""
-    try:
-        return True, task((0, i))
-    except DicomError as exc:
-        return False, exc
-    except Exception as exc:
-        return False, as_dicom_error(task.paths[i], exc)
 
 
 class DicomLoader:
@@ -192,14 +148,14 @@ class DicomLoader:
         fail_indices: Sequence[int] = (),
     ):
         if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+            raise UsageError("batch_size must be >= 1")
         rank, world = shard
         if not (world >= 1 and 0 <= rank < world):
-            raise ValueError(f"shard {shard} is not (rank, world) with 0 <= rank < world")
+            raise UsageError(f"shard {shard} is not (rank, world) with 0 <= rank < world")
         if labels is not None and len(labels) != len(paths):
-            raise ValueError(f"{len(labels)} labels for {len(paths)} paths")
+            raise UsageError(f"{len(labels)} labels for {len(paths)} paths")
         if engine not in ENGINES:
-            raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+            raise UsageError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
         self.paths = [os.fspath(p) for p in paths]
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float32)
         self.batch_size = batch_size
@@ -214,9 +170,7 @@ class DicomLoader:
         self.decode_scale = check_decode_scale(decode_scale)
         self.for_processing = check_for_processing(for_processing)
         self.laterality = check_laterality_source(laterality)
-        if reader is None and data_root and os.path.exists(os.path.join(data_root, TENSOR_INDEX)):
-            from .tensor_cache import TensorCacheReader
-
+        if reader is None and data_root and is_tensor_cache(data_root):
             reader = TensorCacheReader.open(
                 data_root,
                 self.paths,
@@ -242,7 +196,7 @@ class DicomLoader:
         self.epoch = 0
         if not isinstance(self.reader, SampleReader):
             if engine not in ("auto", "cpu"):
-                raise ValueError(
+                raise UsageError(
                     f"engine {engine!r} decodes DICOM files; a custom reader or a tensor cache runs on the cpu engine"
                 )
             self.engine_name, self.engine_reason = "cpu", "reading with a custom reader or a tensor cache"

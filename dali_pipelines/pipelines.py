@@ -55,8 +55,9 @@ from .source import DicomSource
 
 log = logging.getLogger(__name__)
 
-Device = Literal["cuda", "cpu"]
-DEVICES = ("cuda", "cpu")
+#: Where a DALI graph decodes: DALI's "mixed" (GPU) decoder or its CPU one.
+PipelineDevice = Literal["cuda", "cpu"]
+PIPELINE_DEVICES = ("cuda", "cpu")
 SOURCE_LAYOUTS = ["", "HWC", "", "", "", "", ""]
 #: Shared-memory hint per sample: a full-size 16-bit raw frame (3328×2560×2 bytes).
 BYTES_PER_SAMPLE_HINT = 3328 * 2560 * 2
@@ -101,11 +102,11 @@ def shm_bytes_per_sample(batch_size: int, queue_depth: int, *, folder: str = SHM
 
 
 def _check_device(device: str) -> None:
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
+    if device not in PIPELINE_DEVICES:
+        raise ValueError(f"unknown device {device!r}; allowed: {', '.join(PIPELINE_DEVICES)}")
 
 
-def _decoder(data, device: Device):
+def _decoder(data, device: PipelineDevice):
     from nvidia.dali import fn, types
 
     return fn.decoders.image(
@@ -117,7 +118,7 @@ def make_decode_pipeline(
     source: DicomSource,
     *,
     batch_size: int,
-    device: Device = "cuda",
+    device: PipelineDevice = "cuda",
     device_id: int = 0,
     num_threads: int = 2,
     py_workers: int = 2,
@@ -171,7 +172,7 @@ def make_decode_pipeline(
     )
 
 
-def make_single_pipeline(*, device: Device = "cuda", device_id: int = 0, num_threads: int = 1):
+def make_single_pipeline(*, device: PipelineDevice = "cuda", device_id: int = 0, num_threads: int = 1):
     """Batch-1 pipeline fed through ``run(codestream=[...])``: retries and codec probes."""
     _check_device(device)
     from nvidia.dali import fn, pipeline_def
@@ -231,7 +232,7 @@ class DecodeRunner:
         paths: Sequence[str],
         *,
         batch_size: int,
-        device: Device = "cuda",
+        device: PipelineDevice = "cuda",
         device_id: int = 0,
         workers: int = 2,
         threads: int = 2,
@@ -503,7 +504,7 @@ class DecodeRunner:
 
 __all__ = [
     "BYTES_PER_SAMPLE_HINT",
-    "DEVICES",
+    "PIPELINE_DEVICES",
     "DecodeRunner",
     "DecodedBatch",
     "DecodedSample",

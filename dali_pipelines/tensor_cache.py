@@ -31,11 +31,19 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from decode.atomic import atomic_write
+from decode.errors import UsageError
 from decode.transcode import pixel_checksum
 
-from .loader import TENSOR_INDEX
-
 log = logging.getLogger(__name__)
+
+#: The index file that marks a tensor cache root.
+TENSOR_INDEX = "tensor_index.json"
+
+
+def is_tensor_cache(root: str | os.PathLike) -> bool:
+    """True when ``root`` holds a tensor cache index (the loader then reads the cache, not DICOMs)."""
+    return os.path.isfile(os.path.join(os.fspath(root), TENSOR_INDEX))
+
 
 FORMAT = "rsna-mammo-tensor-cache"
 FORMAT_VERSION = 1
@@ -73,12 +81,12 @@ class CacheParams:
     def __post_init__(self):
         size = tuple(int(v) for v in self.size)
         if len(size) != 2 or min(size) <= 0:
-            raise ValueError(f"size must be (H, W) with positive values, got {self.size!r}")
+            raise UsageError(f"size must be (H, W) with positive values, got {self.size!r}")
         object.__setattr__(self, "size", size)
         if self.dtype != DTYPE:
-            raise ValueError(f"tensor cache dtype {self.dtype!r}; allowed: {DTYPE}")
+            raise UsageError(f"tensor cache dtype {self.dtype!r}; allowed: {DTYPE}")
         if self.stage != "crop":
-            raise ValueError(f"tensor cache stage {self.stage!r}; allowed: crop")
+            raise UsageError(f"tensor cache stage {self.stage!r}; allowed: crop")
         from decode.scale import check_decode_scale
 
         check_decode_scale(self.decode_scale)
@@ -220,13 +228,13 @@ def read_index(root: str) -> dict:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
     except FileNotFoundError:
-        raise ValueError(
+        raise UsageError(
             f"{root} is not a tensor cache: no {TENSOR_INDEX} (make one with `rsna-mammo prepare --format tensor`)"
         ) from None
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable tensor cache index: {exc}") from None
+        raise UsageError(f"{path}: unreadable tensor cache index: {exc}") from None
     if doc.get("format") != FORMAT or int(doc.get("format_version", -1)) != FORMAT_VERSION:
-        raise ValueError(
+        raise UsageError(
             f"{path}: not a {FORMAT} index of version {FORMAT_VERSION} "
             f"(found {doc.get('format')!r} version {doc.get('format_version')!r})"
         )
@@ -333,7 +341,7 @@ class TensorCacheReader:
         )
         diff = have.differences(want)
         if diff:
-            raise ValueError(
+            raise UsageError(
                 f"tensor cache {root} is stale for this run: it was made with {'; '.join(diff)}. "
                 f"Rebuild it: rsna-mammo prepare --format tensor --size {want.size[0]}x{want.size[1]}"
                 f"{'' if flip else ' --no-flip'} --decode-scale {decode_scale} --laterality {laterality}"
@@ -364,13 +372,13 @@ class TensorCacheReader:
                 continue
             e = entries[iid]
             if tuple(e["shape"]) != have.size:
-                raise ValueError(f"tensor cache {root}: entry {iid} has shape {e['shape']}, the index says {have.size}")
+                raise UsageError(f"tensor cache {root}: entry {iid} has shape {e['shape']}, the index says {have.size}")
             shard_of.append(shards.setdefault(e["shard"], len(shards)))
             offsets.append(int(e["offset"]))
             rows.append(e)
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            raise ValueError(
+            raise UsageError(
                 f"tensor cache {root} lacks {len(missing)} of {len(paths)} requested images: {shown} "
                 f"(run `rsna-mammo prepare` on the data again, or see its errors.csv)"
             )

@@ -9,8 +9,8 @@ Public names::
     breast_bbox, crop, flip_to_left           the breast box
     resize, resize_pad                        antialiased, aspect-preserving resize
     preprocess, CHAIN_VERSION                 the whole chain in one call
-    decode_chain, DECODE_SCALES               read + decode (JPEG 2000 at the resolution needed) + chain
-    read_sample                               one file: read, FOR PROCESSING policy, decode, chain
+    read_sample, DECODE_SCALES                one file: read, FOR PROCESSING policy, decode (JPEG 2000 at
+                                              the resolution needed), chain
     padding_mask, apply_intent_policy,        mammography specifics: Pixel Padding, FOR PROCESSING,
     check_laterality                          header laterality against the image
     DicomError and subclasses                 one-line, typed errors naming the file
@@ -43,7 +43,7 @@ from .meta import DicomMeta
 from .padding import padding_mask
 from .resize import resize, resize_pad
 from .sample import Sample, read_sample
-from .scale import DECODE_SCALES, decode_chain
+from .scale import DECODE_SCALES
 from .voi import WindowParams, apply_voi, window_params
 
 __all__ = [
@@ -69,7 +69,6 @@ __all__ = [
     "breast_bbox",
     "check_laterality",
     "crop",
-    "decode_chain",
     "decode_file",
     "decode_pixels",
     "flip_to_left",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .crop import Box, breast_bbox, crop, needs_flip, reduce_box
+from .errors import UsageError
 from .laterality import LateralityCheck, check_laterality, check_laterality_source
 from .meta import DicomMeta
 from .padding import padding_mask
@@ -72,7 +73,7 @@ def preprocess(
     VOI unchanged.
     """
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
+        raise UsageError(f"unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
     if reduction < 0 or (reduction and stage != "crop"):
         raise ValueError(f"reduction {reduction}: only the crop stage decodes below full resolution")
     check_laterality_source(laterality)
@@ -108,7 +109,7 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"size {text!r} is not HxW, e.g. 512x256") from None
+        raise UsageError(f"size {text!r} is not HxW, e.g. 512x256") from None
     if h <= 0 or w <= 0:
-        raise ValueError(f"size {text!r} must be positive")
+        raise UsageError(f"size {text!r} must be positive")
     return h, w

@@ -22,6 +22,7 @@ import numpy as np
 from .atomic import atomic_write
 from .backends import BACKENDS
 from .chain import STAGES, parse_size
+from .errors import UsageError
 from .intent import FOR_PROCESSING
 from .laterality import LATERALITY_SOURCES
 from .parallel import default_workers, map_files
@@ -222,20 +223,13 @@ def run(args: argparse.Namespace, *, gpu: Callable | None = None) -> int:
     size = parse_size(args.size) if args.size else None
     scale = args.decode_scale
     if scale != "full" and args.stage != "crop":
-        print(
-            f"rsna-mammo decode: --decode-scale {scale} applies to --stage crop only "
-            f"(raw and voi outputs are always full resolution)",
-            file=sys.stderr,
+        raise UsageError(
+            f"--decode-scale {scale} applies to --stage crop only (raw and voi outputs are always full resolution)"
         )
-        return 2
     if device == "cuda":
         scale = "full"  # the GPU path decodes every image at full resolution
     else:
-        try:
-            require_reduced_decoder(scale)
-        except ValueError as exc:
-            print(f"rsna-mammo decode: {exc}", file=sys.stderr)
-            return 2
+        require_reduced_decoder(scale)
         scale = effective_scale(scale)
     paths = find_dicoms(args.files)
     os.makedirs(args.out, exist_ok=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from .errors import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,8 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from .testing.synth import make_dataset
 
     if args.patients < 1 or args.height < 16 or args.width < 16:
-        print("rsna-mammo synth: need --patients >= 1 and --height/--width >= 16", file=sys.stderr)
-        return 2
+        raise UsageError("need --patients >= 1 and --height/--width >= 16")
     counts = make_dataset(
         args.out,
         patients=args.patients,

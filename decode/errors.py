@@ -9,6 +9,14 @@ from __future__ import annotations
 import os
 
 
+class UsageError(ValueError):
+    """A bad option, argument or input location, reported by the CLI in one line with exit status 2.
+
+    A ``ValueError`` subclass, so API callers that catch ``ValueError`` keep working; any other
+    exception reaching the CLI is a bug and keeps its traceback.
+    """
+
+
 class DicomError(Exception):
     """Base class: a DICOM input could not be turned into pixels.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .errors import SkippedDicomError, UnsupportedDicomError
+from .errors import SkippedDicomError, UnsupportedDicomError, UsageError
 from .meta import DicomMeta
 
 ForProcessing = Literal["warn", "skip", "error"]
@@ -25,7 +25,7 @@ FOR_PROCESSING_NOTE = (
 def check_for_processing(policy: str) -> str:
     """Validate a ``--for-processing`` value; returns it."""
     if policy not in FOR_PROCESSING:
-        raise ValueError(f"for_processing {policy!r} is not one of: {', '.join(FOR_PROCESSING)}")
+        raise UsageError(f"for_processing {policy!r} is not one of: {', '.join(FOR_PROCESSING)}")
     return policy
 
 

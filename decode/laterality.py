@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from .errors import UsageError
 from .meta import DicomMeta
 
 LateralitySource = Literal["content", "header"]
@@ -26,7 +27,7 @@ SIDES = ("left", "right")
 def check_laterality_source(source: str) -> str:
     """Validate a ``--laterality`` value; returns it."""
     if source not in LATERALITY_SOURCES:
-        raise ValueError(f"laterality {source!r} is not one of: {', '.join(LATERALITY_SOURCES)}")
+        raise UsageError(f"laterality {source!r} is not one of: {', '.join(LATERALITY_SOURCES)}")
     return source
 
 

@@ -31,13 +31,19 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _call(fn, item):
+def call_item(fn: Callable, item, path_of: Callable | None = None) -> tuple[bool, object]:
+    """``(True, fn(item))``, or ``(False, DicomError)`` naming the item's file.
+
+    The file is ``path_of(item)``, else ``fn.path_of(item)`` when ``fn`` has one (a task
+    whose items are row numbers), else ``str(item)`` (items that are paths).
+    """
     try:
         return True, fn(item)
     except DicomError as exc:
         return False, exc
     except Exception as exc:
-        return False, as_dicom_error(str(item), exc)
+        name = path_of or getattr(fn, "path_of", None) or str
+        return False, as_dicom_error(name(item), exc)
 
 
 def _worker_main(conn, fn) -> None:
@@ -50,7 +56,7 @@ def _worker_main(conn, fn) -> None:
             if msg is None:
                 break
             key, item = msg
-            conn.send((key,) + _call(fn, item))
+            conn.send((key,) + call_item(fn, item))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
     finally:
@@ -232,7 +238,7 @@ def map_files(
     workers = min(workers or default_workers(), max(1, len(items)))
     if (workers <= 1 and timeout is None) or not items:
         for it in items:
-            ok, res = _call(fn, it)
+            ok, res = call_item(fn, it, path_of)
             yield it, ok, res
         return
     with WorkerPool(fn, workers, timeout=timeout, path_of=path_of) as pool:

@@ -22,6 +22,7 @@ from .errors import DicomError, as_dicom_error
 from .intent import apply_intent_policy
 from .liblog import one_line
 from .meta import DicomMeta
+from .scale import check_decode_scale, reduced_chain, scale_name
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ class Sample:
 
     @property
     def decode_scale(self) -> str:
-        from .scale import scale_name
-
         return scale_name(self.pre.reduction)
 
     @property
@@ -87,8 +86,6 @@ def read_sample(
             ``for_processing="skip"`` leaves it out).
         ValueError: a bad ``decode_scale``, or a fixed reduced scale where OpenJPEG is unavailable.
     """
-    from .scale import check_decode_scale, reduced_chain
-
     check_decode_scale(decode_scale)
     path = os.fspath(path)
     try:

@@ -21,15 +21,13 @@ box is reported in full-resolution pixels.
 from __future__ import annotations
 
 import logging
-import os
-from typing import Literal, NamedTuple
+from typing import Literal
 
-from .chain import Preprocessed, Stage, preprocess
+from .chain import Preprocessed, preprocess
 from .codestream import j2k_info
 from .crop import Box, breast_bbox, reduce_box
 from .dicom import DicomFile
-from .errors import DicomError
-from .meta import DicomMeta
+from .errors import DicomError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ def check_decode_scale(scale: str) -> str:
         ValueError: not one of :data:`DECODE_SCALES` (the message lists them).
     """
     if scale not in DECODE_SCALES:
-        raise ValueError(f"unknown decode scale {scale!r}; allowed: {', '.join(DECODE_SCALES)}")
+        raise UsageError(f"unknown decode scale {scale!r}; allowed: {', '.join(DECODE_SCALES)}")
     return scale
 
 
@@ -75,7 +73,7 @@ def require_reduced_decoder(scale: str) -> None:
 
     why = unavailable_reason()
     if why:
-        raise ValueError(f"decode scale {scale} needs OpenJPEG through glymur, which is unavailable here: {why}")
+        raise UsageError(f"decode scale {scale} needs OpenJPEG through glymur, which is unavailable here: {why}")
 
 
 def effective_scale(scale: str) -> str:
@@ -133,19 +131,6 @@ def auto_reduction(dfile: DicomFile, stream, size: tuple[int, int]) -> int:
     return r
 
 
-class ChainResult(NamedTuple):
-    """What :func:`decode_chain` returns: the chain's output, the header and the decoder used."""
-
-    pre: Preprocessed
-    meta: DicomMeta
-    backend: str  # a registry backend (full resolution) or "openjpeg" (reduced)
-
-    @property
-    def decode_scale(self) -> str:
-        """The scale this image was decoded at (``full``, ``1/2``, ``1/4``...)."""
-        return scale_name(self.pre.reduction)
-
-
 _WARNED: set[str] = set()
 
 
@@ -153,39 +138,6 @@ def _warn_once(key: str, msg: str, *args) -> None:
     if key not in _WARNED:
         _WARNED.add(key)
         log.warning(msg, *args)
-
-
-def decode_chain(
-    path: str | os.PathLike,
-    *,
-    stage: Stage = "crop",
-    size: tuple[int, int] | None = None,
-    flip: bool = True,
-    backend: str = "auto",
-    decode_scale: DecodeScale = "full",
-) -> ChainResult:
-    """Read, decode (at the scale asked) and run the chain on one file.
-
-    With ``decode_scale="full"``, or any stage but ``crop``, or a file without
-    resolution levels, this is ``preprocess(decode_file(path, backend))`` exactly.
-    Otherwise the frame is decoded below full resolution by OpenJPEG (see the module
-    docstring). A reduced decode that fails falls back to the full-resolution path, so
-    a file the exact decoders read always comes out. (:func:`decode.sample.read_sample`
-    with the default FOR PROCESSING and laterality settings.)
-
-    Returns:
-        :class:`ChainResult`; ``pre.image`` as :func:`decode.chain.preprocess` returns it.
-
-    Raises:
-        DicomError: the file cannot be read or decoded (naming it).
-        ValueError: a bad ``decode_scale``, or a fixed reduced scale where OpenJPEG is unavailable.
-    """
-    from .sample import read_sample
-
-    smp = read_sample(path, stage=stage, size=size, flip=flip, backend=backend, decode_scale=decode_scale)
-    if smp.reduced_failed:
-        log.info("%s: reduced-resolution decode failed (%s); decoded at full resolution", path, smp.reduced_failed)
-    return ChainResult(smp.pre, smp.meta, smp.backend)
 
 
 def reduced_chain(
@@ -208,7 +160,7 @@ def reduced_chain(
     why = unavailable_reason()
     if why:
         if decode_scale != "auto":
-            raise ValueError(f"decode scale {decode_scale} needs OpenJPEG through glymur: {why}")
+            raise UsageError(f"decode scale {decode_scale} needs OpenJPEG through glymur: {why}")
         _warn_once("unavailable", "decode scale auto: decoding at full resolution (%s)", why)
         return None, None
     try:

@@ -130,7 +130,7 @@ def test_decode_stages(tiny_dataset, tmp_path, stage, dtype, capsys):
 
 
 def test_decode_scale_on_the_crop_stage(tiny_dataset, tmp_path, capsys):
-    from decode.scale import decode_chain
+    from decode.sample import read_sample
 
     files = _train_files(tiny_dataset)
     summary = tmp_path / "s.json"
@@ -142,7 +142,7 @@ def test_decode_scale_on_the_crop_stage(tiny_dataset, tmp_path, capsys):
     for row in doc["results"]:
         ts = pydicom.dcmread(row["path"], stop_before_pixels=True).file_meta.TransferSyntaxUID
         scales.setdefault(str(ts), set()).add(row["decode_scale"])
-        want = decode_chain(row["path"], size=(32, 24), decode_scale="1/2").pre
+        want = read_sample(row["path"], size=(32, 24), decode_scale="1/2").pre
         assert np.array_equal(np.load(row["out"]), want.image) and row["box"] == list(want.box)
     assert scales == {"1.2.840.10008.1.2.4.90": {"1/2"}, "1.2.840.10008.1.2.4.70": {"full"}}
     # raw and VOI outputs are always full resolution

@@ -76,12 +76,12 @@ def check_reduced(path: str) -> str:
     import pydicom
 
     from decode.errors import DicomError
-    from decode.scale import decode_chain
+    from decode.sample import read_sample
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            res = decode_chain(path, size=(16, 12), decode_scale="1/2")
+            res = read_sample(path, size=(16, 12), decode_scale="1/2")
         except DicomError:
             return "error"
         assert res.pre.image.shape == (16, 12) and 0.0 <= res.pre.image.min() <= res.pre.image.max() <= 1.0

@@ -135,7 +135,7 @@ def test_bundled_jpeg2000_reduced_decode_is_openjpeg_reduce(path, tmp_path):
 def test_sign_mismatched_jpeg2000_is_never_reduced():
     """An unsigned codestream under signed Pixel Representation wraps around in pydicom: decoded in full."""
     from decode.chain import preprocess
-    from decode.scale import decode_chain
+    from decode.sample import read_sample
 
     path = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", "J2K_pixelrep_mismatch.dcm")
     ds = pydicom.dcmread(path)
@@ -143,8 +143,8 @@ def test_sign_mismatched_jpeg2000_is_never_reduced():
     size = (ds.Rows // 3, ds.Columns // 3)
     want = preprocess(ref.pixels, ref.meta, stage="crop", size=size).image
     for scale in ("auto", "1/2"):
-        res = decode_chain(path, size=size, decode_scale=scale)
+        res = read_sample(path, size=size, decode_scale=scale)
         assert res.pre.reduction == 0 and np.array_equal(res.pre.image, want), scale
     # the same size on a sign-consistent file of that size does reduce
     other = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", "JPEG2000.dcm")
-    assert decode_chain(other, size=(1024 // 3, 256 // 3), decode_scale="auto").pre.reduction == 1
+    assert read_sample(other, size=(1024 // 3, 256 // 3), decode_scale="auto").pre.reduction == 1

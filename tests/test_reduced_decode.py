@@ -24,11 +24,11 @@ from decode.decoding import decode_file
 from decode.dicom import read_dicom
 from decode.errors import DicomError
 from decode.openjpeg import J2kCodestream, bundled_openjpeg, codestream_path, decode_reduced, glymur_module
+from decode.sample import read_sample
 from decode.scale import (
     DECODE_SCALES,
     check_decode_scale,
     crop_fits,
-    decode_chain,
     effective_scale,
     header_reduction,
     require_reduced_decoder,
@@ -239,7 +239,8 @@ def test_without_openjpeg_auto_decodes_full_and_fixed_scales_refuse(mammo_files,
     script = textwrap.dedent(
         f"""
         import numpy as np
-        from decode.scale import decode_chain, effective_scale, require_reduced_decoder
+        from decode.sample import read_sample
+        from decode.scale import effective_scale, require_reduced_decoder
         from decode.openjpeg import unavailable_reason
         from decode.chain import preprocess
         from decode.decoding import decode_file
@@ -252,7 +253,7 @@ def test_without_openjpeg_auto_decodes_full_and_fixed_scales_refuse(mammo_files,
             assert "decode scale 1/2 needs OpenJPEG through glymur" in str(exc)
         require_reduced_decoder("auto")
         p = {mammo_files["j2k_L"]!r}
-        res = decode_chain(p, size=(50, 40), decode_scale="auto")
+        res = read_sample(p, size=(50, 40), decode_scale="auto")
         dec = decode_file(p)
         want = preprocess(dec.pixels, dec.meta, stage="crop", size=(50, 40)).image
         assert res.pre.reduction == 0 and np.array_equal(res.pre.image, want)
@@ -307,7 +308,7 @@ def test_full_scale_is_the_exact_chain(mammo_files):
     for key, path in mammo_files.items():
         dec = decode_file(path)
         for stage, size in (("raw", None), ("voi", None), ("crop", (64, 48)), ("crop", None)):
-            res = decode_chain(path, stage=stage, size=size, decode_scale="full")
+            res = read_sample(path, stage=stage, size=size, decode_scale="full")
             want = preprocess(dec.pixels, dec.meta, stage=stage, size=size)
             assert res.pre.reduction == 0 and res.backend == dec.backend and res.decode_scale == "full"
             assert res.pre.box == want.box and np.array_equal(res.pre.image, want.image), (key, stage)
@@ -322,19 +323,19 @@ def test_raw_voi_lossless_jpeg_and_no_size_stay_full_under_auto(mammo_files):
         (ljpeg, "crop", (50, 40)),
     ):
         dec = decode_file(path)
-        res = decode_chain(path, stage=stage, size=size, decode_scale="auto")
+        res = read_sample(path, stage=stage, size=size, decode_scale="auto")
         want = preprocess(dec.pixels, dec.meta, stage=stage, size=size)
         assert res.pre.reduction == 0 and np.array_equal(res.pre.image, want.image), (path, stage)
-    assert decode_chain(ljpeg, size=(50, 40), decode_scale="1/2").pre.reduction == 0
+    assert read_sample(ljpeg, size=(50, 40), decode_scale="1/2").pre.reduction == 0
 
 
 @pytest.mark.parametrize("key", ["j2k_L", "j2k_R_mono1", "htj2k"])
 def test_auto_picks_the_largest_reduction_whose_crop_covers_the_target(mammo_files, key):
     path = mammo_files[key]
-    full_box = decode_chain(path, size=(64, 48), decode_scale="full").pre.box
+    full_box = read_sample(path, size=(64, 48), decode_scale="full").pre.box
     bh, bw = full_box[1] - full_box[0], full_box[3] - full_box[2]
     for size in ((bh // 2 - 8, bw // 2 - 8), (bh // 4 - 6, bw // 4 - 6), (bh // 2 + 8, bw // 2 + 8), (bh, bw)):
-        res = decode_chain(path, size=size, decode_scale="auto")
+        res = read_sample(path, size=size, decode_scale="auto")
         r = res.pre.reduction
         frame = (400, 320)
         shape_r = (-(-frame[0] // 2**r), -(-frame[1] // 2**r))
@@ -344,25 +345,25 @@ def test_auto_picks_the_largest_reduction_whose_crop_covers_the_target(mammo_fil
         assert coarser[1] - coarser[0] < size[0] or coarser[3] - coarser[2] < size[1], (size, r)  # the largest
         assert res.pre.image.shape == size and res.pre.image.dtype == np.float32
         assert res.backend == ("openjpeg" if r else "imagecodecs")
-    assert decode_chain(path, size=(bh // 4 - 6, bw // 4 - 6), decode_scale="auto").pre.reduction == 2
-    assert decode_chain(path, size=(bh // 2 + 8, bw // 2 + 8), decode_scale="auto").pre.reduction == 0
+    assert read_sample(path, size=(bh // 4 - 6, bw // 4 - 6), decode_scale="auto").pre.reduction == 2
+    assert read_sample(path, size=(bh // 2 + 8, bw // 2 + 8), decode_scale="auto").pre.reduction == 0
 
 
 def test_auto_steps_down_when_a_guess_is_too_coarse(mammo_files, monkeypatch):
     import decode.scale as scale
 
     path = mammo_files["j2k_L"]
-    want = decode_chain(path, size=(90, 60), decode_scale="auto")
+    want = read_sample(path, size=(90, 60), decode_scale="auto")
     assert want.pre.reduction == 1
     monkeypatch.setattr(scale, "auto_reduction", lambda dfile, stream, size: 3)
-    got = decode_chain(path, size=(90, 60), decode_scale="auto")
+    got = read_sample(path, size=(90, 60), decode_scale="auto")
     assert got.pre.reduction == 1 and np.array_equal(got.pre.image, want.pre.image)
 
 
 def test_fixed_scales_report_the_box_in_frame_pixels(mammo_files):
     path = mammo_files["j2k_L"]
     for scale, r in (("1/2", 1), ("1/4", 2)):
-        res = decode_chain(path, size=None, decode_scale=scale, flip=False)
+        res = read_sample(path, size=None, decode_scale=scale, flip=False)
         assert res.pre.reduction == r and res.decode_scale == scale
         y0, y1, x0, x1 = res.pre.box
         assert 0 <= y0 < y1 <= 400 and 0 <= x0 < x1 <= 320
@@ -376,7 +377,7 @@ def test_box_at_reduced_resolution_is_the_full_box_within_2_to_the_r(tmp_path, s
     path = write_dicom(
         str(tmp_path / "clean.dcm"), _clean_breast(h, w, seed, "LR"[seed % 2]), window=([2047.5], [4095])
     )
-    full = decode_chain(path, size=(64, 48), decode_scale="full").pre.box
+    full = read_sample(path, size=(64, 48), decode_scale="full").pre.box
     assert full != (0, h, 0, w)
     dfile = read_dicom(path)
     from decode.voi import apply_voi
@@ -385,7 +386,7 @@ def test_box_at_reduced_resolution_is_the_full_box_within_2_to_the_r(tmp_path, s
         box = breast_bbox(apply_voi(decode_reduced(dfile, r), dfile.meta), frame_shape=(h, w), reduction=r)
         assert max(abs(a - b) for a, b in zip(box, full)) <= 2**r, (r, box, full)
     for scale, r in (("1/2", 1), ("1/4", 2)):
-        box = decode_chain(path, size=(64, 48), decode_scale=scale).pre.box
+        box = read_sample(path, size=(64, 48), decode_scale=scale).pre.box
         assert max(abs(a - b) for a, b in zip(box, full)) <= 2**r, (scale, box, full)
 
 
@@ -414,8 +415,8 @@ def big_j2k(tmp_path_factory):
 
 
 def test_auto_at_1024x512_is_within_0_01_of_full(big_j2k):
-    full = decode_chain(big_j2k, size=(1024, 512), decode_scale="full")
-    auto = decode_chain(big_j2k, size=(1024, 512), decode_scale="auto")
+    full = read_sample(big_j2k, size=(1024, 512), decode_scale="full")
+    auto = read_sample(big_j2k, size=(1024, 512), decode_scale="auto")
     assert auto.pre.reduction == 1 and auto.backend == "openjpeg"
     diff = np.abs(auto.pre.image.astype(np.float64) - full.pre.image)
     assert auto.pre.image.shape == (1024, 512) and diff.mean() <= 0.01, diff.mean()
@@ -455,7 +456,7 @@ def test_loader_decode_scale(mammo_files):
         dec = decode_file(p)
         exact = preprocess(dec.pixels, dec.meta, stage="crop", size=size).image
         assert np.array_equal(bf["image"][i, 0].numpy(), exact)
-        want = decode_chain(p, size=size, decode_scale="auto")
+        want = read_sample(p, size=size, decode_scale="auto")
         assert np.array_equal(ba["image"][i, 0].numpy(), want.pre.image)
         assert want.pre.reduction == (0 if p == mammo_files["ljpeg"] else 1)
     with pytest.raises(ValueError, match=r"unknown decode scale 'half'; allowed: auto, full, 1/2, 1/4"):

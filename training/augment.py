@@ -17,6 +17,8 @@ import logging
 from dataclasses import asdict, astuple, dataclass
 from functools import lru_cache
 
+from decode.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 
@@ -43,12 +45,12 @@ class AugmentConfig:
         for name in ("vflip", "affine", "cutout"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"augment {name} is a probability in [0, 1], got {v}")
+                raise UsageError(f"augment {name} is a probability in [0, 1], got {v}")
         for name in ("degrees", "scale", "translate", "brightness", "contrast", "cutout_size"):
             if getattr(self, name) < 0:
-                raise ValueError(f"augment {name} must be >= 0")
+                raise UsageError(f"augment {name} must be >= 0")
         if self.scale >= 1 or self.cutout_size > 1 or self.translate > 1:
-            raise ValueError("augment scale must be < 1, translate and cutout_size <= 1")
+            raise UsageError("augment scale must be < 1, translate and cutout_size <= 1")
 
     @classmethod
     def from_dict(cls, d: dict) -> AugmentConfig:
@@ -57,7 +59,7 @@ class AugmentConfig:
         d = dict(d)
         if "hflip" in d:
             if float(d.pop("hflip") or 0) != 0:
-                raise ValueError("augment hflip is not supported: breasts are turned to face left before augmentation")
+                raise UsageError("augment hflip is not supported: breasts are turned to face left before augmentation")
         return cls(**d)
 
     def to_dict(self) -> dict:

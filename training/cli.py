@@ -1,8 +1,11 @@
 """The one console script, ``rsna-mammo``, with argparse subcommands.
 
-Each subcommand lives in its own module exposing ``HELP``, ``add_arguments(parser)``
-and ``run(args) -> int``; only the invoked one is imported, so ``rsna-mammo decode``
-starts without torch. ``main(argv)`` is what tests call in-process.
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int`` (its one-line help is in :data:`HELPS` here, so ``--help`` imports
+nothing); only the invoked one is imported, so ``rsna-mammo decode`` starts without torch.
+A :class:`decode.errors.UsageError` (a bad option or input location) is printed in one line
+with exit status 2; any other exception is a bug and keeps its traceback. ``main(argv)`` is
+what tests call in-process.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import sys
 
 from decode._version import __version__
+from decode.errors import UsageError
 
 #: subcommand → module (imported lazily; ``bench`` is dispatched by name, so nothing
 #: in the library imports ``benchmarks``).
@@ -37,12 +41,6 @@ HELPS = {
     "export": "export a checkpoint as an ONNX model or a torch.export program for deployment",
     "bench": "throughput benchmarks (decode, pipeline, train, infer) and their report",
 }
-
-
-def register(name: str, module: str, help: str) -> None:
-    """Add a subcommand (used by feature modules as they land)."""
-    COMMANDS[name] = module
-    HELPS[name] = help
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -80,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except ValueError as exc:  # bad option values: one line, no traceback
+    except UsageError as exc:  # bad option values: one line, no traceback
         print(f"rsna-mammo {args.command}: {exc}", file=sys.stderr)
         return 2
 

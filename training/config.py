@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from decode.errors import UsageError
+
 from .augment import AugmentConfig
 
 Amp = Literal["auto", "bf16", "fp16", "off"]
@@ -27,7 +29,7 @@ def parse_size(value) -> tuple[int, int]:
         return _parse(value)
     h, w = (int(v) for v in value)
     if h <= 0 or w <= 0:
-        raise ValueError(f"img_size {value!r} must be positive")
+        raise UsageError(f"img_size {value!r} must be positive")
     return h, w
 
 
@@ -78,17 +80,17 @@ class TrainConfig:
         self.img_size = parse_size(self.img_size)
         for name in ("epochs", "batch_size", "accum"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1")
+                raise UsageError(f"{name} must be >= 1")
         if self.folds < 2 or not 0 <= self.fold < self.folds:
-            raise ValueError(f"need folds >= 2 and 0 <= fold < folds (got folds={self.folds}, fold={self.fold})")
+            raise UsageError(f"need folds >= 2 and 0 <= fold < folds (got folds={self.folds}, fold={self.fold})")
         if self.lr is not None and self.lr <= 0:
-            raise ValueError("lr must be > 0")
+            raise UsageError("lr must be > 0")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError("ema_decay must be in [0, 1)")
+            raise UsageError("ema_decay must be in [0, 1)")
         if not 0.0 < self.pos_ratio < 1.0:
-            raise ValueError("pos_ratio must be in (0, 1)")
+            raise UsageError("pos_ratio must be in (0, 1)")
         if not 0.0 < self.pos_label <= 1.0:
-            raise ValueError("pos_label must be in (0, 1]")
+            raise UsageError("pos_label must be in (0, 1]")
         choices = {
             "amp": AMPS,
             "agg": ("mean", "max"),
@@ -101,11 +103,11 @@ class TrainConfig:
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} {getattr(self, name)!r} is not one of: {', '.join(allowed)}")
+                raise UsageError(f"{name} {getattr(self, name)!r} is not one of: {', '.join(allowed)}")
         if self.workers is not None and self.workers < 0:
-            raise ValueError("workers must be >= 0")
+            raise UsageError("workers must be >= 0")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ValueError("steps_per_epoch must be >= 1")
+            raise UsageError("steps_per_epoch must be >= 1")
 
     def effective_lr(self) -> float:
         if self.lr is not None:
@@ -123,13 +125,13 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"unknown config key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+            raise UsageError(f"unknown config key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
         aug = d.get("augment")
         if isinstance(aug, dict):
             allowed = {f.name for f in dataclasses.fields(AugmentConfig)}
             bad = sorted(set(aug) - allowed - {"hflip"})  # hflip: see AugmentConfig.from_dict
             if bad:
-                raise ValueError(f"unknown augment key(s) {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}")
+                raise UsageError(f"unknown augment key(s) {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}")
         return cls(**d)
 
     def to_yaml(self) -> str:
@@ -145,7 +147,7 @@ def load_yaml(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         d = yaml.safe_load(f) or {}
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: a config file must hold a mapping of option: value")
+        raise UsageError(f"{path}: a config file must hold a mapping of option: value")
     return {str(k).replace("-", "_"): v for k, v in d.items()}
 
 

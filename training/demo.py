@@ -39,7 +39,7 @@ def _pick(device: str) -> dict:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from dali_pipelines.loader import resolve_device
+    from dali_pipelines.devices import resolve_device
     from decode.atomic import atomic_write
     from decode.env import collect
     from decode.parallel import default_workers

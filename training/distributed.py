@@ -48,7 +48,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     """
     import torch
 
-    from dali_pipelines.loader import resolve_device
+    from dali_pipelines.devices import resolve_device
 
     dev = resolve_device(device)
     world = env_world()

@@ -19,6 +19,7 @@ import os
 from typing import Literal
 
 from decode.atomic import atomic_write
+from decode.errors import UsageError
 
 from .inference_models import META_KEY, checkpoint_meta, load_predictor
 
@@ -41,9 +42,9 @@ def export_model(ckpt: str, out: str, *, format: ExportFormat = "onnx", opset: i
     from .predict import load_checkpoint, model_from_checkpoint
 
     if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; allowed: {', '.join(FORMATS)}")
+        raise UsageError(f"unknown export format {format!r}; allowed: {', '.join(FORMATS)}")
     if not out.lower().endswith(SUFFIX[format]):
-        raise ValueError(f"--out {out}: a {format} export is written as *{SUFFIX[format]}")
+        raise UsageError(f"--out {out}: a {format} export is written as *{SUFFIX[format]}")
     ck = load_checkpoint(ckpt)
     meta = checkpoint_meta(ck)
     model = model_from_checkpoint(ck, "cpu").to(memory_format=torch.contiguous_format).float().eval()

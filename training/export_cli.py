@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "export a checkpoint as an ONNX model or a torch.export program (image size, chain and threshold travel with it)"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, metavar="FILE", help="training checkpoint (RUN/best.pt)")

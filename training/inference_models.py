@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from decode.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 META_KEY = "rsna_mammo"
@@ -85,17 +87,17 @@ def load_predictor(path: str, device: str, *, compile_mode: str | None = None) -
         ValueError: unreadable file, not one of ours, or a bad option (one line).
     """
     if not os.path.isfile(path):
-        raise ValueError(f"{path}: model file not found")
+        raise UsageError(f"{path}: model file not found")
     if compile_mode is not None and compile_mode not in COMPILE_MODES:
-        raise ValueError(f"compile mode {compile_mode!r}; allowed: {', '.join(COMPILE_MODES)}")
+        raise UsageError(f"compile mode {compile_mode!r}; allowed: {', '.join(COMPILE_MODES)}")
     low = path.lower()
     if low.endswith(".onnx"):
         if compile_mode:
-            raise ValueError("--compile applies to checkpoints (.pt); an ONNX model runs in ONNX Runtime")
+            raise UsageError("--compile applies to checkpoints (.pt); an ONNX model runs in ONNX Runtime")
         return _onnx_predictor(path, device)
     if low.endswith(".pt2"):
         if compile_mode:
-            raise ValueError("--compile applies to checkpoints (.pt); a .pt2 program runs as exported")
+            raise UsageError("--compile applies to checkpoints (.pt); a .pt2 program runs as exported")
         return _exported_predictor(path, device)
     return _checkpoint_predictor(path, device, compile_mode)
 
@@ -134,10 +136,10 @@ def _onnx_predictor(path: str, device: str) -> Predictor:
     try:
         proto = onnx.load(path, load_external_data=False)
     except Exception as exc:
-        raise ValueError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from None
+        raise UsageError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from None
     props = {p.key: p.value for p in proto.metadata_props}
     if META_KEY not in props:
-        raise ValueError(f"{path}: an ONNX model without rsna-mammo metadata (export it with rsna-mammo export)")
+        raise UsageError(f"{path}: an ONNX model without rsna-mammo metadata (export it with rsna-mammo export)")
     meta = json.loads(props[META_KEY])
     providers = ["CPUExecutionProvider"]
     if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -159,9 +161,9 @@ def _exported_predictor(path: str, device: str) -> Predictor:
     try:
         program = torch.export.load(path, extra_files=extra)
     except Exception as exc:
-        raise ValueError(f"{path}: not a torch.export program ({type(exc).__name__}: {exc})") from None
+        raise UsageError(f"{path}: not a torch.export program ({type(exc).__name__}: {exc})") from None
     if not extra[f"{META_KEY}.json"]:
-        raise ValueError(f"{path}: a torch.export program without rsna-mammo metadata")
+        raise UsageError(f"{path}: a torch.export program without rsna-mammo metadata")
     meta = json.loads(extra[f"{META_KEY}.json"])
     module = program.module().to(device)
 
@@ -183,7 +185,7 @@ def check_compatible(predictors: Sequence[Predictor]) -> dict:
         for key in LOADER_KEYS:
             a, b = first.meta.get(key), p.meta.get(key)
             if a != b:
-                raise ValueError(
+                raise UsageError(
                     f"ensemble members disagree on {key}: {first.path} has {a!r}, {p.path} has {b!r} "
                     "(every model must see the same preprocessed images)"
                 )
@@ -203,7 +205,7 @@ def combine(logits: Sequence, how: str = "mean"):
     import torch
 
     if how not in ENSEMBLES:
-        raise ValueError(f"ensemble {how!r}; allowed: {', '.join(ENSEMBLES)}")
+        raise UsageError(f"ensemble {how!r}; allowed: {', '.join(ENSEMBLES)}")
     stacked = torch.stack([t.double() for t in logits])
     if how == "logit-mean":
         return torch.sigmoid(stacked.mean(0))

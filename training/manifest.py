@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from decode.errors import UsageError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -79,18 +81,18 @@ def load_manifest(
     if split is None:
         split = split_of_csv(csv) if csv else "train"
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+        raise UsageError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
     csv = csv or f"{split}.csv"
     if not os.path.isabs(csv) and not os.path.exists(csv):
         csv = os.path.join(data, csv)
     if not os.path.exists(csv):
-        raise ValueError(f"{csv}: no such CSV file")
+        raise UsageError(f"{csv}: no such CSV file")
     df = pd.read_csv(
         csv, dtype={"patient_id": str, "image_id": str, "laterality": str, "prediction_id": str}, keep_default_na=False
     )
     missing = [c for c in ("patient_id", "image_id", "laterality") if c not in df.columns]
     if missing:
-        raise ValueError(f"{csv}: missing column(s) {', '.join(missing)}")
+        raise UsageError(f"{csv}: missing column(s) {', '.join(missing)}")
     if "prediction_id" not in df.columns or (df["prediction_id"] == "").any():
         built = df["patient_id"].astype(str) + "_" + df["laterality"].astype(str)
         if "prediction_id" in df.columns:
@@ -136,11 +138,11 @@ def assign_folds(df: pd.DataFrame, *, folds: int = 4, seed: int = 42) -> np.ndar
     from sklearn.model_selection import StratifiedGroupKFold
 
     if folds < 2:
-        raise ValueError(f"folds must be >= 2 (got {folds})")
+        raise UsageError(f"folds must be >= 2 (got {folds})")
     groups = df["patient_id"].astype(str).to_numpy()
     patients = len(set(groups))
     if patients < folds:
-        raise ValueError(f"{patients} patient(s) cannot fill {folds} folds")
+        raise UsageError(f"{patients} patient(s) cannot fill {folds} folds")
     label = df["cancer"] if "cancer" in df.columns else np.zeros(len(df), dtype=np.int64)
     y = (np.asarray(label) > 0).astype(np.int64)
     positive_patients = len(set(groups[y == 1]))

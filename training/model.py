@@ -12,6 +12,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from decode.errors import UsageError
+
 if TYPE_CHECKING:
     import torch
 
@@ -46,7 +48,7 @@ def create_model(
     try:
         model = timm.create_model(name, **kwargs)
     except RuntimeError as exc:  # timm: "Unknown model (...)"
-        raise ValueError(f"timm model {name!r}: {exc}") from None
+        raise UsageError(f"timm model {name!r}: {exc}") from None
     except TypeError:  # a model without drop_path_rate
         kwargs.pop("drop_path_rate", None)
         model = timm.create_model(name, **kwargs)
@@ -80,7 +82,7 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     import torch
 
     if not os.path.isfile(path):
-        raise ValueError(f"{path}: pretrained weights file not found")
+        raise UsageError(f"{path}: pretrained weights file not found")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
@@ -89,13 +91,13 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise ValueError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
+            raise UsageError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
     for key in ("model", "state_dict", "model_state_dict", "ema"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
             break
     if not isinstance(sd, dict):
-        raise ValueError(f"{path}: not a state dict")
+        raise UsageError(f"{path}: not a state dict")
     return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items() if hasattr(v, "shape")}
 
 
@@ -132,7 +134,7 @@ def load_pretrained(model, path: str) -> dict:
     missing = [k for k in own if k not in out]
     model.load_state_dict(out, strict=False)
     if not out:
-        raise ValueError(f"{path}: no tensor matches the model's parameters")
+        raise UsageError(f"{path}: no tensor matches the model's parameters")
     log.info(
         "pretrained %s: %d tensors loaded, stem adapted: %s, skipped: %d, left at init: %d",
         path,

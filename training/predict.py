@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from decode.atomic import atomic_write
+from decode.errors import UsageError
 
 from .metrics import aggregate_breasts
 from .notes import collect, write_notes
@@ -29,13 +30,13 @@ def load_checkpoint(path: str) -> dict:
     import torch
 
     if not os.path.isfile(path):
-        raise ValueError(f"{path}: checkpoint not found")
+        raise UsageError(f"{path}: checkpoint not found")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+        raise UsageError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
-        raise ValueError(f"{path}: not an rsna-mammo checkpoint (format {CKPT_FORMAT})")
+        raise UsageError(f"{path}: not an rsna-mammo checkpoint (format {CKPT_FORMAT})")
     return ck
 
 
@@ -133,9 +134,9 @@ def parse_threshold(value: str) -> str | float | None:
     try:
         t = float(v)
     except ValueError:
-        raise ValueError(f"threshold {value!r}: allowed none, best or a number in [0, 1]") from None
+        raise UsageError(f"threshold {value!r}: allowed none, best or a number in [0, 1]") from None
     if not 0.0 <= t <= 1.0:
-        raise ValueError(f"threshold {value!r} must be in [0, 1]")
+        raise UsageError(f"threshold {value!r} must be in [0, 1]")
     return t
 
 
@@ -254,10 +255,10 @@ def predict(
 
     thr = parse_threshold(threshold)
     if ensemble not in ENSEMBLES:
-        raise ValueError(f"unknown ensemble {ensemble!r}; allowed: {', '.join(ENSEMBLES)}")
+        raise UsageError(f"unknown ensemble {ensemble!r}; allowed: {', '.join(ENSEMBLES)}")
     files = [ckpt] if isinstance(ckpt, str | os.PathLike) else list(ckpt)
     if not files:
-        raise ValueError("predict needs at least one --ckpt")
+        raise UsageError("predict needs at least one --ckpt")
     info = init_distributed(device)
     predictors = [load_predictor(os.fspath(f), info.device, compile_mode=compile_mode) for f in files]
     shared = check_compatible(predictors)
@@ -271,7 +272,7 @@ def predict(
         )
     agg = agg or meta.get("agg", "mean")
     if agg not in ("mean", "max"):
-        raise ValueError(f"unknown aggregation {agg!r}; allowed: mean, max")
+        raise UsageError(f"unknown aggregation {agg!r}; allowed: mean, max")
     size = tuple(int(v) for v in shared["img_size"])
     man = load_manifest(data, csv=csv or "test.csv", images=images)
     ok_rows = np.flatnonzero(man["path_error"].to_numpy() == "")

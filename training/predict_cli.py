@@ -7,8 +7,6 @@ import json
 import os
 import sys
 
-HELP = "predict one row per prediction_id from raw DICOMs; errors.csv lists every image that could not be used"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="dataset root holding the CSV and its images")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from decode.atomic import atomic_write
+from decode.errors import UsageError
 from decode.parallel import default_workers, map_files
 
 from . import prepare_state as state
@@ -101,15 +102,15 @@ class PrepareConfig:
 
     def __post_init__(self):
         if self.format not in FORMATS:
-            raise ValueError(f"unknown format {self.format!r}; allowed: {', '.join(FORMATS)}")
+            raise UsageError(f"unknown format {self.format!r}; allowed: {', '.join(FORMATS)}")
         if self.format == "tensor" and self.size is None:
-            raise ValueError("--format tensor needs --size HxW (e.g. 1024x512)")
+            raise UsageError("--format tensor needs --size HxW (e.g. 1024x512)")
         if self.format == "htj2k" and self.size is not None:
-            raise ValueError("--size applies to --format tensor only (htj2k keeps the full image)")
+            raise UsageError("--size applies to --format tensor only (htj2k keeps the full image)")
         if self.engine not in ENGINES:
-            raise ValueError(f"unknown engine {self.engine!r}; allowed: {', '.join(ENGINES)}")
+            raise UsageError(f"unknown engine {self.engine!r}; allowed: {', '.join(ENGINES)}")
         if self.format == "htj2k" and self.engine in ("dali", "nvimgcodec"):
-            raise ValueError(
+            raise UsageError(
                 f"--engine {self.engine} applies to --format tensor only: an HTJ2K transcode is decoded on the CPU, "
                 "the reference its written file is verified against"
             )
@@ -122,16 +123,16 @@ class PrepareConfig:
         check_for_processing(self.for_processing)
         check_laterality_source(self.laterality)
         if self.verify not in VERIFY_MODES:
-            raise ValueError(f"unknown verify mode {self.verify!r}; allowed: {', '.join(VERIFY_MODES)}")
+            raise UsageError(f"unknown verify mode {self.verify!r}; allowed: {', '.join(VERIFY_MODES)}")
         i, n = self.shard
         if not (n >= 1 and 0 <= i < n):
-            raise ValueError(f"shard {i}/{n} is not i/n with 0 <= i < n")
+            raise UsageError(f"shard {i}/{n} is not i/n with 0 <= i < n")
         if self.chunk < 0 or self.workers < 0:
-            raise ValueError("chunk and workers must be >= 0")
+            raise UsageError("chunk and workers must be >= 0")
         if not os.path.isdir(self.data):
-            raise ValueError(f"--data {self.data}: no such folder")
+            raise UsageError(f"--data {self.data}: no such folder")
         if os.path.realpath(self.data) == os.path.realpath(self.out):
-            raise ValueError("--out must differ from --data (prepare never writes into the source dataset)")
+            raise UsageError("--out must differ from --data (prepare never writes into the source dataset)")
 
     def params(self) -> dict:
         """What the cache records about itself (a re-run must match)."""
@@ -165,8 +166,8 @@ class PrepareConfig:
             return "cpu"
         if self.engine == "auto" and effective_scale(self.decode_scale) != "full":
             return "cpu"
+        from dali_pipelines.devices import resolve_device
         from dali_pipelines.engines import resolve_engine
-        from dali_pipelines.loader import resolve_device
 
         return resolve_engine(self.engine, resolve_device("auto"))[0]
 
@@ -210,12 +211,12 @@ def parse_shard(text: str | None) -> tuple[int, int]:
         try:
             i, n = (int(v) for v in str(text).split("/"))
         except ValueError:
-            raise ValueError(f"--shard {text!r} is not i/n, e.g. 0/4") from None
+            raise UsageError(f"--shard {text!r} is not i/n, e.g. 0/4") from None
         shard = (i, n)
         if env_world > 1 and shard != env:
-            raise ValueError(f"--shard {text} conflicts with torchrun's RANK/WORLD_SIZE {env[0]}/{env[1]}")
+            raise UsageError(f"--shard {text} conflicts with torchrun's RANK/WORLD_SIZE {env[0]}/{env[1]}")
     if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
-        raise ValueError(f"shard {shard[0]}/{shard[1]} is not i/n with 0 <= i < n")
+        raise UsageError(f"shard {shard[0]}/{shard[1]} is not i/n with 0 <= i < n")
     return shard
 
 
@@ -252,7 +253,7 @@ def manifest_rows(data: str) -> tuple[list[Row], dict[str, dict]]:
             seen.add(iid)
             rows.append(row)
     if not found:
-        raise ValueError(f"{data}: no train.csv or test.csv")
+        raise UsageError(f"{data}: no train.csv or test.csv")
     return rows, errors
 
 
@@ -411,7 +412,7 @@ def finish(cfg: PrepareConfig, rows: list[Row] | None = None, manifest_errors: d
 def check_only(cfg: PrepareConfig) -> state.CacheCheck:
     """``prepare --check``: rebuild the index from the journal and check it, doing no work."""
     if not os.path.isdir(cfg.out):
-        raise ValueError(f"--out {cfg.out}: no such cache folder")
+        raise UsageError(f"--out {cfg.out}: no such cache folder")
     state.check_params(cfg.out, cfg.params())
     check, _done, _failed = finish(cfg)
     return check

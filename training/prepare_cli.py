@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "decode once: lossless HTJ2K transcode or a preprocessed-tensor cache (atomic, resumable, sharded)"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="dataset root (train.csv, test.csv, *_images/)")

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from decode.atomic import atomic_write
+from decode.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def check_params(out: str, params: dict) -> None:
                     for k in sorted(set(have) | set(params))
                     if have.get(k) != params.get(k)
                 ]
-                raise ValueError(
+                raise UsageError(
                     f"{out} already holds a cache made with other parameters: {', '.join(diff)}; "
                     f"use another --out (or delete {out})"
                 )

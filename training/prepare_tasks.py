@@ -158,7 +158,7 @@ def run_gpu_tasks(cfg: PrepareConfig, tasks: list[Task], engine: str):
     files (CPU-routed ones decoded there, under the engine's per-file timeout).
     """
     from dali_pipelines.decode_files import decode_jobs
-    from dali_pipelines.loader import resolve_device
+    from dali_pipelines.devices import resolve_device
     from dali_pipelines.tensor_cache import to_stored
     from decode.cli_decode import DecodeJob
     from decode.parallel import default_workers

@@ -26,6 +26,7 @@ import numpy as np
 from decode._version import __version__
 from decode.atomic import atomic_write, remove_stale_temps
 from decode.chain import CHAIN_VERSION
+from decode.errors import UsageError
 
 from .config import TrainConfig, save_yaml
 from .predict import CKPT_FORMAT, autocast_ctx, autocast_dtype, infer
@@ -122,7 +123,7 @@ def train(
     from .schedule import create_scheduler, load_scheduler_state
 
     if not cfg.data:
-        raise ValueError("train needs --data (the folder holding train.csv and train_images/)")
+        raise UsageError("train needs --data (the folder holding train.csv and train_images/)")
     info = init_distributed(cfg.device)
     device = info.device
     dev_kind = "cuda" if device.startswith("cuda") else "cpu"
@@ -136,7 +137,7 @@ def train(
     man = man[man["path_error"] == ""].reset_index(drop=True)
     notes: dict = {}
     if "cancer" not in man.columns:
-        raise ValueError(f"{cfg.data}/train.csv has no 'cancer' column")
+        raise UsageError(f"{cfg.data}/train.csv has no 'cancer' column")
     fold_of = assign_folds(man, folds=cfg.folds, seed=cfg.seed)
     tr, va = man[fold_of != cfg.fold].reset_index(drop=True), man[fold_of == cfg.fold].reset_index(drop=True)
     prior = breast_prior(tr)
@@ -227,7 +228,7 @@ def train(
     if resume and os.path.exists(last_path):
         ck = torch.load(last_path, map_location="cpu", weights_only=True)
         if ck.get("model_name") != cfg.model or tuple(ck.get("img_size", ())) != tuple(cfg.img_size):
-            raise ValueError(
+            raise UsageError(
                 f"{last_path} is for {ck.get('model_name')} at {ck.get('img_size')}, not "
                 f"{cfg.model} at {list(cfg.img_size)}"
             )

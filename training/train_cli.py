@@ -7,8 +7,6 @@ import json
 import os
 import sys
 
-HELP = "train a classifier streaming raw DICOMs (AMP, EMA, balanced sampler, breast-level pF1, resume, torchrun)"
-
 #: flag dest → TrainConfig field (all default to None: only flags given on the command line override)
 FLAGS = (
     "data",

@@ -8,6 +8,7 @@ pydicom's ``pixel_array`` is the universal fallback.
 
 from __future__ import annotations
 
+from ..errors import UsageError
 from ..syntax import HTJ2K_FAMILY, J2K_FAMILY, LOSSLESS_JPEG, NATIVE_LE
 from .base import ANY, Backend, conform, module_available
 from .codecs import decode_dicomsdl, decode_imagecodecs, decode_native, decode_pydicom, decode_pylibjpeg
@@ -87,12 +88,12 @@ def get_backend(name: str, transfer_syntax: str) -> Backend:
                 return b
         return BACKENDS["pydicom"]
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; allowed: auto, {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {name!r}; allowed: auto, {', '.join(BACKENDS)}")
     b = BACKENDS[name]
     if not b.available():
-        raise ValueError(f"backend {name!r} is not available: needs {', '.join(b.requires)}")
+        raise UsageError(f"backend {name!r} is not available: needs {', '.join(b.requires)}")
     if not b.handles(transfer_syntax):
-        raise ValueError(f"backend {name!r} does not decode transfer syntax {transfer_syntax}")
+        raise UsageError(f"backend {name!r} does not decode transfer syntax {transfer_syntax}")
     return b
 
 
