@@ -75,7 +75,7 @@ def random_checkpoint(path: str, model: str, size: tuple[int, int], batch_size: 
 
     from decode.chain import CHAIN_VERSION
     from training.model import create_model
-    from training.predict import CKPT_FORMAT
+    from training.checkpoint import CKPT_FORMAT
 
     net = create_model(model)
     torch.save(

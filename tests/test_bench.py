@@ -339,7 +339,7 @@ def test_bench_decode_refuses_unknown_backend_and_cuda(tiny_codec_files, capsys)
     )
     assert "unknown backend(s) nope; allowed: auto, native" in capsys.readouterr().err
     assert main(["bench", "decode", "--device", "cuda", "--no-progress"]) == 2
-    assert "allowed here: auto, cpu" in capsys.readouterr().err
+    assert "Allowed here: --device auto, cpu" in capsys.readouterr().err
 
 
 def test_report_renders_table_and_plot_from_fixture(tmp_path, decode_doc, capsys):

@@ -23,7 +23,7 @@ def make_checkpoint(path, seed: int, *, img_size=SIZE, threshold: float = 0.4, p
     """A checkpoint as ``rsna-mammo train`` writes it, around a random-weight ``test_resnet``."""
     from decode.chain import CHAIN_VERSION
     from training.model import create_model
-    from training.predict import CKPT_FORMAT
+    from training.checkpoint import CKPT_FORMAT
 
     torch.manual_seed(seed)
     model = create_model("test_resnet")

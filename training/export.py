@@ -39,7 +39,7 @@ def export_model(ckpt: str, out: str, *, format: ExportFormat = "onnx", opset: i
     """
     import torch
 
-    from .predict import load_checkpoint, model_from_checkpoint
+    from .checkpoint import load_checkpoint, model_from_checkpoint
 
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}; allowed: {', '.join(FORMATS)}")

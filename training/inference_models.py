@@ -103,7 +103,7 @@ def load_predictor(path: str, device: str, *, compile_mode: str | None = None) -
 
 
 def _autocast(device: str, amp: str):
-    from .predict import autocast_ctx, autocast_dtype
+    from .amp import autocast_ctx, autocast_dtype
 
     return autocast_ctx(device, autocast_dtype(amp, device))
 
@@ -111,7 +111,7 @@ def _autocast(device: str, amp: str):
 def _checkpoint_predictor(path: str, device: str, compile_mode: str | None) -> Predictor:
     import torch
 
-    from .predict import load_checkpoint, model_from_checkpoint
+    from .checkpoint import load_checkpoint, model_from_checkpoint
 
     ck = load_checkpoint(path)
     meta = checkpoint_meta(ck)

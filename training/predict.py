@@ -17,61 +17,11 @@ import numpy as np
 from decode.atomic import atomic_write
 from decode.errors import UsageError
 
+from .amp import autocast_ctx, autocast_dtype
 from .metrics import aggregate_breasts
 from .notes import collect, write_notes
 
 log = logging.getLogger(__name__)
-
-CKPT_FORMAT = "rsna-mammo-ckpt/1"
-
-
-def load_checkpoint(path: str) -> dict:
-    """Read a checkpoint written by ``rsna-mammo train`` (``torch.load(weights_only=True)``)."""
-    import torch
-
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: checkpoint not found")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UsageError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
-        raise UsageError(f"{path}: not an rsna-mammo checkpoint (format {CKPT_FORMAT})")
-    return ck
-
-
-def model_from_checkpoint(ck: dict, device: str):
-    """The inference model of a checkpoint (EMA weights when the run used EMA), in eval mode."""
-    import torch
-
-    from .model import create_model
-
-    model = create_model(ck["model_name"])
-    model.load_state_dict(ck["model"])
-    model = model.to(device).eval()
-    if ck.get("config", {}).get("channels_last", True):
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def autocast_dtype(amp: str, device: str):
-    """``torch`` dtype for autocast, or None for float32 (``auto``: bf16 on CUDA only)."""
-    import torch
-
-    if amp == "off" or (amp == "auto" and not device.startswith("cuda")):
-        return None
-    return torch.float16 if amp == "fp16" else torch.bfloat16
-
-
-def autocast_ctx(device: str, dtype):
-    """``torch.autocast`` for ``dtype`` on ``device``'s type, or a no-op for float32."""
-    import contextlib
-
-    import torch
-
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast("cuda" if str(device).startswith("cuda") else "cpu", dtype=dtype)
 
 
 def infer(

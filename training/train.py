@@ -9,10 +9,17 @@ threshold), DDP under torchrun. Writes ``RUN/{best,last}.pt``, ``RUN/metrics.jso
 an uninterrupted run would have (the order, augmentations and dropout of every epoch are
 seeded from ``(seed, epoch, rank)``; optimizer, scheduler, EMA, sampler and RNG states are
 restored).
+
+The parts, in the order :func:`train` runs them: :func:`load_folds` (manifest → train and
+validation rows), :func:`make_loaders`, :func:`create_state` (model, EMA, optimizer,
+scheduler, scaler, DDP) and :func:`resume_state`, then per epoch :func:`train_one_epoch`,
+:func:`validate`, :func:`epoch_record` and :func:`save_epoch` (checkpoints, metrics,
+errors, notes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -20,45 +27,20 @@ import os
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from decode._version import __version__
 from decode.atomic import atomic_write, remove_stale_temps
-from decode.chain import CHAIN_VERSION
 from decode.errors import UsageError
 
+from .amp import autocast_ctx, autocast_dtype
+from .checkpoint import checkpoint_header, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, save_yaml
-from .predict import CKPT_FORMAT, autocast_ctx, autocast_dtype, infer
+from .predict import infer
 
 log = logging.getLogger(__name__)
-
-
-def rng_state() -> dict:
-    """Torch (CPU, CUDA), numpy and Python RNG states, as weights_only-loadable objects."""
-    import torch
-
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    v, internal, gauss = state["python"]
-    random.setstate((v, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def seed_epoch(seed: int, epoch: int, rank: int) -> int:
@@ -70,12 +52,6 @@ def seed_epoch(seed: int, epoch: int, rank: int) -> int:
     np.random.seed(s)
     random.seed(s)
     return s
-
-
-def save_checkpoint(path: str, obj: dict) -> str:
-    import torch
-
-    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _json_safe(v):
@@ -93,6 +69,439 @@ def _select_key(m: dict, select: str):
     return (val(m.get(f"val_{select}")), val(m.get("val_auc")), val(m.get("val_pf1")))
 
 
+# --- set-up -------------------------------------------------------------------------------
+
+
+@dataclass
+class Folds:
+    """The run's rows: ``train`` and ``val`` manifests (index = loader row), and what was refused.
+
+    ``errors`` maps ``(stage, path)`` → ``(image_id, path, stage, reason)`` and grows as
+    rows fail; it becomes ``RUN/errors.csv``.
+    """
+
+    train: Any  # pandas.DataFrame
+    val: Any
+    prior: float
+    refused: int
+    errors: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.train["cancer"].to_numpy(np.float32)
+
+
+def load_folds(cfg: TrainConfig) -> Folds:
+    """``train.csv`` → this fold's training and validation rows (patient-grouped, stratified folds).
+
+    Raises:
+        UsageError: no ``--data``, or a CSV without a ``cancer`` column.
+    """
+    from .manifest import assign_folds, breast_prior, load_manifest
+
+    if not cfg.data:
+        raise UsageError("train needs --data (the folder holding train.csv and train_images/)")
+    man = load_manifest(cfg.data, "train")
+    refused = man[man["path_error"] != ""]
+    errors = {
+        ("manifest", r.path or r.image_id): (r.image_id, r.path, "manifest", r.path_error) for r in refused.itertuples()
+    }
+    man = man[man["path_error"] == ""].reset_index(drop=True)
+    if "cancer" not in man.columns:
+        raise UsageError(f"{cfg.data}/train.csv has no 'cancer' column")
+    fold_of = assign_folds(man, folds=cfg.folds, seed=cfg.seed)
+    tr, va = man[fold_of != cfg.fold].reset_index(drop=True), man[fold_of == cfg.fold].reset_index(drop=True)
+    return Folds(tr, va, breast_prior(tr), len(refused), errors)
+
+
+def make_loaders(cfg: TrainConfig, folds: Folds, info) -> tuple:
+    """``(train_loader, val_loader, sampler)``: the balanced sampler drives the training loader."""
+    from dali_pipelines.loader import DicomLoader
+    from decode.parallel import default_workers
+
+    from .sampler import BalancedSampler
+
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", info.world))
+    workers = cfg.workers if cfg.workers is not None else max(1, default_workers() // local_world)
+    labels = folds.labels
+    sampler = BalancedSampler(
+        labels,
+        batch_size=cfg.batch_size,
+        pos_ratio=cfg.pos_ratio,
+        world=info.world,
+        seed=cfg.seed,
+        max_batches=cfg.steps_per_epoch,
+    )
+    common = dict(
+        size=cfg.img_size,
+        device="cuda" if info.device.startswith("cuda") else "cpu",
+        workers=workers,
+        shard=(info.rank, info.world),
+        backend=cfg.backend,
+        data_root=cfg.data,
+        engine=cfg.engine,
+        decode_scale=cfg.decode_scale,
+        for_processing=cfg.for_processing,
+        laterality=cfg.laterality,
+    )
+    va = folds.val
+    train_loader = DicomLoader(
+        folds.train["path"].tolist(), labels, batch_size=cfg.batch_size, sampler=sampler, **common
+    )
+    val_batch = cfg.val_batch_size or 2 * cfg.batch_size
+    val_loader = DicomLoader(va["path"].tolist(), va["cancer"].to_numpy(np.float32), batch_size=val_batch, **common)
+    return train_loader, val_loader, sampler
+
+
+@dataclass
+class TrainState:
+    """Everything an epoch updates and ``last.pt`` saves."""
+
+    model: Any  # the bare module (its state_dict is what checkpoints hold)
+    net: Any  # the module the loop calls: ``model`` or its DDP wrapper
+    ema: Any
+    opt: Any
+    sched: Any
+    scaler: Any
+    sampler: Any
+    amp_dtype: Any
+    steps_per_epoch: int
+    epoch: int = 0  # epochs completed
+    global_step: int = 0  # optimizer steps taken
+    history: list = field(default_factory=list)
+    best: dict | None = None
+
+    @property
+    def eval_model(self):
+        """The weights validation scores and ``best.pt`` holds (EMA's when the run uses EMA)."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def create_state(cfg: TrainConfig, info, sampler, batches: int) -> TrainState:
+    """Model (seeded from ``cfg.seed``), EMA, AdamW (no decay on norms and biases), cosine schedule, scaler, DDP."""
+    import torch
+
+    from .ema import create_ema
+    from .model import create_model
+    from .schedule import create_scheduler
+
+    device = info.device
+    torch.manual_seed(cfg.seed)
+    model = create_model(
+        cfg.model,
+        pretrained=cfg.pretrained,
+        drop_rate=cfg.drop_rate,
+        drop_path_rate=cfg.drop_path_rate,
+        head_prior=cfg.pos_ratio * cfg.pos_label,
+    ).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = create_ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    decay, no_decay = [], []
+    for _name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.effective_lr())
+    steps_per_epoch = math.ceil(batches / cfg.accum)
+    sched = create_scheduler(
+        opt,
+        total_steps=steps_per_epoch * cfg.epochs,
+        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+        min_lr_ratio=cfg.min_lr_ratio,
+    )
+    amp_dtype = autocast_dtype(cfg.amp, device)
+    dev_kind = "cuda" if device.startswith("cuda") else "cpu"
+    scaler = torch.amp.GradScaler(dev_kind, enabled=amp_dtype == torch.float16)
+    net = model
+    if info.enabled:
+        ids = [info.local_rank] if dev_kind == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return TrainState(model, net, ema, opt, sched, scaler, sampler, amp_dtype, steps_per_epoch)
+
+
+def resume_state(state: TrainState, path: str, cfg: TrainConfig, rank: int) -> None:
+    """Load ``last.pt`` into ``state``: weights, EMA, optimizer, schedule, sampler, scaler, this rank's RNGs.
+
+    Raises:
+        UsageError: the checkpoint is for another model or image size.
+    """
+    import torch
+
+    from .ema import load_ema_state
+    from .schedule import load_scheduler_state
+
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if ck.get("model_name") != cfg.model or tuple(ck.get("img_size", ())) != tuple(cfg.img_size):
+        raise UsageError(
+            f"{path} is for {ck.get('model_name')} at {ck.get('img_size')}, not {cfg.model} at {list(cfg.img_size)}"
+        )
+    if int(ck["config"].get("epochs", cfg.epochs)) != cfg.epochs:
+        log.warning(
+            "resuming a %s-epoch run with epochs=%d: the LR schedule changes from here on",
+            ck["config"].get("epochs"),
+            cfg.epochs,
+        )
+    state.model.load_state_dict(ck["model"])
+    if state.ema is not None and ck.get("ema"):
+        load_ema_state(state.ema, ck["ema"])
+    state.opt.load_state_dict(ck["optimizer"])
+    load_scheduler_state(state.sched, ck["scheduler"], int(ck["global_step"]))
+    state.sampler.load_state_dict(ck["sampler"])
+    if ck.get("scaler"):
+        state.scaler.load_state_dict(ck["scaler"])
+    set_rng_state(ck["rng"][rank] if rank < len(ck["rng"]) else ck["rng"][0])
+    state.epoch, state.history, state.best = int(ck["epoch"]), list(ck["history"]), ck.get("best")
+    state.global_step = int(ck["global_step"])
+
+
+# --- one epoch ----------------------------------------------------------------------------
+
+
+@dataclass
+class EpochTrain:
+    """One process's training epoch: images used, summed loss, and which rows came out how."""
+
+    images: int = 0
+    loss_sum: float = 0.0
+    expected: set = field(default_factory=set)
+    ok_rows: set = field(default_factory=set)
+    failed_rows: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def train_one_epoch(
+    state: TrainState, loader, cfg: TrainConfig, *, epoch: int, info, progress: Callable | None = None
+) -> EpochTrain:
+    """One pass over this rank's rows: augment, forward/backward under AMP, accumulate, step, EMA.
+
+    A batch whose rows all failed still takes its step (a zero-weight loss on a blank image) so
+    every rank stays in lockstep under DDP.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from .augment import augment_batch
+
+    device = info.device
+    gen = torch.Generator(device=device).manual_seed(seed_epoch(cfg.seed, epoch, info.rank) + 1)
+    loader.set_epoch(epoch)
+    res = EpochTrain(expected=set(loader.rows()))
+    batches = len(loader)
+    state.net.train()
+    t0 = time.perf_counter()
+    micro = 0
+    desc = f"epoch {epoch + 1}/{cfg.epochs}"
+    bar = progress(total=batches, desc=desc, unit="batch") if progress and info.is_main else None
+    state.opt.zero_grad(set_to_none=True)
+    for b_i, batch in enumerate(loader):
+        x, y = batch["image"], batch["label"]
+        res.failed_rows.update({f["index"]: f for f in batch["failed"]})
+        empty = x is None or x.shape[0] == 0
+        if not empty:
+            res.ok_rows.update(batch["index"].tolist())
+        else:
+            x = torch.zeros((1, 1, *cfg.img_size), device=device)
+            y = torch.zeros(1, device=device)
+        x = augment_batch(x.to(device, non_blocking=True), cfg.augment, gen)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        target = torch.where(y.to(device) > 0.5, cfg.pos_label, 0.0).float()
+        micro += 1
+        sync = micro % cfg.accum == 0 or b_i == batches - 1
+        with state.net.no_sync() if info.enabled and not sync else contextlib.nullcontext():
+            with autocast_ctx(device, state.amp_dtype):
+                logits = state.net(x).float().reshape(-1)
+            loss = F.binary_cross_entropy_with_logits(logits, target) * (0.0 if empty else 1.0)
+            state.scaler.scale(loss / cfg.accum).backward()
+        if sync:
+            _optimizer_step(state, cfg)
+        if not empty:
+            res.images += x.shape[0]
+            res.loss_sum += float(loss.detach()) * x.shape[0]
+        if bar is not None:
+            bar.update(1)
+            rate = res.images / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{res.loss_sum / max(res.images, 1):.4f}", img_s=f"{rate:.1f}")
+    if bar is not None:
+        bar.close()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _optimizer_step(state: TrainState, cfg: TrainConfig) -> None:
+    """Clip (when asked), step, update the scaler, advance the schedule and the EMA."""
+    import torch
+
+    if cfg.grad_clip:
+        state.scaler.unscale_(state.opt)
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    state.scaler.step(state.opt)
+    state.scaler.update()
+    state.opt.zero_grad(set_to_none=True)
+    state.global_step += 1
+    state.sched.step_update(num_updates=state.global_step)
+    if state.ema is not None:
+        state.ema.update(state.model, step=state.global_step)
+
+
+@dataclass
+class Validation:
+    """Breast-level validation over all ranks: metrics, rows scored, failures, seconds."""
+
+    metrics: dict
+    rows: np.ndarray
+    failed: list
+    seconds: float
+
+
+def validate(state: TrainState, loader, folds: Folds, cfg: TrainConfig, info) -> Validation:
+    """Score the validation rows with the weights ``best.pt`` would hold; AUC, pF1 and threshold per breast."""
+    from .distributed import all_gather_objects, broadcast_module
+    from .metrics import breast_metrics
+
+    if state.ema is not None:
+        broadcast_module(state.ema.module)
+    t1 = time.perf_counter()
+    idx, probs, failed = infer(
+        state.eval_model, loader, device=info.device, amp=cfg.amp, channels_last=cfg.channels_last
+    )
+    seconds = time.perf_counter() - t1
+    gathered = all_gather_objects((idx, probs, failed))
+    idx = np.concatenate([g[0] for g in gathered])
+    probs = np.concatenate([g[1] for g in gathered])
+    failed = [f for g in gathered for f in g[2]]
+    va = folds.val
+    m = breast_metrics(va["prediction_id"].iloc[idx].tolist(), probs, va["cancer"].to_numpy()[idx], agg=cfg.agg)
+    return Validation(m, idx, failed, seconds)
+
+
+def gather_epoch(part: EpochTrain, folds: Folds) -> dict:
+    """All ranks' training epochs as counts; failed rows are added to ``folds.errors``."""
+    from .distributed import all_gather_objects
+
+    parts = all_gather_objects((part.images, part.loss_sum, part.expected, part.ok_rows, part.failed_rows))
+    n_all, loss_all = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    exp_all = set().union(*(p[2] for p in parts))
+    ok_all = set().union(*(p[3] for p in parts))
+    fail_all = {k: v for p in parts for k, v in p[4].items()}
+    for i, f in fail_all.items():
+        image_id = folds.train["image_id"].iloc[i]
+        folds.errors[("train", f["path"])] = (image_id, f["path"], f"train {f['stage']}", f["reason"])
+    return {
+        "images": n_all,
+        "loss": loss_all / max(n_all, 1),
+        "rows": len(exp_all),
+        "ok": len(ok_all & exp_all),
+        "failed": len(set(fail_all) - ok_all),
+        "unaccounted": len(exp_all - ok_all - set(fail_all)),
+    }
+
+
+def epoch_record(epoch: int, tr: dict, train_s: float, val: Validation, folds: Folds, lr: float) -> dict:
+    """The line ``metrics.json`` keeps for one epoch (validation failures go to ``folds.errors``)."""
+    va = folds.val
+    for f in val.failed:
+        image_id = va["image_id"].iloc[f["index"]]
+        folds.errors[("val", f["path"])] = (image_id, f["path"], f"validation {f['stage']}", f["reason"])
+    m = val.metrics
+    return {
+        "epoch": epoch + 1,
+        "train_loss": tr["loss"],
+        "lr": lr,
+        "train_images": tr["images"],
+        "train_seconds": round(train_s, 3),
+        "train_images_per_s": round(tr["images"] / max(train_s, 1e-9), 2),
+        "val_auc": m["auc"],
+        "val_pf1": m["pf1"],
+        "val_bin_pf1": m["bin_pf1"],
+        "threshold": m["threshold"],
+        "train_rows": tr["rows"],
+        "train_ok": tr["ok"],
+        "train_failed": tr["failed"],
+        "train_unaccounted": tr["unaccounted"],
+        "val_breasts": m["breasts"],
+        "val_rows": len(va),
+        "val_failed": len(val.failed),
+        "val_unaccounted": len(va) - len(val.rows) - len(val.failed),
+        "manifest_refused": folds.refused,
+        "val_images_per_s": round(len(val.rows) / max(val.seconds, 1e-9), 2),
+    }
+
+
+def gather_notes(loaders: dict, folds: Folds, notes: dict) -> None:
+    """Move the loaders' notes about used rows (FOR PROCESSING, laterality...) into ``notes``, all ranks."""
+    from .distributed import all_gather_objects
+    from .notes import collect
+
+    mine = [(split, n) for split, loader in loaders.items() for n in loader.notes]
+    for loader in loaders.values():
+        loader.notes.clear()
+    for part in all_gather_objects(mine):
+        for split, n in part:
+            frame = folds.train if split == "train" else folds.val
+            notes.update(collect([n], frame["image_id"].to_numpy()))
+
+
+# --- checkpoints and run files ------------------------------------------------------------
+
+
+def save_epoch(state: TrainState, cfg: TrainConfig, *, header: dict, threshold: float, is_best: bool, info) -> None:
+    """``best.pt`` (when this epoch is the best so far, at this epoch's validation ``threshold``) and
+    ``last.pt``; every rank's RNG state goes in."""
+    from .distributed import all_gather_objects
+
+    rngs = all_gather_objects(rng_state())
+    if not info.is_main:
+        return
+    if is_best:
+        save_checkpoint(
+            os.path.join(cfg.out, "best.pt"),
+            {
+                **header,
+                "kind": "best",
+                "epoch": state.epoch,
+                "threshold": float(threshold),
+                "metrics": dict(state.history[-1]),
+                "model": state.eval_model.state_dict(),
+            },
+        )
+    save_checkpoint(
+        os.path.join(cfg.out, "last.pt"),
+        {
+            **header,
+            "kind": "last",
+            "epoch": state.epoch,
+            "global_step": state.global_step,
+            "threshold": float(state.best["threshold"]),
+            "model": state.model.state_dict(),
+            "ema": _ema_state(state),
+            "optimizer": state.opt.state_dict(),
+            "scheduler": state.sched.state_dict(),
+            "scaler": state.scaler.state_dict() if state.scaler.is_enabled() else None,
+            "sampler": {**state.sampler.state_dict(), "epoch": state.epoch},
+            "rng": rngs,
+            "history": state.history,
+            "best": state.best,
+        },
+    )
+
+
+def _ema_state(state: TrainState):
+    from .ema import ema_state
+
+    return ema_state(state.ema) if state.ema is not None else None
+
+
+def _prepare_run_folder(cfg: TrainConfig) -> None:
+    os.makedirs(cfg.out, exist_ok=True)
+    for stale in remove_stale_temps(cfg.out):  # left by a run killed while writing
+        log.info("removed %s", stale)
+    save_yaml(cfg, os.path.join(cfg.out, "config.yaml"))
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
 def train(
     cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = None, progress: Callable | None = None
 ) -> dict:
@@ -106,274 +515,51 @@ def train(
         progress: a ``tqdm``-like factory for progress bars (CLI), None for silence.
     """
     import torch
-    import torch.nn.functional as F
 
-    from dali_pipelines.loader import DicomLoader
-    from decode.parallel import default_workers
-
-    from .augment import augment_batch
-    from .distributed import all_gather_objects, barrier, broadcast_module, init_distributed
-    from .ema import create_ema, ema_state, load_ema_state
-    from .manifest import assign_folds, breast_prior, load_manifest
-    from .metrics import breast_metrics
-    from .model import create_model
-    from .notes import collect as collect_notes
+    from .distributed import barrier, init_distributed
     from .notes import write_notes
-    from .sampler import BalancedSampler
-    from .schedule import create_scheduler, load_scheduler_state
 
-    if not cfg.data:
-        raise UsageError("train needs --data (the folder holding train.csv and train_images/)")
+    folds = load_folds(cfg)
     info = init_distributed(cfg.device)
-    device = info.device
-    dev_kind = "cuda" if device.startswith("cuda") else "cpu"
-    if dev_kind == "cuda":
+    if info.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
-    man = load_manifest(cfg.data, "train")
-    refused = man[man["path_error"] != ""]
-    errors = {
-        ("manifest", r.path or r.image_id): (r.image_id, r.path, "manifest", r.path_error) for r in refused.itertuples()
-    }
-    man = man[man["path_error"] == ""].reset_index(drop=True)
-    notes: dict = {}
-    if "cancer" not in man.columns:
-        raise UsageError(f"{cfg.data}/train.csv has no 'cancer' column")
-    fold_of = assign_folds(man, folds=cfg.folds, seed=cfg.seed)
-    tr, va = man[fold_of != cfg.fold].reset_index(drop=True), man[fold_of == cfg.fold].reset_index(drop=True)
-    prior = breast_prior(tr)
-    labels = tr["cancer"].to_numpy(np.float32)
-    workers = (
-        cfg.workers
-        if cfg.workers is not None
-        else max(1, default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", info.world)))
-    )
-    sampler = BalancedSampler(
-        labels,
-        batch_size=cfg.batch_size,
-        pos_ratio=cfg.pos_ratio,
-        world=info.world,
-        seed=cfg.seed,
-        max_batches=cfg.steps_per_epoch,
-    )
-    common = dict(
-        size=cfg.img_size,
-        device=dev_kind,
-        workers=workers,
-        shard=(info.rank, info.world),
-        backend=cfg.backend,
-        data_root=cfg.data,
-        engine=cfg.engine,
-        decode_scale=cfg.decode_scale,
-        for_processing=cfg.for_processing,
-        laterality=cfg.laterality,
-    )
-    train_loader = DicomLoader(tr["path"].tolist(), labels, batch_size=cfg.batch_size, sampler=sampler, **common)
-    val_loader = DicomLoader(
-        va["path"].tolist(),
-        va["cancer"].to_numpy(np.float32),
-        batch_size=cfg.val_batch_size or 2 * cfg.batch_size,
-        **common,
-    )
+    train_loader, val_loader, sampler = make_loaders(cfg, folds, info)
     decode_scale = train_loader.effective_decode_scale()
     say = log.info if info.is_main else log.debug
+    n_pos = int(folds.labels.sum())
     say(
         "fold %d/%d: %d train images (%d positive), %d validation images; breast prior %.4f; %s x%d",
         cfg.fold,
         cfg.folds,
-        len(tr),
-        int(labels.sum()),
-        len(va),
-        prior,
-        device,
+        len(folds.train),
+        n_pos,
+        len(folds.val),
+        folds.prior,
+        info.device,
         info.world,
     )
-
-    torch.manual_seed(cfg.seed)
-    model = create_model(
-        cfg.model,
-        pretrained=cfg.pretrained,
-        drop_rate=cfg.drop_rate,
-        drop_path_rate=cfg.drop_path_rate,
-        head_prior=cfg.pos_ratio * cfg.pos_label,
-    ).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    ema = create_ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    lr = cfg.effective_lr()
-    decay, no_decay = [], []
-    for _name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
-    )
-    batches = len(train_loader)
-    steps_per_epoch = math.ceil(batches / cfg.accum)
-    sched = create_scheduler(
-        opt,
-        total_steps=steps_per_epoch * cfg.epochs,
-        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
-        min_lr_ratio=cfg.min_lr_ratio,
-    )
-    amp_dtype = autocast_dtype(cfg.amp, device)
-    scaler = torch.amp.GradScaler(dev_kind, enabled=amp_dtype == torch.float16)
-    net = model
-    if info.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.local_rank] if dev_kind == "cuda" else None
-        )
-
-    out = cfg.out
-    last_path, best_path = os.path.join(out, "last.pt"), os.path.join(out, "best.pt")
-    start_epoch, history, best, global_step = 0, [], None, 0
+    state = create_state(cfg, info, sampler, len(train_loader))
+    last_path = os.path.join(cfg.out, "last.pt")
     if resume and os.path.exists(last_path):
-        ck = torch.load(last_path, map_location="cpu", weights_only=True)
-        if ck.get("model_name") != cfg.model or tuple(ck.get("img_size", ())) != tuple(cfg.img_size):
-            raise UsageError(
-                f"{last_path} is for {ck.get('model_name')} at {ck.get('img_size')}, not "
-                f"{cfg.model} at {list(cfg.img_size)}"
-            )
-        if int(ck["config"].get("epochs", cfg.epochs)) != cfg.epochs:
-            log.warning(
-                "resuming a %s-epoch run with epochs=%d: the LR schedule changes from here on",
-                ck["config"].get("epochs"),
-                cfg.epochs,
-            )
-        model.load_state_dict(ck["model"])
-        if ema is not None and ck.get("ema"):
-            load_ema_state(ema, ck["ema"])
-        opt.load_state_dict(ck["optimizer"])
-        load_scheduler_state(sched, ck["scheduler"], int(ck["global_step"]))
-        sampler.load_state_dict(ck["sampler"])
-        if ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        set_rng_state(ck["rng"][info.rank] if info.rank < len(ck["rng"]) else ck["rng"][0])
-        start_epoch, history, best = int(ck["epoch"]), list(ck["history"]), ck.get("best")
-        global_step = int(ck["global_step"])
-        say("resumed from %s at epoch %d", last_path, start_epoch)
+        resume_state(state, last_path, cfg, info.rank)
+        say("resumed from %s at epoch %d", last_path, state.epoch)
     elif resume:
         log.warning("--resume: %s not found, starting from scratch", last_path)
     if info.is_main:
-        os.makedirs(out, exist_ok=True)
-        for stale in remove_stale_temps(out):  # left by a run killed while writing
-            log.info("removed %s", stale)
-        save_yaml(cfg, os.path.join(out, "config.yaml"))
-
-    t_start = time.perf_counter()
-    epochs_run = 0
-    for epoch in range(start_epoch, cfg.epochs):
-        gen = torch.Generator(device=device).manual_seed(seed_epoch(cfg.seed, epoch, info.rank) + 1)
-        train_loader.set_epoch(epoch)
-        expected = set(train_loader.rows())
-        ok_rows, failed_rows = set(), {}
-        net.train()
-        t0 = time.perf_counter()
-        n_img, loss_sum, micro = 0, 0.0, 0
-        bar = (
-            progress(total=batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
-            if progress and info.is_main
-            else None
-        )
-        opt.zero_grad(set_to_none=True)
-        for b_i, batch in enumerate(train_loader):
-            x, y = batch["image"], batch["label"]
-            failed_rows.update({f["index"]: f for f in batch["failed"]})
-            empty = x is None or x.shape[0] == 0
-            if not empty:
-                ok_rows.update(batch["index"].tolist())
-            if empty:  # every row of this batch failed: keep the step (and DDP) in lockstep
-                x = torch.zeros((1, 1, *cfg.img_size), device=device)
-                y = torch.zeros(1, device=device)
-            x = augment_batch(x.to(device, non_blocking=True), cfg.augment, gen)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            target = torch.where(y.to(device) > 0.5, cfg.pos_label, 0.0).float()
-            micro += 1
-            sync = micro % cfg.accum == 0 or b_i == batches - 1
-            ctx = net.no_sync() if info.enabled and not sync else _null()
-            with ctx:
-                with autocast_ctx(device, amp_dtype):
-                    logits = net(x).float().reshape(-1)
-                loss = F.binary_cross_entropy_with_logits(logits, target) * (0.0 if empty else 1.0)
-                scaler.scale(loss / cfg.accum).backward()
-            if sync:
-                if cfg.grad_clip:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                opt.zero_grad(set_to_none=True)
-                global_step += 1
-                sched.step_update(num_updates=global_step)
-                if ema is not None:
-                    ema.update(model, step=global_step)
-            if not empty:
-                n_img += x.shape[0]
-                loss_sum += float(loss.detach()) * x.shape[0]
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{loss_sum / max(n_img, 1):.4f}", img_s=f"{n_img / max(time.perf_counter() - t0, 1e-9):.1f}"
-                )
-        if bar is not None:
-            bar.close()
-        train_s = time.perf_counter() - t0
-        parts = all_gather_objects((n_img, loss_sum, expected, ok_rows, failed_rows))
-        n_all, loss_all = sum(p[0] for p in parts), sum(p[1] for p in parts)
-        exp_all = set().union(*(p[2] for p in parts))
-        ok_all = set().union(*(p[3] for p in parts))
-        fail_all = {k: v for p in parts for k, v in p[4].items()}
-        for i, f in fail_all.items():
-            errors[("train", f["path"])] = (tr["image_id"].iloc[i], f["path"], f"train {f['stage']}", f["reason"])
-
-        # validation, breast level, with the weights best.pt would hold
-        eval_model = ema.module if ema is not None else model
-        if ema is not None:
-            broadcast_module(ema.module)
-        t1 = time.perf_counter()
-        idx, probs, failed = infer(eval_model, val_loader, device=device, amp=cfg.amp, channels_last=cfg.channels_last)
-        val_s = time.perf_counter() - t1
-        gathered = all_gather_objects((idx, probs, failed))
-        idx = np.concatenate([g[0] for g in gathered])
-        probs = np.concatenate([g[1] for g in gathered])
-        val_failed = [f for g in gathered for f in g[2]]
-        for f in val_failed:
-            errors[("val", f["path"])] = (
-                va["image_id"].iloc[f["index"]],
-                f["path"],
-                f"validation {f['stage']}",
-                f["reason"],
-            )
-        m = breast_metrics(va["prediction_id"].iloc[idx].tolist(), probs, va["cancer"].to_numpy()[idx], agg=cfg.agg)
-        # notes about rows that were used (FOR PROCESSING, laterality, ...): RUN/notes.csv
-        mine = [("train", n) for n in train_loader.notes] + [("val", n) for n in val_loader.notes]
-        train_loader.notes.clear()
-        val_loader.notes.clear()
-        for part in all_gather_objects(mine):
-            for split, n in part:
-                notes.update(collect_notes([n], (tr if split == "train" else va)["image_id"].to_numpy()))
-        rec = {
-            "epoch": epoch + 1,
-            "train_loss": loss_all / max(n_all, 1),
-            "lr": float(opt.param_groups[0]["lr"]),
-            "train_images": n_all,
-            "train_seconds": round(train_s, 3),
-            "train_images_per_s": round(n_all / max(train_s, 1e-9), 2),
-            "val_auc": m["auc"],
-            "val_pf1": m["pf1"],
-            "val_bin_pf1": m["bin_pf1"],
-            "threshold": m["threshold"],
-            "train_rows": len(exp_all),
-            "train_ok": len(ok_all & exp_all),
-            "train_failed": len(set(fail_all) - ok_all),
-            "train_unaccounted": len(exp_all - ok_all - set(fail_all)),
-            "val_breasts": m["breasts"],
-            "val_rows": len(va),
-            "val_failed": len(val_failed),
-            "val_unaccounted": len(va) - len(idx) - len(val_failed),
-            "manifest_refused": len(refused),
-            "val_images_per_s": round(len(idx) / max(val_s, 1e-9), 2),
-        }
-        history.append({k: _json_safe(v) for k, v in rec.items()})
+        _prepare_run_folder(cfg)
+    header = checkpoint_header(cfg, decode_scale=decode_scale, prior=folds.prior)
+    notes: dict = {}
+    run_info = (folds.prior, info.world, info.device, train_loader.engine_name, decode_scale)
+    t_start, epochs_run = time.perf_counter(), 0
+    for epoch in range(state.epoch, cfg.epochs):
+        part = train_one_epoch(state, train_loader, cfg, epoch=epoch, info=info, progress=progress)
+        tr = gather_epoch(part, folds)
+        val = validate(state, val_loader, folds, cfg, info)
+        gather_notes({"train": train_loader, "val": val_loader}, folds, notes)
+        rec = epoch_record(epoch, tr, part.seconds, val, folds, float(state.opt.param_groups[0]["lr"]))
+        state.history.append({k: _json_safe(v) for k, v in rec.items()})
+        state.epoch = epoch + 1
+        m = val.metrics
         say(
             "epoch %d/%d: loss %.4f, %.1f img/s train, val AUC %.4f pF1 %.4f bin-pF1 %.4f @%.3f",
             epoch + 1,
@@ -385,75 +571,25 @@ def train(
             m["bin_pf1"],
             m["threshold"],
         )
-        common_ck = {
-            "format": CKPT_FORMAT,
-            "version": __version__,
-            "model_name": cfg.model,
-            "img_size": list(cfg.img_size),
-            "config": cfg.to_dict(),
-            "decode_scale": decode_scale,
-            "chain_version": CHAIN_VERSION,
-            "prior": prior,
-            "agg": cfg.agg,
-        }
-        is_best = best is None or _select_key(rec, cfg.select) > _select_key(best, cfg.select)
+        is_best = state.best is None or _select_key(rec, cfg.select) > _select_key(state.best, cfg.select)
         if is_best:
-            best = dict(history[-1])
+            state.best = dict(state.history[-1])
+        save_epoch(state, cfg, header=header, threshold=m["threshold"], is_best=is_best, info=info)
         if info.is_main:
-            if is_best:
-                save_checkpoint(
-                    best_path,
-                    {
-                        **common_ck,
-                        "kind": "best",
-                        "epoch": epoch + 1,
-                        "threshold": float(m["threshold"]),
-                        "metrics": dict(history[-1]),
-                        "model": eval_model.state_dict(),
-                    },
-                )
-            rngs = all_gather_objects(rng_state())
-            save_checkpoint(
-                last_path,
-                {
-                    **common_ck,
-                    "kind": "last",
-                    "epoch": epoch + 1,
-                    "global_step": global_step,
-                    "threshold": float(best["threshold"]),
-                    "model": model.state_dict(),
-                    "ema": ema_state(ema) if ema is not None else None,
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                    "sampler": {**sampler.state_dict(), "epoch": epoch + 1},
-                    "rng": rngs,
-                    "history": history,
-                    "best": best,
-                },
-            )
-            _write_metrics(cfg, history, best, prior, info.world, device, train_loader.engine_name, decode_scale)
-            _write_errors(out, errors)
-            write_notes(os.path.join(out, "notes.csv"), notes, keep_existing=True)
-        else:
-            all_gather_objects(rng_state())
+            _write_metrics(cfg, state.history, state.best, *run_info)
+            _write_errors(cfg.out, folds.errors)
+            write_notes(os.path.join(cfg.out, "notes.csv"), notes, keep_existing=True)
         barrier()
         epochs_run += 1
-        if stop_after is not None and epochs_run >= stop_after and epoch + 1 < cfg.epochs:
+        if epoch + 1 < cfg.epochs and stop_after is not None and epochs_run >= stop_after:
             log.info("stopping after %d epoch(s) as asked; --resume continues", epochs_run)
             break
-        if cfg.time_limit_s and time.perf_counter() - t_start > cfg.time_limit_s and epoch + 1 < cfg.epochs:
+        if epoch + 1 < cfg.epochs and cfg.time_limit_s and time.perf_counter() - t_start > cfg.time_limit_s:
             log.warning("time limit %.0f s reached after epoch %d of %d", cfg.time_limit_s, epoch + 1, cfg.epochs)
             break
     train_loader.close()
     val_loader.close()
-    return _metrics_dict(cfg, history, best, prior, info.world, device, train_loader.engine_name, decode_scale)
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
+    return _metrics_dict(cfg, state.history, state.best, *run_info)
 
 
 def _metrics_dict(cfg, history, best, prior, world, device, engine: str, decode_scale: str) -> dict:
