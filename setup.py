@@ -59,6 +59,7 @@ setup(
             "pytest>=7",
             "pytest-timeout>=2.2",
             "ruff==0.17.6",
+            "vulture==2.16",  # tests/test_structure.py: no dead functions
             "hypothesis>=6",
             "matplotlib>=3.7",
             "psutil>=5.9",

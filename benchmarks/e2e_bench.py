@@ -74,8 +74,8 @@ def random_checkpoint(path: str, model: str, size: tuple[int, int], batch_size: 
     import torch
 
     from decode.chain import CHAIN_VERSION
-    from training.model import create_model
     from training.checkpoint import CKPT_FORMAT
+    from training.model import create_model
 
     net = create_model(model)
     torch.save(

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from decode.xp import to_host
+
 log = logging.getLogger("gpu_check")
 
 FULL = (3328, 2560)
@@ -44,12 +46,6 @@ def record_error(errors: dict, name: str, exc: BaseException) -> None:
     """Log a phase that raised and keep its reason in ``summary.errors`` (its check stays False)."""
     log.exception("gpu_check: %s raised", name)
     errors[name] = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
-
-
-def to_host(arr) -> np.ndarray:
-    from dali_pipelines.handoff import to_host as _to_host
-
-    return _to_host(arr)
 
 
 def stream_ptr(device: str) -> int:

@@ -158,18 +158,6 @@ def time_cuda(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> lis
     return out
 
 
-def time_cpu(fn: Callable[[], object], *, repeats: int, warmup: int = 1) -> list[float]:
-    """Seconds per call of ``fn`` (synchronous CPU work), ``time.perf_counter``."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
 class Timer:
     """Times a ``with`` block: CUDA events on the current stream (``device="cuda"``),
     ``perf_counter`` on the CPU. ``seconds`` is the last block, ``windows`` every block."""

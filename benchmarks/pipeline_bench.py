@@ -41,8 +41,6 @@ from .schema import BenchResult
 
 log = logging.getLogger(__name__)
 
-STAGE_ORDER = ("read", "decode", "voi", "crop", "resize", "collate", "h2d", "loader")
-
 
 def _timed_stage(fn: Callable[[object], object], inputs: Sequence, repeats: int) -> tuple[list[float], float]:
     """Run ``fn`` over ``inputs`` ``repeats`` times (after a warm-up pass); seconds per pass and peak MiB."""

@@ -93,11 +93,6 @@ def to_device(arr, device: str):
         return cupy.asarray(arr)
 
 
-def to_host(arr) -> np.ndarray:
-    """A numpy copy of a CuPy array (numpy input passes through)."""
-    return arr.get() if is_device_array(arr) else np.asarray(arr)
-
-
 def to_torch(arr):
     """CuPy → torch via DLPack (same memory, stream-ordered); numpy → ``torch.from_numpy`` (same memory)."""
     import torch

@@ -104,12 +104,17 @@ def preprocess(
     return Preprocessed(img, box, flipped, reduction, lat, notes)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"512x256"`` → ``(512, 256)`` (height × width)."""
+def parse_size(value) -> tuple[int, int]:
+    """``"512x256"``, ``[512, 256]`` or ``(512, 256)`` → ``(512, 256)`` (height × width).
+
+    Raises:
+        UsageError: not two integers, or one of them is not positive.
+    """
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UsageError(f"size {text!r} is not HxW, e.g. 512x256") from None
+        parts = value.lower().split("x") if isinstance(value, str) else list(value)
+        h, w = (int(v) for v in parts)
+    except (TypeError, ValueError):
+        raise UsageError(f"size {value!r} is not HxW, e.g. 512x256") from None
     if h <= 0 or w <= 0:
-        raise UsageError(f"size {text!r} must be positive")
+        raise UsageError(f"size {value!r} must be positive")
     return h, w

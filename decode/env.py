@@ -1,9 +1,8 @@
-"""``rsna-mammo env``: this project's version and origin, versions of everything the engine
-uses, and the GPU."""
+"""Versions of everything the engine uses, and the GPU (what ``rsna-mammo env`` prints and every
+benchmark JSON records; the command itself is :mod:`dali_pipelines.cli_env`)."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import platform
 
@@ -114,36 +113,3 @@ def collect(with_torch: bool = True, *, no_import: tuple = ()) -> dict[str, obje
     if with_torch:
         out.update(gpu_info())
     return out
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Print the versions, then where the project's packages come from (one line each).
-
-    A package that another distribution also installs, or that Python imports from a
-    folder other than this project's, is named with the reason (see :mod:`decode.provenance`).
-    """
-    from .provenance import provenance
-
-    info = collect()
-    try:  # the loader's engines live a layer up; a decode-only install reports without them
-        from dali_pipelines.engines import engine_report
-
-        info.update(engine_report())
-    except ImportError:
-        pass
-    info.update(provenance())
-    if args.json:
-        import json
-
-        print(json.dumps(info, indent=2))
-        return 0
-    packages = info.pop("packages")
-    for k, v in info.items():
-        print(f"{k:24s} {v if v is not None else 'none'}")
-    for name, state in packages.items():
-        print(f"{'package ' + name:24s} {state}")
-    return 0

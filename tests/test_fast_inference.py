@@ -22,8 +22,8 @@ SIZE = (64, 48)
 def make_checkpoint(path, seed: int, *, img_size=SIZE, threshold: float = 0.4, prior: float = 0.1, **extra) -> str:
     """A checkpoint as ``rsna-mammo train`` writes it, around a random-weight ``test_resnet``."""
     from decode.chain import CHAIN_VERSION
-    from training.model import create_model
     from training.checkpoint import CKPT_FORMAT
+    from training.model import create_model
 
     torch.manual_seed(seed)
     model = create_model("test_resnet")

@@ -25,7 +25,7 @@ from decode.testing.synth import make_mammogram, to_stored, write_dicom
 from decode.transcode import HTJ2K_SYNTAX, transcode_file
 from training.cli import main
 from training.prepare import PrepareConfig, manifest_rows, parse_shard, run_prepare
-from training.prepare_state import read_journal
+from training.prepare.state import read_journal
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -23,10 +23,10 @@ from decode.errors import UsageError
 COMMANDS: dict[str, str] = {
     "decode": "dali_pipelines.cli_decode",
     "synth": "decode.cli_synth",
-    "env": "decode.env",
+    "env": "dali_pipelines.cli_env",
     "train": "training.train_cli",
     "predict": "training.predict_cli",
-    "prepare": "training.prepare_cli",
+    "prepare": "training.prepare.cli",
     "export": "training.export_cli",
     "bench": "benchmarks.cli",
 }

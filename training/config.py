@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from decode.chain import parse_size
 from decode.errors import UsageError
 
 from .augment import AugmentConfig
@@ -19,18 +20,6 @@ AMPS = ("auto", "bf16", "fp16", "off")
 SELECTS = ("bin_pf1", "pf1", "auc")
 LR_SCRATCH = 1e-3  # AdamW from random init
 LR_PRETRAINED = 2e-4  # AdamW fine-tuning local pretrained weights
-
-
-def parse_size(value) -> tuple[int, int]:
-    """``"1536x768"``, ``[1536, 768]`` or ``(1536, 768)`` → ``(H, W)``."""
-    if isinstance(value, str):
-        from decode.chain import parse_size as _parse
-
-        return _parse(value)
-    h, w = (int(v) for v in value)
-    if h <= 0 or w <= 0:
-        raise UsageError(f"img_size {value!r} must be positive")
-    return h, w
 
 
 @dataclass

@@ -12,6 +12,7 @@ On a GPU machine the same command trains and predicts on the GPU with a larger i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -37,24 +38,12 @@ def _pick(device: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from dali_pipelines.devices import resolve_device
     from decode.atomic import atomic_write
-    from decode.env import collect
+    from decode.liblog import install
     from decode.parallel import default_workers
-    from decode.testing.synth import make_dataset
-
-    from .cli import main as cli_main
-    from .config import TrainConfig
-    from .metrics import best_threshold, binarized_pf1, pfbeta, roc_auc
-    from .predict import predict
-    from .train import train
-    from .train_cli import progress_factory
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from decode.liblog import install
-
     install()
     logging.getLogger("training").setLevel(logging.INFO)
     out = os.path.abspath(args.out)
@@ -63,55 +52,84 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers or default_workers()
     data = os.path.join(out, "data")
     times = {}
-    t0 = time.perf_counter()
-    if not os.path.exists(os.path.join(data, "test_labels.csv")):
-        print(f"[1/5] synthesizing {args.patients}+{args.test_patients} patients under {data}", file=sys.stderr)
-        make_dataset(
-            data,
-            patients=args.patients,
-            test_patients=args.test_patients,
-            height=s["synth"][0],
-            width=s["synth"][1],
-            seed=0,
-            cancer_rate=0.4,
-            workers=workers,
-        )
-    else:
-        print(f"[1/5] reusing the dataset in {data}", file=sys.stderr)
-    times["synth_s"] = round(time.perf_counter() - t0, 2)
-
-    t0 = time.perf_counter()
-    print("[2/5] rsna-mammo decode (crop stage) → decode_summary.json", file=sys.stderr)
-    h, w = s["img_size"]
-    rc = cli_main(
-        [
-            "decode",
-            os.path.join(data, "train_images"),
-            "--out",
-            os.path.join(out, "decoded"),
-            "--stage",
-            "crop",
-            "--size",
-            f"{h}x{w}",
-            "--workers",
-            str(workers),
-            "--device",
-            "cpu",
-            "--summary",
-            os.path.join(out, "decode_summary.json"),
-        ]
-    )
-    times["decode_s"] = round(time.perf_counter() - t0, 2)
+    with _timed(times, "synth_s"):
+        _synthesize(args, data, s, workers)
+    with _timed(times, "decode_s"):
+        rc = _decode(out, data, s, workers)
     if rc not in (0, 1):
         print(f"decode failed with status {rc}", file=sys.stderr)
         return rc
+    with _timed(times, "train_s"):
+        cfg, tm = _train(args, data, out, s, device, workers)
+    with _timed(times, "predict_s"):
+        print("[4/5] predicting the test split → submission.csv", file=sys.stderr)
+        from .predict import predict
 
+        sub_path = os.path.join(out, "submission.csv")
+        best = os.path.join(cfg.out, "best.pt")
+        ps = predict(data=data, ckpt=best, out=sub_path, device=device, workers=workers)
+    print("[5/5] scoring against test_labels.csv", file=sys.stderr)
+    decode_summary = json.load(open(os.path.join(out, "decode_summary.json")))
+    metrics = _score(args, data, sub_path, cfg, tm, ps, decode_summary, s, device, times)
+    atomic_write(os.path.join(out, "metrics.json"), json.dumps(metrics, indent=2, default=str) + "\n")
+    atomic_write(os.path.join(out, "report.md"), _report(metrics, out, decode_summary))
+    test = metrics["test"]
+    print(json.dumps({"submission": sub_path, "test_auc": test["auc"], "test_pf1": test["pf1"], "seconds": times}))
+    return 0
+
+
+@contextlib.contextmanager
+def _timed(times: dict, key: str):
     t0 = time.perf_counter()
+    yield
+    times[key] = round(time.perf_counter() - t0, 2)
+
+
+def _synthesize(args, data: str, s: dict, workers: int) -> None:
+    """Step 1: the synthetic RSNA-layout dataset (kept between runs)."""
+    from decode.testing.synth import make_dataset
+
+    if os.path.exists(os.path.join(data, "test_labels.csv")):
+        print(f"[1/5] reusing the dataset in {data}", file=sys.stderr)
+        return
+    print(f"[1/5] synthesizing {args.patients}+{args.test_patients} patients under {data}", file=sys.stderr)
+    height, width = s["synth"]
+    make_dataset(
+        data,
+        patients=args.patients,
+        test_patients=args.test_patients,
+        height=height,
+        width=width,
+        seed=0,
+        cancer_rate=0.4,
+        workers=workers,
+    )
+
+
+def _decode(out: str, data: str, s: dict, workers: int) -> int:
+    """Step 2: ``rsna-mammo decode`` (crop stage) of the training images, in-process."""
+    from .cli import main as cli_main
+
+    print("[2/5] rsna-mammo decode (crop stage) → decode_summary.json", file=sys.stderr)
+    h, w = s["img_size"]
+    summary = os.path.join(out, "decode_summary.json")
+    argv = ["decode", os.path.join(data, "train_images"), "--out", os.path.join(out, "decoded"), "--stage", "crop"]
+    argv += ["--size", f"{h}x{w}", "--workers", str(workers), "--device", "cpu", "--summary", summary]
+    return cli_main(argv)
+
+
+def _train(args, data: str, out: str, s: dict, device: str, workers: int):
+    """Step 3: a tiny model trained streaming the raw DICOMs, under a time limit."""
+    from decode.progress import progress_factory
+
+    from .config import TrainConfig
+    from .train import train
+
+    h, w = s["img_size"]
     print(f"[3/5] training {s['model']} at {h}x{w} on {device} (≤ {args.minutes:g} min)", file=sys.stderr)
-    run_dir = os.path.join(out, "run")
     cfg = TrainConfig(
         data=data,
-        out=run_dir,
+        out=os.path.join(out, "run"),
         model=s["model"],
         img_size=s["img_size"],
         epochs=args.epochs or s["epochs"],
@@ -123,24 +141,25 @@ def run(args: argparse.Namespace) -> int:
         workers=workers,
         time_limit_s=60 * args.minutes,
     )
-    tm = train(cfg, progress=progress_factory(sys.stderr.isatty()))
-    times["train_s"] = round(time.perf_counter() - t0, 2)
+    return cfg, train(cfg, progress=progress_factory())
 
-    t0 = time.perf_counter()
-    print("[4/5] predicting the test split → submission.csv", file=sys.stderr)
-    sub_path = os.path.join(out, "submission.csv")
-    ps = predict(data=data, ckpt=os.path.join(run_dir, "best.pt"), out=sub_path, device=device, workers=workers)
-    times["predict_s"] = round(time.perf_counter() - t0, 2)
 
-    print("[5/5] scoring against test_labels.csv", file=sys.stderr)
+def _score(args, data, sub_path, cfg, tm, ps, decode_summary, s, device, times) -> dict:
+    """Step 5: the submission against the synthetic answers, breast level, and what the run measured."""
+    import pandas as pd
+
+    from decode.env import collect
+
+    from .metrics import best_threshold, binarized_pf1, pfbeta, roc_auc
+
     truth = pd.read_csv(os.path.join(data, "test_labels.csv"), dtype={"prediction_id": str})
     sub = pd.read_csv(sub_path, dtype={"prediction_id": str})
     both = truth.merge(sub, on="prediction_id", suffixes=("_true", ""))
     y, p = both["cancer_true"].to_numpy(), both["cancer"].to_numpy()
     thr = float(tm["threshold"]) if tm.get("threshold") is not None else 0.5
     oracle_f1, oracle_t = best_threshold(y, p)
-    decode_summary = json.load(open(os.path.join(out, "decode_summary.json")))
-    metrics = {
+    h, w = s["img_size"]
+    return {
         "device": device,
         "model": s["model"],
         "img_size": list(s["img_size"]),
@@ -173,19 +192,6 @@ def run(args: argparse.Namespace) -> int:
             f"{cfg.warmup_epochs:g} --device {device}"
         ),
     }
-    atomic_write(os.path.join(out, "metrics.json"), json.dumps(metrics, indent=2, default=str) + "\n")
-    atomic_write(os.path.join(out, "report.md"), _report(metrics, out, decode_summary))
-    print(
-        json.dumps(
-            {
-                "submission": sub_path,
-                "test_auc": metrics["test"]["auc"],
-                "test_pf1": metrics["test"]["pf1"],
-                "seconds": times,
-            }
-        )
-    )
-    return 0
 
 
 def _f(v):

@@ -87,17 +87,6 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """``obj`` as rank ``src`` has it, on every process."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def broadcast_module(module, src: int = 0) -> None:
     """Copy rank ``src``'s parameters and buffers into ``module`` on every process."""
     import torch.distributed as dist
@@ -106,18 +95,6 @@ def broadcast_module(module, src: int = 0) -> None:
         return
     for t in module.state_dict().values():
         dist.broadcast(t, src=src)
-
-
-def all_reduce_sum(value: float, device: str = "cpu") -> float:
-    """Sum of a number over the processes."""
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return float(value)
-    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item())
 
 
 def cleanup() -> None:

@@ -195,12 +195,8 @@ def predict(
     """
     import time
 
-    from dali_pipelines.loader import DicomLoader
-    from decode.chain import CHAIN_VERSION
-    from decode.parallel import default_workers
-
     from .distributed import all_gather_objects, barrier, init_distributed
-    from .inference_models import ENSEMBLES, check_compatible, load_predictor
+    from .inference_models import ENSEMBLES
     from .manifest import load_manifest
 
     thr = parse_threshold(threshold)
@@ -210,45 +206,18 @@ def predict(
     if not files:
         raise UsageError("predict needs at least one --ckpt")
     info = init_distributed(device)
-    predictors = [load_predictor(os.fspath(f), info.device, compile_mode=compile_mode) for f in files]
-    shared = check_compatible(predictors)
+    predictors, shared = load_models(files, info.device, compile_mode)
     meta = predictors[0].meta
-    if shared["chain_version"] != CHAIN_VERSION:
-        log.warning(
-            "%s was trained on chain version %s; this code preprocesses with version %s (outputs may shift)",
-            files[0],
-            shared["chain_version"],
-            CHAIN_VERSION,
-        )
     agg = agg or meta.get("agg", "mean")
     if agg not in ("mean", "max"):
         raise UsageError(f"unknown aggregation {agg!r}; allowed: mean, max")
-    size = tuple(int(v) for v in shared["img_size"])
     man = load_manifest(data, csv=csv or "test.csv", images=images)
     ok_rows = np.flatnonzero(man["path_error"].to_numpy() == "")
-    dev = "cuda" if info.device.startswith("cuda") else "cpu"
-    n_workers = default_workers() if workers is None else workers
     batch = batch_size or 2 * int(meta.get("batch_size", 8))
-    loader = DicomLoader(
-        [man["path"].iloc[i] for i in ok_rows],
-        batch_size=batch,
-        size=size,
-        device=dev,
-        workers=n_workers,
-        shard=(info.rank, info.world),
-        backend=meta.get("backend", "auto"),
-        data_root=data,
-        engine=engine,
-        decode_scale=decode_scale or shared["decode_scale"] or "auto",
-        for_processing=for_processing or meta.get("for_processing", "warn"),
-        laterality=shared.get("laterality") or "content",
-    )
+    options = dict(workers=workers, decode_scale=decode_scale, for_processing=for_processing, engine=engine)
+    loader = make_loader([man["path"].iloc[i] for i in ok_rows], data, shared, meta, info, batch, **options)
     if compile_mode:  # compile now, on the fixed batch shape, not inside the first batch's wait
-        import torch
-
-        warm = torch.zeros((batch, 1, *size), device=info.device)
-        for p in predictors:
-            p(warm)
+        _warm_up(predictors, batch, loader.size, info.device)
     t0 = time.perf_counter()
     idx, probs, failed = infer_predictors(
         predictors, loader, tta=tta, ensemble=ensemble, pad_to=batch, progress=progress if info.is_main else None
@@ -282,6 +251,59 @@ def predict(
         summary["batch_size"] = batch
     barrier()
     return summary
+
+
+def load_models(files, device: str, compile_mode: str | None):
+    """``(predictors, shared)``: every model file loaded, and the loader settings they agree on.
+
+    Raises:
+        UsageError: a file cannot be loaded, or the members disagree on image size, chain
+            version, decode scale, flip or laterality.
+    """
+    from decode.chain import CHAIN_VERSION
+
+    from .inference_models import check_compatible, load_predictor
+
+    predictors = [load_predictor(os.fspath(f), device, compile_mode=compile_mode) for f in files]
+    shared = check_compatible(predictors)
+    if shared["chain_version"] != CHAIN_VERSION:
+        log.warning(
+            "%s was trained on chain version %s; this code preprocesses with version %s (outputs may shift)",
+            files[0],
+            shared["chain_version"],
+            CHAIN_VERSION,
+        )
+    return predictors, shared
+
+
+def make_loader(paths, data, shared: dict, meta: dict, info, batch: int, **options):
+    """The loader that feeds inference: the models' image size, decode scale, flip and laterality."""
+    from dali_pipelines.loader import DicomLoader
+    from decode.parallel import default_workers
+
+    workers = options.get("workers")
+    return DicomLoader(
+        paths,
+        batch_size=batch,
+        size=tuple(int(v) for v in shared["img_size"]),
+        device="cuda" if info.device.startswith("cuda") else "cpu",
+        workers=default_workers() if workers is None else workers,
+        shard=(info.rank, info.world),
+        backend=meta.get("backend", "auto"),
+        data_root=data,
+        engine=options.get("engine") or "auto",
+        decode_scale=options.get("decode_scale") or shared["decode_scale"] or "auto",
+        for_processing=options.get("for_processing") or meta.get("for_processing", "warn"),
+        laterality=shared.get("laterality") or "content",
+    )
+
+
+def _warm_up(predictors, batch: int, size, device: str) -> None:
+    import torch
+
+    warm = torch.zeros((batch, 1, *size), device=device)
+    for p in predictors:
+        p(warm)
 
 
 def _write_outputs(man, ok_rows, idx, probs, failed, *, out, agg, thr, ck) -> dict[str, object]:

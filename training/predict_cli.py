@@ -69,9 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from decode.progress import progress_factory
+
     from .distributed import cleanup, env_world
     from .predict import parse_threshold, predict
-    from .train_cli import progress_factory
 
     parse_threshold(args.threshold)  # bad values fail before any work
     try:

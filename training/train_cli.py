@@ -118,18 +118,6 @@ def build_config(args: argparse.Namespace):
     return TrainConfig.from_dict(merged)
 
 
-def progress_factory(enabled: bool):
-    if not enabled:
-        return None
-    from functools import partial
-
-    from tqdm import tqdm
-
-    return partial(
-        tqdm, file=sys.stderr, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 5.0, leave=False
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     import logging
 
@@ -140,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose == 0:
         logging.getLogger("training").setLevel(logging.INFO)
     try:
+        from decode.progress import progress_factory
+
         metrics = train(cfg, resume=args.resume, progress=progress_factory(not args.no_progress))
         if int(os.environ.get("RANK", "0")) == 0:
             short = {k: v for k, v in metrics.items() if k != "history"}

@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from decode.chain import parse_size
 
-    from .prepare import PrepareConfig, check_only, parse_shard, run_prepare
+    from . import PrepareConfig, check_only, parse_shard, run_prepare
 
     if args.check:  # the cache says what it is
         params = _cache_params(args.out)
@@ -102,19 +102,20 @@ def run(args: argparse.Namespace) -> int:
         check = check_only(cfg)
         _print_check(check)
         return 0 if check.complete else 1
-    from tqdm import tqdm
+    from decode.progress import progress_factory
 
-    from .prepare import manifest_rows
+    from . import manifest_rows
 
-    total = len(manifest_rows(cfg.data)[0][cfg.shard[0] :: cfg.shard[1]])
-    with tqdm(
-        total=total,
-        unit="img",
-        desc=f"prepare {cfg.format} {cfg.shard[0]}/{cfg.shard[1]}",
-        file=sys.stderr,
-        disable=None,
-    ) as bar:
-        report = run_prepare(cfg, progress=bar.update)
+    factory = progress_factory()
+    bar = None
+    if factory is not None:
+        total = len(manifest_rows(cfg.data)[0][cfg.shard[0] :: cfg.shard[1]])
+        bar = factory(total=total, unit="img", desc=f"prepare {cfg.format} {cfg.shard[0]}/{cfg.shard[1]}")
+    try:
+        report = run_prepare(cfg, progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
     for e in report.errors:
         print(f"error: {e['path']}: [{e['stage']}] {e['reason']}", file=sys.stderr)
     done_now = report.ok - report.skipped
@@ -133,7 +134,7 @@ def _cache_params(out: str):
     import json
     import os
 
-    from .prepare_state import PARAMS_FILE
+    from .state import PARAMS_FILE
 
     try:
         with open(os.path.join(out, PARAMS_FILE), encoding="utf-8") as f:

@@ -15,16 +15,13 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from decode.errors import DicomError, as_dicom_error
 
-from . import prepare_state as state
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .prepare import PrepareConfig, Row
+from . import state
+from .config import PrepareConfig, Row
 
 log = logging.getLogger(__name__)
 
