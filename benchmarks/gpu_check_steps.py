@@ -147,7 +147,7 @@ def check_voi(paths: Sequence[str], refs, device: str, size) -> dict[str, object
     from dali_pipelines.handoff import to_device
     from decode.chain import preprocess
     from decode.dicom import read_dicom
-    from decode.gpu_chain import preprocess_image, record_params
+    from decode.fused_chain import preprocess_image, record_params
 
     worst, boxes = 0.0, True
     for p in paths:

@@ -4,7 +4,7 @@ The same runners as the loader's GPU engines (:class:`~dali_pipelines.nvimgcodec
 or DALI's :class:`~dali_pipelines.pipelines.DecodeRunner`) read, route and decode the files
 in batches; files the GPU must not decode are decoded on the CPU in the engine's contained
 worker processes, under the command's ``--timeout``. Each decoded frame then runs the chain
-on the GPU (:func:`decode.gpu_chain.preprocess_image`, the stage and size the command asks
+on the GPU (:func:`decode.fused_chain.preprocess_image`, the stage and size the command asks
 for) and only the finished array is copied to the host to be written. No torch.
 """
 
@@ -20,7 +20,7 @@ from decode.backends.depth import SYNTAX_CODES
 from decode.cli_decode import file_record
 from decode.dicom import read_dicom
 from decode.errors import CorruptDicomError, DicomError, SkippedDicomError, UsageError, as_dicom_error
-from decode.gpu_chain import preprocess_image
+from decode.fused_chain import preprocess_image
 from decode.xp import to_host
 
 from .records import DecodedSample, I

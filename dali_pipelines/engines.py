@@ -36,7 +36,7 @@ import numpy as np
 
 from decode.dicom import read_dicom
 from decode.errors import DicomError, UsageError, as_dicom_error
-from decode.gpu_chain import preprocess_batch
+from decode.fused_chain import preprocess_batch
 
 from . import handoff
 from .devices import resolve_device

@@ -43,7 +43,7 @@ from decode.backends.depth import codestream_precision, syntax_code
 from decode.decoding import decode_pixels
 from decode.dicom import read_dicom
 from decode.errors import DicomError, SkippedDicomError, as_dicom_error
-from decode.gpu_chain import record_params
+from decode.fused_chain import record_params
 from decode.intent import apply_intent_policy
 from decode.meta import DicomMeta
 from decode.routing import GPU_SYNTAXES, gpu_unsupported_reason

@@ -15,7 +15,7 @@ from decode import syntax as TS
 from decode.backends.probes import probe_codestreams
 from decode.chain import preprocess
 from decode.dicom import read_dicom
-from decode.gpu_chain import preprocess_batch, preprocess_image, record_params, voi_fused
+from decode.fused_chain import preprocess_batch, preprocess_image, record_params, voi_fused
 from decode.routing import CPU_SYNTAXES, GPU_SYNTAXES, gpu_unsupported_reason
 from decode.voi import apply_voi
 from tests.dali_cases import CPU_CASES, GPU_CASES, pydicom_pixels, write_case, write_corrupt
@@ -242,7 +242,7 @@ def test_fused_voi_minmax_with_rescale(files):
 
 
 @pytest.mark.parametrize("name", ["J2K_16_12_MONO2", "J2K_16_14_MONO1", "HTJ2K_16_12_MONO1", "JLL_16_16_MONO2"])
-def test_gpu_chain_numpy_path_equals_cpu_chain(files, name):
+def test_fused_chain_numpy_path_equals_cpu_chain(files, name):
     dfile = read_dicom(files[name])
     raw = pydicom_pixels(files[name])
     params = record_params(dfile.meta)
@@ -256,7 +256,7 @@ def test_gpu_chain_numpy_path_equals_cpu_chain(files, name):
     np.testing.assert_allclose(batch[1, 0], preprocess(raw, dfile.meta, size=(32, 24)).image, atol=1e-6)
 
 
-def test_gpu_chain_lut_images_need_their_header(files):
+def test_fused_chain_lut_images_need_their_header(files):
     from decode.meta import Lut
 
     dfile = read_dicom(files["J2K_16_12_MONO2"])

@@ -126,7 +126,7 @@ def test_cupy_chain_equals_numpy_chain(gpu_files, refs, name):
 
     from decode.chain import preprocess
     from decode.dicom import read_dicom
-    from decode.gpu_chain import preprocess_image, record_params, voi_fused
+    from decode.fused_chain import preprocess_image, record_params, voi_fused
     from decode.voi import apply_voi
 
     meta = read_dicom(gpu_files[name]).meta

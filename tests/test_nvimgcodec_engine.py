@@ -194,7 +194,7 @@ def test_a_stretching_decoder_is_undone_per_codestream_precision():
 
 
 def test_fused_voi_kernel_is_compiled_without_fused_multiply_add():
-    from decode.gpu_chain import KERNEL_OPTIONS, voi_kernel
+    from decode.fused_chain import KERNEL_OPTIONS, voi_kernel
 
     assert "--fmad=false" in KERNEL_OPTIONS
     assert "--fmad=false" in voi_kernel().kwargs["options"]  # built without a GPU; compiled on first call

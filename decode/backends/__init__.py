@@ -2,8 +2,10 @@
 
 Each backend states which transfer syntaxes it decodes and which modules it needs;
 ``backend="auto"`` picks, per transfer syntax, the first available entry of
-:data:`AUTO_ORDER` (fastest first, measured by ``benchmarks/decode_speedup.py``).
-pydicom's ``pixel_array`` is the universal fallback.
+:data:`AUTO_ORDER` (the exact backends, fastest first as ``rsna-mammo bench decode``
+measures them per codec). dicomsdl is not in it: it segfaults on some corrupt streams,
+so it runs only when named (and then inside a worker process, where a crash costs one
+file). pydicom's ``pixel_array`` is the universal fallback.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ BACKENDS: dict[str, Backend] = {
             _CODEC_SYNTAXES,
             ("imagecodecs",),
             decode_imagecodecs,
-            "JPEG 2000 (OpenJPEG), HTJ2K (OpenJPH), lossless JPEG (liblj92 / libjpeg-turbo)",
+            "JPEG 2000 (OpenJPEG), HTJ2K (OpenJPH), lossless JPEG (libjpeg-turbo; never liblj92)",
         ),
         Backend(
             "pylibjpeg",
@@ -57,8 +59,9 @@ BACKENDS: dict[str, Backend] = {
     )
 }
 
-#: Preference for ``backend="auto"``: the first available backend that handles the syntax.
-AUTO_ORDER: list[str] = ["native", "imagecodecs", "dicomsdl", "pylibjpeg", "pydicom"]
+#: Preference for ``backend="auto"``: the first available backend that handles the syntax
+#: (dicomsdl only by name: see the module docstring).
+AUTO_ORDER: list[str] = ["native", "imagecodecs", "pylibjpeg", "pydicom"]
 
 
 def register_backend(backend: Backend, *, first: bool = False) -> None:

@@ -1,4 +1,6 @@
-"""The preprocessing chain on the GPU: one fused VOI kernel, then the shared crop/resize code.
+"""The fused preprocessing chain, for a batch of frames on the GPU (CuPy) or the CPU (numpy).
+
+One fused VOI kernel, then the shared crop/resize code (the GPU engines' chain).
 
 The per-pixel part — rescale (min–max case) + VOI window (LINEAR / LINEAR_EXACT /
 SIGMOID / step) + MONOCHROME1 inversion + scale to [0, 1] + cast — runs as one
@@ -8,8 +10,8 @@ Breast box, crop, flip and resize+pad are the array-module functions of
 :mod:`decode.crop` / :mod:`decode.resize`, unchanged, on CuPy arrays.
 
 Every function also accepts numpy arrays: then the kernel is replaced by the same
-arithmetic in numpy (identical to :func:`decode.voi.apply_voi`), which is how the GPU
-code path is tested on a machine without a GPU. VOI LUT Sequence / Modality LUT
+arithmetic in numpy (identical to :func:`decode.voi.apply_voi`); the GPU engines' CPU
+variants run it that way, and so do the tests on a machine without a GPU. VOI LUT Sequence / Modality LUT
 images need their header (``meta``) and go through :func:`decode.voi.apply_voi`.
 """
 
