@@ -47,10 +47,21 @@ CHECKS = ("j2k_exact", "jll_exact", "voi_match", "zero_copy", "fallback")
 NEED = {"checks": 20, "gpu_figures": 30, "pytest": 45, "cpu_baselines": 25}
 
 
+#: The test files with ``cuda`` cases (device-parametrised, marked ``gpu``).
+GPU_TEST_FILES = (
+    "test_dali_runner.py",
+    "test_fused_chain.py",
+    "test_nvimgcodec_decoder.py",
+    "test_loader_engines.py",
+    "test_nvimgcodec_engine.py",
+    "test_augment.py",
+)
+
+
 def run_pytest(out_dir: str, timeout: float, tier: str) -> dict[str, object]:
     """``pytest -m gpu`` in a subprocess (DALI's tests skip themselves in the quick tier)."""
     xml = os.path.join(out_dir, "pytest-gpu.xml")
-    tests = [os.path.join(ROOT, "tests", n) for n in ("test_gpu.py", "test_nvimgcodec_engine.py")]
+    tests = [os.path.join(ROOT, "tests", n) for n in GPU_TEST_FILES]
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", f"--junitxml={xml}", *tests]
     env = dict(os.environ, RSNA_GPU_CHECK_TIER=tier)
     t0 = time.monotonic()

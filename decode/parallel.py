@@ -46,11 +46,18 @@ def call_item(fn: Callable, item, path_of: Callable | None = None) -> tuple[bool
         return False, as_dicom_error(name(item), exc)
 
 
+#: What a worker sends once it has started (a 1-tuple; results are 3-tuples).
+READY = ("ready",)
+#: Seconds a worker may take to start (spawn + imports) before its item is failed.
+STARTUP_LIMIT = 120.0
+
+
 def _worker_main(conn, fn) -> None:
     from .liblog import install
 
     install()  # a spawned worker starts without the parent's log routing
     try:
+        conn.send(READY)  # the per-item clock starts now, not while this process was starting
         while True:
             msg = conn.recv()
             if msg is None:
@@ -90,7 +97,15 @@ class _Worker:
         child.close()
         self.key: Hashable | None = None
         self.item = None
-        self.started = 0.0
+        self.born = time.monotonic()
+        self.ready = False  # set when its READY message is read: only then does an item's clock run
+        self.started: float | None = None
+
+    def due(self, timeout: float | None) -> float | None:
+        """When this busy worker's item times out (or its start-up does); None: never."""
+        if not self.ready:
+            return self.born + STARTUP_LIMIT
+        return None if timeout is None else self.started + timeout
 
     def stop(self, kill: bool = False) -> None:
         try:
@@ -147,7 +162,7 @@ class WorkerPool:
     def _feed(self, w: _Worker) -> None:
         if self._queue:
             w.key, w.item = self._queue.popleft()
-            w.started = time.monotonic()
+            w.started = time.monotonic() if w.ready else None
             w.conn.send((w.key, w.item))
         else:
             w.key = w.item = None
@@ -185,8 +200,9 @@ class WorkerPool:
     def _poll(self, limit: float | None = None) -> None:
         busy = [w for w in self._workers if w.key is not None]
         wait_for = limit
-        if self.timeout is not None:
-            due = max(0.0, min(w.started + self.timeout for w in busy) - time.monotonic())
+        dues = [d for d in (w.due(self.timeout) for w in busy) if d is not None]
+        if dues:
+            due = max(0.0, min(dues) - time.monotonic())
             wait_for = due if wait_for is None else min(wait_for, due)
         ready = wait([w.conn for w in busy], timeout=wait_for)
         now = time.monotonic()
@@ -196,14 +212,20 @@ class WorkerPool:
             failure = None
             if w.conn in ready:
                 try:
-                    key, ok, res = w.conn.recv()
+                    msg = w.conn.recv()
                 except (EOFError, OSError):
                     failure = "the decoder crashed its worker process"
                 else:
+                    if msg == READY:
+                        w.ready, w.started = True, now
+                        continue
+                    key, ok, res = msg
                     self._feed(w)
                     self._done.append((key, ok, res))
                     continue
-            elif self.timeout is not None and now - w.started >= self.timeout:
+            elif not w.ready and now >= w.due(self.timeout):
+                failure = f"its worker process did not start within {STARTUP_LIMIT:g} s"
+            elif w.ready and self.timeout is not None and now - w.started >= self.timeout:
                 failure = f"timed out after {self.timeout:g} s (worker killed)"
             if failure:
                 key, item = w.key, w.item

@@ -1,4 +1,4 @@
-"""Named synthetic DICOM cases for the DALI / GPU tests (imported by test_dali_cpu and test_gpu)."""
+"""Named synthetic DICOM cases for the engine tests (DALI runner, nvImageCodec, fused chain, loader engines)."""
 
 from __future__ import annotations
 
@@ -80,3 +80,31 @@ def pydicom_pixels(path: str) -> np.ndarray:
     import pydicom
 
     return pydicom.dcmread(path).pixel_array
+
+
+ALL_CASES = GPU_CASES + CPU_CASES
+#: Rows every decode path must report as failed (a header/codestream disagreement, a truncated file).
+BAD = ("J2K_ROWS_MISMATCH", "CORRUPT_TRUNCATED")
+
+
+def write_all_cases(folder: str) -> dict[str, str]:
+    """``{case name: path}`` for every case plus ``CORRUPT_TRUNCATED``; shapes differ per file
+    (odd and even sizes), sides alternate."""
+    out = {}
+    for k, case in enumerate(ALL_CASES):
+        shape = (48 + 4 * (k % 3) + k % 2, 40 + 2 * (k % 2))
+        out[case.name] = write_case(folder, case, shape=shape, seed=k, side="R" if k % 2 else "L")
+    out["CORRUPT_TRUNCATED"] = write_corrupt(folder, out["J2K_16_12_MONO2"])
+    return out
+
+
+def on_decoder(name: str, device: str) -> bool:
+    """Whether the DALI / nvImageCodec decoder (not the CPU branch) decodes case ``name`` on ``device``:
+    every GPU case on CUDA; on the CPU only the JPEG 2000 family (their CPU decoders have no
+    lossless JPEG)."""
+    from decode.routing import CPU_SYNTAXES
+
+    case = next((c for c in GPU_CASES if c.name == name), None)
+    if case is None:
+        return False
+    return device == "cuda" or case.transfer_syntax in CPU_SYNTAXES

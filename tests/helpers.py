@@ -78,3 +78,48 @@ def pydicom_voi_scaled(ds, index: int = 0) -> np.ndarray:
     if ds.PhotometricInterpretation == "MONOCHROME1":
         out = 1.0 - out
     return out
+
+
+# --- device-parametrised tests ------------------------------------------------------------------
+
+import pytest  # noqa: E402
+
+#: ``cpu`` always; ``cuda`` marked ``gpu`` (conftest skips it, with the reason, where torch sees no GPU).
+DEVICES = (pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.gpu))
+
+
+def to_numpy(x) -> np.ndarray:
+    """A host numpy array from numpy, CuPy or torch input (copies from the device only)."""
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    if hasattr(x, "get") and not isinstance(x, np.ndarray):
+        return x.get()
+    return np.asarray(x)
+
+
+def on_device(x, device: str) -> bool:
+    """True when ``x`` (CuPy, torch or numpy) lives on ``device``."""
+    if hasattr(x, "is_cuda"):
+        return bool(x.is_cuda) == (device == "cuda")
+    return (hasattr(x, "__cuda_array_interface__") and not isinstance(x, np.ndarray)) == (device == "cuda")
+
+
+def assert_pixels_equal(got, want: np.ndarray, name: str = "") -> None:
+    """Exactly the reference's stored values: same dtype, same shape, every value equal."""
+    host = to_numpy(got)
+    assert host.dtype == want.dtype, (name, host.dtype, want.dtype)
+    assert np.array_equal(host, want), f"{name}: differs from pydicom in {int((host != want).sum())} pixels"
+
+
+def assert_batches_match(got: dict, want: dict, *, device: str, atol: float) -> None:
+    """A loader batch against the CPU engine's: rows, labels, failures, image dtype/device/contiguity, values."""
+    import torch
+
+    img = got["image"]
+    assert on_device(img, device) and img.dtype == torch.float32 and img.is_contiguous()
+    assert img.shape == want["image"].shape
+    assert got["index"].tolist() == want["index"].tolist()
+    if want["label"] is not None:
+        assert got["label"].tolist() == want["label"].tolist()
+    assert [f["index"] for f in got["failed"]] == [f["index"] for f in want["failed"]]
+    np.testing.assert_allclose(to_numpy(img), want["image"].numpy(), atol=atol, rtol=0)

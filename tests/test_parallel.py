@@ -36,3 +36,52 @@ def test_all_items_accounted_with_crash_hang_and_error():
 def test_in_process_path_same_results():
     out = sorted((it, ok, res) for it, ok, res in map_files(square_or_die, ["3", "1"], workers=1))
     assert out == [("1", True, 1), ("3", True, 9)]
+
+
+class SlowToStart:
+    """A task whose unpickling in a spawned worker takes ``delay`` seconds (heavy imports under load)."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+
+    def __getstate__(self):
+        return {"delay": self.delay}
+
+    def __setstate__(self, state):
+        time.sleep(state["delay"])
+        self.delay = state["delay"]
+
+    def __call__(self, x):
+        return int(x) + 1
+
+
+class RowTask:
+    """A task over row numbers that names each row's file itself (``path_of``), as the loader's are."""
+
+    paths = ("a.dcm", "b.dcm")
+
+    def __call__(self, row):
+        raise OSError(f"cannot read row {row}")
+
+    def path_of(self, row) -> str:
+        return self.paths[row]
+
+
+def test_the_per_item_clock_starts_when_the_worker_is_ready_not_while_it_starts(monkeypatch):
+    import multiprocessing as mp
+
+    from decode import parallel
+
+    monkeypatch.setattr(parallel, "_context", lambda: mp.get_context("spawn"))
+    out = {it: (ok, res) for it, ok, res in map_files(SlowToStart(2.5), ["1", "2"], workers=1, timeout=1.5)}
+    assert out == {"1": (True, 2), "2": (True, 3)}
+
+
+def test_a_failure_names_the_rows_file_not_the_row_number():
+    out = {it: (ok, res) for it, ok, res in map_files(RowTask(), [0, 1], workers=1, path_of=RowTask().path_of)}
+    ok, err = out[1]
+    assert not ok and err.path == "b.dcm" and "cannot read row 1" in err.reason
+    from decode.parallel import call_item
+
+    ok, err = call_item(RowTask(), 0)  # no path_of given: the task's own
+    assert not ok and err.path == "a.dcm"
