@@ -1,0 +1,1 @@
+"""Training and inference on top of the loader: the train loop, predict, export, the decode-once cache builder and the ``rsna-mammo`` CLI."""
