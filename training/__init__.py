@@ -1,1 +1,4 @@
-"""Training and inference on top of the loader: the train loop, predict, export, the decode-once cache builder and the ``rsna-mammo`` CLI."""
+"""Training and inference on top of the loader.
+
+The train loop, predict, export, the decode-once cache builder and the ``rsna-mammo`` CLI.
+"""
