@@ -36,7 +36,7 @@ demo: venv
 # Reference runs, named by machine and date (e.g. cpu-2core-epyc-2026-11-27-decode.json), then the report.
 bench: venv
 	$(BIN)/rsna-mammo bench decode --files 6 --repeats 3 --json 'benchmarks/results/{machine}-{date}-decode.json'
-	$(BIN)/python -m benchmarks.decode_speedup --files 6 --repeats 3 --json 'benchmarks/results/{machine}-{date}-decode-speedup.json'
+	$(BIN)/rsna-mammo bench speedup --files 6 --repeats 3 --json 'benchmarks/results/{machine}-{date}-decode-speedup.json'
 	$(BIN)/rsna-mammo bench report benchmarks/results/*-decode*.json --out runs/bench-report
 
 clean:

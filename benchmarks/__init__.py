@@ -1,8 +1,9 @@
 """Throughput benchmarks: decode backends, loader stages and models, with JSON results and a report.
 
-``rsna-mammo bench decode|pipeline|train|infer|report`` (see :mod:`benchmarks.cli`) and
-``python -m benchmarks.decode_speedup``. Results follow :mod:`benchmarks.schema`; the
-committed reference runs live in ``benchmarks/results/``. Nothing in ``decode``,
+Every benchmark is a ``rsna-mammo bench`` subcommand (decode, pipeline, train, infer,
+speedup, caches, reduced, reliability, train-reference, report; see :mod:`benchmarks.cli`);
+``benchmarks/gpu_check.sh`` is the GPU box's check. Results follow :mod:`benchmarks.schema`;
+the committed reference runs live in ``benchmarks/results/``. Nothing in ``decode``,
 ``dali_pipelines`` or ``training`` imports this package.
 """
 

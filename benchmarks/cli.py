@@ -1,4 +1,4 @@
-"""``rsna-mammo bench decode|pipeline|train|infer|report``: the benchmark suite's CLI.
+"""``rsna-mammo bench WHAT``: the benchmark suite's CLI, one sub-subcommand per benchmark.
 
 Each sub-subcommand lives in its own module with ``add_arguments(parser)`` and
 ``run(args) -> int``; only the one invoked is imported (no torch at import time).
@@ -22,6 +22,26 @@ SUBCOMMANDS = {
     ),
     "train": ("benchmarks.model_bench", "training images/s of a timm backbone: data from the loader vs in memory"),
     "infer": ("benchmarks.model_bench", "inference images/s of a timm backbone: data from the loader vs in memory"),
+    "speedup": (
+        "benchmarks.decode_speedup",
+        "the rsna-mammo decode command (all cores) vs a serial pydicom loop, per codec, in one run",
+    ),
+    "caches": (
+        "benchmarks.prepare_bench",
+        "decode once: JPEG 2000 vs its HTJ2K transcode, raw decode+chain vs the tensor cache",
+    ),
+    "reduced": (
+        "benchmarks.reduced_bench",
+        "reduced-resolution JPEG 2000 decode (--decode-scale): images/s per scale, the loader, fidelity",
+    ),
+    "reliability": (
+        "benchmarks.reliability",
+        "malformed corpus, fuzzing and a loader soak: inputs handled, crashes, hangs, memory growth, leaks",
+    ),
+    "train-reference": (
+        "benchmarks.train_reference",
+        "the CPU reference training run (synth, train, predict as separate processes), scored per breast",
+    ),
     "report": ("benchmarks.report", "markdown table and PNG plot from result JSON files"),
 }
 

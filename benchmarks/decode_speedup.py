@@ -1,6 +1,6 @@
-"""Issue 2's check: ``rsna-mammo decode`` on all cores vs a serial pydicom loop, per codec.
+"""``rsna-mammo bench speedup``: ``rsna-mammo decode`` on all cores vs a serial pydicom loop, per codec.
 
-    python -m benchmarks.decode_speedup --json FILE [--data DIR] [--files N] [--repeats R]
+    rsna-mammo bench speedup --json FILE [--data DIR] [--files N] [--repeats R]
 
 Side by side in one run, on the same full-size synthetic files (3328×2560, 12-bit,
 JPEG 2000 lossless .90 and lossless JPEG SV1 .70; made once in the bench cache) or on
@@ -9,7 +9,9 @@ the files of ``--data``: the command ``rsna-mammo decode FILES --out TMP --stage
 writing one ``.npy`` per file, as a user runs it) against
 ``for p in files: pydicom.dcmread(p).pixel_array``. The first pass is the warm-up and
 checks the command's ``.npy`` outputs against pydicom exactly; then ``--repeats``
-interleaved rounds; medians are compared. The goal (issue 2): ≥ 1.6× on 2 cores.
+interleaved rounds; medians are compared. The goal: the command decodes at least 1.6×
+as many images per second as the serial pydicom loop on 2 cores (:data:`GOAL`;
+``summary.meets_goal`` per codec).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+
+from decode.errors import UsageError
 
 from .schema import BenchResult
 
@@ -142,8 +146,7 @@ def speedups(rows: Sequence[BenchResult]) -> dict[str, float | None]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.decode_speedup", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", required=True, metavar="FILE", help="result file; {machine} and {date} are filled in")
     p.add_argument("--data", metavar="DIR", help="folder searched for *.dcm (default: synthetic full-size files)")
     p.add_argument("--files", type=int, default=6, help="synthetic files per codec (default: 6)")
@@ -152,9 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="timed rounds after the warm-up (default: 3)")
     p.add_argument("--workers", type=int, default=0, help="rsna-mammo decode --workers (default: all cores)")
     p.add_argument("--cache", metavar="DIR", help="synthetic file cache (default: ~/.cache/rsna-mammo/bench)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+
+def run(args: argparse.Namespace) -> int:
     from decode.chain import parse_size
     from decode.cli_decode import find_dicoms
     from decode.parallel import default_workers
@@ -166,7 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .synthdata import default_cache, synthesize
 
     if args.repeats < 1:
-        p.error("--repeats must be >= 1")
+        raise UsageError("--repeats must be >= 1")
+    if args.files < 1 or args.workers < 0 or args.limit < 0:
+        raise UsageError("--files must be >= 1; --workers and --limit >= 0 (0: all cores / no limit)")
     cache = args.cache or default_cache()
     if args.data:
         paths = find_dicoms([args.data])
@@ -175,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = [q for qs in made.values() for q in qs]
     groups, errors = scan(paths, args.limit)
     if not groups:
-        p.error("no readable DICOM files")
+        raise UsageError(f"no readable DICOM files in {args.data or cache}")
     tmp = os.path.join(cache, "tmp")
     os.makedirs(tmp, exist_ok=True)
     rows: list[BenchResult] = []
@@ -212,7 +217,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"wrote {dump(doc, expand_path(args.json, machine))}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,8 @@
-"""Decode once, measured: JPEG 2000 vs its HTJ2K transcode, and raw decode+chain vs the tensor cache.
+"""``rsna-mammo bench caches``: decode once, measured: JPEG 2000 vs its HTJ2K transcode, and raw
+decode+chain vs the tensor cache.
 
-On full-size (3328×2560) 12-bit synthetic JPEG 2000 mammograms (:mod:`decode.testing.synth`):
+On 12-bit synthetic JPEG 2000 mammograms (:mod:`decode.testing.synth`; full size, 3328×2560, unless
+``--height``/``--width`` say otherwise):
 
 * ``decode`` rows: :func:`decode.decoding.decode_file` (backend ``auto``, the same path
   for both) on the original .90 files and on the ``rsna-mammo prepare --format htj2k``
@@ -13,10 +15,14 @@ On full-size (3328×2560) 12-bit synthetic JPEG 2000 mammograms (:mod:`decode.te
 
 All timings are single-process wall clock on the CPU (no asynchronous work): warm-up,
 then timed repeats over every file; figures are medians over the repeats. Goals
-(issue 7): HTJ2K ≥ 10× faster to decode than JPEG 2000, tensor cache ≥ 50× faster
-than raw decode+chain. Run::
+(:data:`GOALS`, ``summary.goals_met``): the HTJ2K transcode decodes at least 10× faster than
+the JPEG 2000 original, and the tensor cache feeds at least 50× faster than raw decode+chain.
+``bench decode --caches`` runs the same measurement (:func:`run_bench`) beside the raw figures.
 
-    python -m benchmarks.prepare_bench            # writes benchmarks/results/prepare-cpu-<date>.json
+The document keeps this benchmark's own row layout (schema row fields plus
+``seconds_per_image`` and ``repeats``), so ``bench report`` does not read it. Run::
+
+    rsna-mammo bench caches --json 'benchmarks/results/prepare-cpu-{date}.json'
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from decode.errors import UsageError
+
 GOALS = {"htj2k_vs_j2k_decode": 10.0, "tensor_cache_vs_j2k_decode_chain": 50.0}
 NOTE = (
     "Measured on a machine shared with other jobs: timings are noisy (see spread); the lead may re-run "
-    "`python -m benchmarks.prepare_bench`. Single process, CPU, page cache warm for every reader."
+    "`rsna-mammo bench caches`. Single process, CPU, page cache warm for every reader."
 )
 
 
@@ -129,6 +137,14 @@ def row(
 
 
 def run_bench(work: str, *, files: int, height: int, width: int, size, repeats: int, workers: int) -> dict:
+    """Make the files under ``work``, build both caches with ``run_prepare``, time every path.
+
+    Returns:
+        ``{"rows": [row dicts, see :func:`row`], "summary": {ratios, goals, goals_met, ...}}``.
+
+    Raises:
+        RuntimeError: ``prepare`` failed on a file.
+    """
     from dali_pipelines.loader import DicomLoader, SampleReader
     from dali_pipelines.tensor_cache import TensorCacheReader
     from decode import syntax as TS
@@ -203,55 +219,44 @@ def run_bench(work: str, *, files: int, height: int, width: int, size, repeats: 
     return {"rows": rows, "summary": summary}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--files", type=int, default=6)
-    p.add_argument("--height", type=int, default=3328)
-    p.add_argument("--width", type=int, default=2560)
-    p.add_argument("--size", default="2048x1024", help="tensor cache size HxW (default 2048x1024)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--files", type=int, default=6, help="synthetic JPEG 2000 files (default: 6)")
+    p.add_argument("--height", type=int, default=3328, help="synthetic image height (default: 3328)")
+    p.add_argument("--width", type=int, default=2560, help="synthetic image width (default: 2560)")
+    p.add_argument("--size", default="2048x1024", metavar="HxW", help="tensor cache size (default: 2048x1024)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes over the files for the slow paths")
     p.add_argument("--workers", type=int, default=0, help="processes for synth and prepare (default: all cores)")
-    p.add_argument("--work", help="scratch folder (default: a temporary one, removed)")
-    p.add_argument("--json", help="output (default benchmarks/results/prepare-cpu-<date>.json)")
-    args = p.parse_args(argv)
+    p.add_argument("--work", metavar="DIR", help="scratch folder, kept (default: a temporary one, removed)")
+    p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
+
+
+def run(args: argparse.Namespace) -> int:
+    from decode.atomic import atomic_write
     from decode.chain import parse_size
     from decode.parallel import default_workers
 
-    from .machine import machine_record
+    from .machine import expand_path, machine_record
+    from .schema import options_of
 
     size = parse_size(args.size)
+    if args.files < 1 or args.height < 1 or args.width < 1 or args.repeats < 1 or args.workers < 0:
+        raise UsageError("--files, --height, --width and --repeats must be >= 1; --workers >= 0 (0: all cores)")
     workers = args.workers or default_workers()
-    date = datetime.date.today().isoformat()
-    out = args.json or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"prepare-cpu-{date}.json")
+    opts = dict(files=args.files, height=args.height, width=args.width, size=size, repeats=args.repeats)
     if args.work:
         os.makedirs(args.work, exist_ok=True)
-        res = run_bench(
-            args.work,
-            files=args.files,
-            height=args.height,
-            width=args.width,
-            size=size,
-            repeats=args.repeats,
-            workers=workers,
-        )
+        res = run_bench(args.work, workers=workers, **opts)
     else:
         with tempfile.TemporaryDirectory(prefix="prepare-bench-") as work:
-            res = run_bench(
-                work,
-                files=args.files,
-                height=args.height,
-                width=args.width,
-                size=size,
-                repeats=args.repeats,
-                workers=workers,
-            )
+            res = run_bench(work, workers=workers, **opts)
     machine = machine_record(with_torch=False)
-    machine["date"] = date
+    machine["date"] = datetime.date.today().isoformat()
     doc = {
         "machine": machine,
         "config": {
             "schema_version": 1,
-            "command": "python -m benchmarks.prepare_bench " + " ".join(argv or sys.argv[1:]),
+            "command": "bench caches",
+            "options": options_of(args),
             "files": args.files,
             "height": args.height,
             "width": args.width,
@@ -266,9 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         "results": res["rows"],
         "summary": res["summary"],
     }
-    from decode.atomic import atomic_write
-
-    atomic_write(out, json.dumps(doc, indent=1, default=str) + "\n")
+    out = None
+    if args.json:
+        out = atomic_write(expand_path(args.json, machine), json.dumps(doc, indent=1, default=str) + "\n")
+        print(f"wrote {out}", file=sys.stderr)
     s = res["summary"]
     print(
         json.dumps(
@@ -277,7 +283,3 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

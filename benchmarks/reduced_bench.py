@@ -15,10 +15,10 @@ Reusable pieces (schema rows, any caller, e.g. a GPU box's quick tier):
 A backend name ``NAME@SCALE`` marks a decode-scale row; height × width stay the frame
 size (so MPix/s is frame pixels per second, comparable with full-resolution rows).
 
-The committed reference run (``python -m benchmarks.reduced_bench --json
-'benchmarks/results/{machine}-{date}-reduced.json'``) measures all three on full-size
-synthetic files, a hold-out style synthetic set (the test split of ``rsna-mammo synth``
-at full size: every synthetic machine, both codecs) and pydicom's bundled files.
+``rsna-mammo bench reduced`` is the reference run (committed as
+``benchmarks/results/{machine}-{date}-reduced.json``): all three on full-size synthetic
+files, a hold-out style synthetic set (the test split of ``rsna-mammo synth`` at full
+size: every synthetic machine, both codecs) and pydicom's bundled files.
 """
 
 from __future__ import annotations
@@ -401,31 +401,35 @@ def pydicom_files() -> list[str]:
 # --- the reference run ---------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="DIR", help="JPEG 2000 files to time (default: synthetic full-size .90 files)")
+    p.add_argument("--files", type=int, default=6, help="synthetic files (default: 6)")
+    p.add_argument("--size", default="1024x512", metavar="HxW", help="loader / quality target size (default: 1024x512)")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds (default: 3)")
+    p.add_argument("--batch-size", type=int, default=4, help="loader batch size (default: 4)")
+    p.add_argument("--holdout-patients", type=int, default=3, help="test patients of the hold-out style set")
+    p.add_argument("--cache", metavar="DIR", help="synthetic file cache (default: ~/.cache/rsna-mammo/bench)")
+    p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
+
+
+def run(args: argparse.Namespace) -> int:
     from decode.chain import parse_size
     from decode.parallel import default_workers
     from decode.syntax import JPEG2000_LOSSLESS
 
     from .machine import expand_path, machine_record
-    from .schema import dump, make_document
+    from .schema import dump, make_document, options_of
     from .synthdata import bench_files, default_cache
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.reduced_bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", metavar="DIR", help="JPEG 2000 files to time (default: synthetic full-size .90 files)")
-    p.add_argument("--files", type=int, default=6, help="synthetic files (default 6)")
-    p.add_argument("--size", default="1024x512", metavar="HxW", help="loader / quality target size (default 1024x512)")
-    p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--holdout-patients", type=int, default=3, help="test patients of the hold-out style set")
-    p.add_argument("--cache", metavar="DIR", help="synthetic file cache (default ~/.cache/rsna-mammo/bench)")
-    p.add_argument("--json", metavar="FILE", help="write the results; {machine} and {date} are filled in")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    size = parse_size(args.size)
+    if args.files < 1 or args.repeats < 1 or args.batch_size < 1 or args.holdout_patients < 1 or args.workers < 0:
+        raise UsageError(
+            "--files, --repeats, --batch-size and --holdout-patients must be >= 1; --workers >= 0 (0: all cores)"
+        )
     import pydicom  # noqa: F401  (pydicom sets its logger's level when imported: import it first)
 
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)  # its decoders log tracebacks for files it refuses
-    size = parse_size(args.size)
     workers = args.workers or default_workers()
     cache = args.cache or default_cache()
     paths = bench_files(args.data, cache=cache, files=args.files, progress=False)
@@ -468,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = {
         "command": "reduced-bench",
-        "options": {k: v for k, v in sorted(vars(args).items()) if isinstance(v, (str, int, float, type(None)))},
+        "options": options_of(args),
         "size": list(size),
         "workers": workers,
         "files": len(j2k),
@@ -505,7 +509,3 @@ def _pydicom_third() -> dict:
         out["errors"] += res["errors"]
     out["summary"] = quality_summary(out["files"])
     return out
-
-
-if __name__ == "__main__":
-    sys.exit(main())

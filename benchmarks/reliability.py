@@ -1,10 +1,13 @@
-"""Reliability figures: malformed corpus, fuzzing, a loader soak, and the row account.
+"""``rsna-mammo bench reliability``: malformed corpus, fuzzing, a loader soak, and the row account.
 
-    python -m benchmarks.reliability --json benchmarks/results/reliability-<date>.json
+    rsna-mammo bench reliability --json 'benchmarks/results/reliability-{date}.json'
 
 Writes inputs tried, handled (typed one-line error or exact pixels), crashed and hung
 (on the default decode path; other backends' contained native crashes are listed),
 resident-memory growth over the soak, leaked worker processes, and rows unaccounted.
+The document has ``machine``, ``config`` and ``summary`` but no result rows (it counts
+outcomes, it times nothing), so ``bench report`` does not read it. :func:`run_soak` is also
+the loader soak test's measurement.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import tempfile
 import time
 
 from decode.atomic import atomic_write
+from decode.errors import UsageError
 
 
 def run_corpus(folder: str) -> dict[str, object]:
@@ -115,16 +119,19 @@ def run_soak(folder: str, files: int, epochs: int, workers: int = 2) -> dict[str
     }
 
 
-def main(argv: list[str] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", required=True)
-    ap.add_argument("--fuzz", type=int, default=1000, help="mutated inputs to try")
-    ap.add_argument("--soak-files", type=int, default=3000)
-    ap.add_argument("--soak-epochs", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    from benchmarks.machine import machine_record
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", required=True, metavar="FILE", help="result file; {machine} and {date} are filled in")
+    p.add_argument("--fuzz", type=int, default=1000, help="mutated inputs to try (default: 1000)")
+    p.add_argument("--soak-files", type=int, default=3000, help="small DICOMs the loader soak reads (default: 3000)")
+    p.add_argument("--soak-epochs", type=int, default=3, help="loader soak epochs (default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fuzz mutations (default: 0)")
 
+
+def run(args: argparse.Namespace) -> int:
+    from .machine import expand_path, machine_record
+
+    if args.fuzz < 0 or args.soak_files < 1 or args.soak_epochs < 1:
+        raise UsageError("--fuzz must be >= 0; --soak-files and --soak-epochs >= 1")
     tmp = tempfile.mkdtemp(prefix="rsna-reliability-")
     try:
         corpus = run_corpus(os.path.join(tmp, "corpus"))
@@ -164,10 +171,7 @@ def main(argv: list[str] = None) -> int:
         "fuzz": fuzz,
         "soak": soak,
     }
-    atomic_write(args.json, json.dumps(doc, indent=2))
+    out = atomic_write(expand_path(args.json, doc["machine"]), json.dumps(doc, indent=2))
     print(json.dumps(doc["summary"], indent=2))
+    print(f"wrote {out}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,8 @@
 """The benchmark result format: ``{"machine", "config", "results"}`` with :class:`BenchResult` rows.
 
-Shared by every ``rsna-mammo bench`` subcommand, ``benchmarks/decode_speedup.py`` and
-``benchmarks/gpu_check.sh``. A document is plain JSON::
+Shared by the ``rsna-mammo bench`` subcommands and ``benchmarks/gpu_check.sh`` (``bench caches``
+adds ``seconds_per_image`` and ``repeats`` to its rows, and ``bench reliability`` writes counts
+without rows: ``bench report`` reads neither). A document is plain JSON::
 
     {"machine": {cpu, cpu_count, gpu, gpu_count, driver, cuda, python, platform,
                  versions: {library: version or null}, git_commit, git_dirty, date},

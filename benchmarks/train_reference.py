@@ -1,4 +1,4 @@
-"""``python -m benchmarks.train_reference --json FILE``: the CPU reference training run.
+"""``rsna-mammo bench train-reference --json FILE``: the CPU reference training run.
 
 Runs, as separate processes, exactly what a user would type::
 
@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
     import yaml
 
+    from decode.chain import parse_size
+    from decode.errors import UsageError
     from decode.parallel import default_workers
     from training.manifest import assign_folds, load_manifest
     from training.metrics import best_threshold, binarized_pf1, pfbeta, roc_auc
@@ -75,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
     out = os.path.abspath(args.out)
     data, run_dir, sub = os.path.join(out, "data"), os.path.join(out, "run1"), os.path.join(out, "submission.csv")
-    sh, sw = (int(v) for v in args.size.lower().split("x"))
-    ih, iw = (int(v) for v in args.img_size.lower().split("x"))
+    sh, sw = parse_size(args.size)
+    ih, iw = parse_size(args.img_size)
+    if args.patients < 1 or args.epochs < 1:
+        raise UsageError("--patients and --epochs must be >= 1")
     synth = ["synth", "--out", data, "--patients", str(args.patients), "--height", str(sh), "--width", str(sw)]
     train = ["train", "--data", data, "--out", run_dir, "--img-size", args.img_size, "--model", args.model]
     train += ["--epochs", str(args.epochs), "--device", "cpu", "--no-progress"]
@@ -186,13 +190,3 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
     print(f"wrote {path}", file=sys.stderr)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.train_reference", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -382,17 +382,24 @@ def test_decode_summary_ratios(decode_doc):
     assert s["gpu_best"] == "nvjpeg (batch 16)" and s["gpu_vs_pydicom"] == 10.0
 
 
-def test_decode_speedup_small_run(tmp_path, tiny_codec_files):
-    from benchmarks.decode_speedup import main
+def test_bench_speedup_small_run_through_the_cli(tmp_path, tiny_codec_files):
+    """``rsna-mammo bench speedup`` in-process: both rows per codec, exact, path template filled in."""
+    from benchmarks.machine import machine_slug
+    from training.cli import main
 
     cache, _ = tiny_codec_files
-    out = tmp_path / "speedup.json"
-    assert main(["--size", "64x48", "--files", "2", "--repeats", "1", "--cache", cache, "--json", str(out)]) == 0
+    argv = ["bench", "speedup", "--size", "64x48", "--files", "2", "--repeats", "1", "--cache", cache]
+    assert main([*argv, "--json", str(tmp_path / "{machine}-{date}-speedup.json")]) == 0
+    (out,) = tmp_path.glob("*-speedup.json")
     doc = schema.load(str(out))
+    assert out.name == f"{machine_slug(doc['machine'])}-{doc['machine']['date'][:10]}-speedup.json"
+    assert "{" not in out.name
     rows = schema.validate(doc)
     assert {(r.stage, r.backend) for r in rows} == {("baseline", "pydicom"), ("decode", "auto")}
     assert all(r.exact for r in rows) and len(rows) == 4
     assert set(doc["summary"]["speedup_vs_pydicom"]) == {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70"}
+    assert doc["config"]["command"] == "decode-speedup"  # what `bench report` knows as a decode run
+    assert doc["config"]["options"]["bench_command"] == "speedup"
 
 
 def test_bench_pipeline_small_run(tmp_path, tiny_dataset):
@@ -539,6 +546,35 @@ def test_bench_pipeline_and_infer_on_gpu(tmp_path, tiny_dataset):
     assert all(r.device == "cuda" and r.peak_gpu_mb is not None for r in rows)
 
 
+#: Every benchmark is a `rsna-mammo bench` subcommand; these were stand-alone scripts before.
+BENCH_MODULES = {
+    "decode": "benchmarks.decode_bench",
+    "pipeline": "benchmarks.pipeline_bench",
+    "train": "benchmarks.model_bench",
+    "infer": "benchmarks.model_bench",
+    "speedup": "benchmarks.decode_speedup",
+    "caches": "benchmarks.prepare_bench",
+    "reduced": "benchmarks.reduced_bench",
+    "reliability": "benchmarks.reliability",
+    "train-reference": "benchmarks.train_reference",
+    "report": "benchmarks.report",
+}
+
+
+def test_every_benchmark_is_a_registered_subcommand_with_add_arguments_and_run():
+    import importlib
+
+    from benchmarks.cli import SUBCOMMANDS
+
+    assert {name: module for name, (module, _help) in SUBCOMMANDS.items()} == BENCH_MODULES
+    for module in set(BENCH_MODULES.values()):
+        mod = importlib.import_module(module)
+        assert callable(mod.add_arguments) and callable(mod.run), module
+        assert not hasattr(mod, "main"), f"{module}: one entry point, `rsna-mammo bench`"
+        with open(mod.__file__, encoding="utf-8") as f:
+            assert "__main__" not in f.read(), f"{module}: run it as `rsna-mammo bench`, not `python -m`"
+
+
 def test_bench_help_lists_every_subcommand(capsys):
     from training.cli import main
 
@@ -546,12 +582,38 @@ def test_bench_help_lists_every_subcommand(capsys):
         main(["bench", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for name in ("decode", "pipeline", "train", "infer", "report"):
+    for name in BENCH_MODULES:
         assert name in out
         with pytest.raises(SystemExit) as e:
             main(["bench", name, "--help"])
         assert e.value.code == 0
         assert f"usage: rsna-mammo bench {name}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["speedup", "--repeats", "0"], "--repeats must be >= 1"),
+        (["speedup", "--files", "0"], "--files must be >= 1"),
+        (["caches", "--size", "2048"], "size '2048' is not HxW"),
+        (["caches", "--repeats", "0"], "--repeats must be >= 1"),
+        (["reduced", "--batch-size", "0"], "--batch-size and --holdout-patients must be >= 1"),
+        (["reduced", "--size", "0x512"], "size '0x512' must be positive"),
+        (["reliability", "--soak-epochs", "0"], "--soak-files and --soak-epochs >= 1"),
+        (["reliability", "--fuzz", "-1"], "--fuzz must be >= 0"),
+        (["train-reference", "--img-size", "256"], "size '256' is not HxW"),
+        (["train-reference", "--epochs", "0"], "--patients and --epochs must be >= 1"),
+    ],
+)
+def test_bench_subcommands_refuse_bad_options_in_one_line_before_any_work(tmp_path, capsys, argv, message):
+    """A bad option is a UsageError: exit 2, one line naming the problem, nothing written or made."""
+    from training.cli import main
+
+    work = ["--out", str(tmp_path / "work")] if argv[0] == "train-reference" else []
+    assert main(["bench", *argv, *work, "--json", str(tmp_path / "{machine}.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rsna-mammo bench: ") and message in err and "\n" not in err, err
+    assert os.listdir(tmp_path) == []
 
 
 def test_bench_decode_reports_caches_beside_raw(tmp_path):
