@@ -39,7 +39,7 @@ HELPS = {
     "predict": "write a complete submission (one row per prediction_id) and errors.csv from raw DICOMs",
     "prepare": "decode once: lossless HTJ2K transcode or a preprocessed-tensor cache (atomic, resumable, sharded)",
     "export": "export a checkpoint as an ONNX model or a torch.export program for deployment",
-    "bench": "benchmarks: decode, speedup, reduced, pipeline, caches, train, infer, reliability, train-reference, report",
+    "bench": "benchmarks (decode, speedup, reduced, pipeline, caches, train, infer, reliability...) and reports",
 }
 
 
