@@ -8,7 +8,8 @@ For every transfer syntax present in the data, side by side in one run:
   in a process pool over all cores (:func:`decode.parallel.map_files`), reported as
   backend ``auto`` with its worker count;
 * per-core rows (``workers=1``): ``auto`` and every available registry backend that
-  decodes the syntax, through :func:`decode.decoding.decode_file` (no fallback);
+  decodes the syntax, through :func:`decode.decoding.decode_file` (a named backend without
+  the pydicom fallback, so its failures show; ``auto`` with it, as the default path);
 * for JPEG 2000 / HTJ2K, reduced-resolution rows (``openjpeg@1/2``, ``@1/4``, ``@1/8``,
   one core): OpenJPEG stopping 1–3 resolution levels early, as ``--decode-scale`` does
   (:func:`benchmarks.reduced_bench.bench_reduced_decode`; no exactness check: there is no

@@ -10,12 +10,15 @@ GPU figures (per codec, 12-bit first, then 14-bit while the budget lasts):
   ``pixel_array`` with nvImageCodec's own pydicom decoder plugin, one file at a time;
 * full tier: ``decode`` / ``dali`` and ``loader`` / ``dali`` the same way;
 * ``infer`` / ``memory``: a timm model's inference images/s at the chain size in bf16
-  (channels_last) on a batch already on the device, so the decode-vs-model balance shows.
+  (channels_last) on a batch already on the device, so the decode-vs-model balance shows;
+* ``e2e`` / ``eager`` and ``compiled``: ``predict`` end to end on the 12-bit files with the
+  nvImageCodec engine (:func:`run_e2e_figure`).
 
-CPU baselines (last): the project's default (``auto`` over all cores), the serial pydicom
-and dicomsdl loops, and OpenJPEG's reduced-resolution decode of the 12-bit JPEG 2000 files at
-full, 1/2 and 1/4 over all cores (``openjpeg@<scale>``). GPU rows are timed with CUDA events
-around whole passes; peak device memory is ``cudaMemGetInfo`` above the level before.
+CPU baselines (last): the project's default (``auto`` over all cores), ``auto`` on one
+core, the serial pydicom and dicomsdl loops, and OpenJPEG's reduced-resolution decode of
+the 12-bit JPEG 2000 files at full, 1/2 and 1/4 over all cores (``openjpeg@<scale>``).
+GPU rows are timed with CUDA events around whole passes; peak device memory is
+``cudaMemGetInfo`` above the level before.
 """
 
 from __future__ import annotations
@@ -353,8 +356,8 @@ def run_cpu_baselines(ctx: dict, rows: list, row_bits: list, save) -> None:
     """The CPU on this machine, in a fresh process (``benchmarks.gpu_check_cpu``): no CUDA there, so
     its worker pools fork as ``rsna-mammo decode``'s do, and nothing of the GPU phases lingers.
 
-    Rows: pydicom / dicomsdl serial baselines and ``auto`` over all cores (12-bit files), then
-    OpenJPEG's reduced-resolution decode over all cores (``openjpeg@<scale>``).
+    Rows: pydicom / dicomsdl serial baselines and ``auto`` over all cores and on one core
+    (12-bit files), then OpenJPEG's reduced-resolution decode over all cores (``openjpeg@<scale>``).
     """
     import json
     import subprocess

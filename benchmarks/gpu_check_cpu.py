@@ -5,8 +5,9 @@
 
 Writes ``{"rows": [BenchResult dicts], "summary": {...}}``: for the ``--baseline`` files (one
 transfer syntax after another) the serial pydicom and dicomsdl loops and ``auto`` over all
-cores (:func:`benchmarks.decode_bench.bench_group`), then OpenJPEG's reduced-resolution decode
-of the ``--reduced`` files at full, 1/2 and 1/4 over all cores, while the budget lasts.
+cores and on one core (:func:`benchmarks.decode_bench.bench_group`), then OpenJPEG's
+reduced-resolution decode of the ``--reduced`` files at full, 1/2 and 1/4 over all cores,
+while the budget lasts.
 """
 
 from __future__ import annotations

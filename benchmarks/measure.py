@@ -114,9 +114,10 @@ def reset_gpu_peak() -> None:
 
 
 def gpu_peak_mb() -> float | None:
-    """Peak GPU memory since :func:`reset_gpu_peak`: torch's allocator plus CuPy's pool (MiB).
+    """GPU memory in MiB: torch's allocator peak since :func:`reset_gpu_peak` plus what CuPy's pool holds.
 
-    None when neither torch (with CUDA) nor CuPy has been used in this process.
+    CuPy's part is the pool's current size (it keeps freed blocks, so it is close to its
+    peak). None when neither torch (with CUDA) nor CuPy has been used in this process.
     """
     import sys
 

@@ -2,7 +2,8 @@
 
 The same timm backbone (``pretrained=False``, one input channel, one logit) runs the
 same number of steps twice: on one batch already on the device (``backend="memory"``:
-the model's own ceiling) and on batches from :class:`DicomLoader` (``backend="loader"``).
+the model's own ceiling) and on batches from :class:`~dali_pipelines.loader.DicomLoader`
+(``backend="loader"``).
 The ratio loader / memory is the share of the model's speed the loader delivers.
 
 Timing: on a GPU, CUDA events recorded on the current stream around each window of

@@ -20,9 +20,10 @@ the 1/8 thumbnail for the box when needed, then the chosen resolution level) and
 ``loader`` with backend ``<backend>@auto`` (``DicomLoader(decode_scale="auto")``). The
 plain ``loader`` row decodes at full resolution.
 
-Rows of the first five stages report the frame size (height × width of the files);
-resize, collate, h2d and loader report the output size. Everything up to collate runs
-on the CPU in this build (the GPU decode pipeline adds its own stages when present).
+Rows of the first four stages report the frame size (height × width of the files);
+resize, collate, h2d and loader report the output size. The stages up to collate run on
+the CPU (the registry backends and numpy); the ``loader`` rows run the loader's engine
+(``--engine``, ``--device``), so on a GPU they time the GPU engine end to end.
 """
 
 from __future__ import annotations

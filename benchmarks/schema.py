@@ -31,7 +31,8 @@ spread         (max − min) / median of images/s over the repeats (0 for one re
 workers        processes decoding (1: serial in the measuring process)
 batch_size     images per batch (1 for per-file decode)
 peak_host_mb   peak resident memory of the process tree during the repeats, MiB
-peak_gpu_mb    peak GPU memory (torch / CuPy pools), MiB; null on the CPU
+peak_gpu_mb    peak GPU memory, MiB (torch / CuPy pools; ``cudaMemGetInfo`` in the GPU
+               check); null on the CPU
 exact          output equals pydicom's ``pixel_array`` on every file of the first pass
                (null where no comparison applies)
 ============== ==========================================================================
@@ -211,7 +212,7 @@ def load(path: str) -> dict[str, Any]:
     """Read and validate a result file.
 
     Raises:
-        ValueError: not JSON, or not a valid document (the message names the file).
+        UsageError: not JSON, or not a valid document (the message names the file).
     """
     try:
         with open(path, encoding="utf-8") as f:

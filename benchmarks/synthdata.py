@@ -117,7 +117,7 @@ def bench_files(
     """The files a benchmark runs on: ``*.dcm`` under ``data``, or synthetic full-size ones.
 
     Raises:
-        ValueError: ``data`` holds no ``*.dcm`` file.
+        UsageError: ``data`` holds no ``*.dcm`` file.
     """
     from decode.cli_decode import find_dicoms
 

@@ -92,7 +92,8 @@ def resolve_engine(engine: str, device: str) -> tuple[str, str]:
     """``(engine to use, why)`` for a loader on ``device`` (``"cpu"`` or ``"cuda"``).
 
     Raises:
-        ValueError: an unknown name, or a named engine that cannot run here (the message says why).
+        UsageError: an unknown name, or a named engine that cannot run here
+            (the message says why).
     """
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
@@ -472,9 +473,10 @@ def assemble(loader, decoded: DecodedBatch, device: str) -> dict | None:
     """A decoded batch → the loader's batch dict: chain on the device, torch tensors, failures, notes.
 
     The chain writes into a torch tensor's memory directly (a CuPy view of it on CUDA, a
-    numpy view on the CPU): the batch is never copied. Every sample carries its header, so
-    Pixel Padding, the header's laterality (``loader.laterality``) and LUT images apply as
-    on the CPU engine. Returns None for a batch with no image and no failure (only padding).
+    numpy view on the CPU): the batch is never copied. Each sample's header (carried with
+    it, or read again here when a record without it needs it for a LUT) lets Pixel Padding,
+    the header's laterality (``loader.laterality``) and LUT images apply as on the CPU
+    engine. Returns None for a batch with no image and no failure (only padding).
     """
     import torch
 

@@ -6,10 +6,10 @@ GPU path, no host round trip anywhere::
     (same device pointer all the way; the DALI buffer stays alive while referenced)
 
 Synchronisation: DALI's ``__cuda_array_interface__`` carries no stream, so ordering is
-set when the pipeline runs: :meth:`DecodeRunner` calls ``pipe.run(stream)`` with
-:func:`current_stream_ptr` (torch's current stream when torch has CUDA initialised,
-else CuPy's), which makes the outputs ready *in that stream's order* without a host
-wait. CuPy work is then issued on the same stream (:func:`cupy_stream`), and
+set when the pipeline runs: :class:`~dali_pipelines.pipelines.DecodeRunner` calls
+``pipe.run(stream)`` with :func:`current_stream_ptr` (torch's current stream when torch
+has CUDA initialised, else CuPy's), which makes the outputs ready *in that stream's
+order* without a host wait. CuPy work is then issued on the same stream (:func:`cupy_stream`), and
 ``torch.from_dlpack`` passes torch's current stream to CuPy's ``__dlpack__``, which
 inserts an event wait only if the streams differ. nvImageCodec images are decoded on
 the stream the nvImageCodec engine works on and viewed as CuPy arrays without the host

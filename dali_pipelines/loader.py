@@ -108,7 +108,7 @@ class DicomLoader:
         data_root: the dataset folder the paths come from; when it holds a tensor cache
             (``tensor_index.json``, made by ``rsna-mammo prepare --format tensor``) the
             loader reads the cache instead of decoding (refused if made for another size,
-            chain version or decode scale).
+            chain version, flip, decode scale, ``laterality`` or ``for_processing``).
         decode_scale: ``"auto"`` (default) decodes each JPEG 2000 / HTJ2K image at the
             coarsest resolution level whose breast crop still covers ``size`` (see
             :mod:`decode.scale`); ``"full"``, ``"1/2"``, ``"1/4"`` fix it. CPU engine only: the

@@ -14,11 +14,12 @@ decode on the CPU there; lossless JPEG is routed to the workers' CPU backend).
 :class:`DecodeRunner` runs it epoch by epoch. A batch that still fails inside DALI (a
 codestream whose body is corrupt) does not stop anything: its samples are decoded one
 by one with a batch-1 pipeline, and the ones that fail there too go to the CPU backend
-(in a contained child process). The pipeline is never rebuilt for an error. At start the
-12-bit probe of every codec is decoded (:func:`decode.routing.calibrate`, shared with the
-nvImageCodec engine); a codec the GPU decodes wrongly (e.g. nvJPEG's all-zero 9–15-bit
-lossless JPEG before 13.0.2) is routed to the CPU for the whole run, and a decoder that
-stretches ``p``-bit output to 16 bits is undone per sample from its codestream precision.
+(in a contained child process when ``timeout`` is set, else in this process). The
+pipeline is never rebuilt for an error. At start the 12-bit probe of every codec is
+decoded (:func:`decode.routing.calibrate`, shared with the nvImageCodec engine); a codec
+the GPU decodes wrongly (e.g. nvJPEG's all-zero 9–15-bit lossless JPEG before 13.0.2) is
+routed to the CPU for the whole run, and a decoder that stretches ``p``-bit output to 16
+bits is undone per sample from its codestream precision.
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ class DecodeRunner:
         threads: DALI CPU threads.
         prefetch: batches ahead.
         backend: CPU backend for routed and fallback samples.
-        probe: check each codec on a tiny image first (GPU) and route wrong ones to the CPU.
+        probe: check each codec on a tiny image first and route wrong ones to the CPU.
         fail_indices: test hook, see :class:`~dali_pipelines.source.DicomSource`.
         timeout: seconds one file may take in a source worker (read + CPU decode) before
             it is reported as failed (None: no limit).

@@ -3,11 +3,12 @@
 DALI's worker processes (started with ``spawn``; they never touch CUDA) call
 :class:`DicomSource` once per sample. It turns the row into a
 :class:`~dali_pipelines.records.SampleRecord` (read, parse, route, CPU decode where the
-GPU must not decode; see :mod:`dali_pipelines.records`) and returns its six outputs. The
-record is made in a child process of the DALI worker with a per-file timeout
-(:class:`~dali_pipelines.records.ContainedPreparer`): a read or decoder that hangs or
-crashes costs its row only, never the pipeline. The callback never raises (an exception
-would fail the whole batch), except ``StopIteration`` at the end of the epoch.
+GPU must not decode; see :mod:`dali_pipelines.records`) and returns its seven outputs.
+With a per-file ``timeout`` (the loader's default is 300 s) the record is made in a child
+process of the DALI worker (:class:`~dali_pipelines.records.ContainedPreparer`): a read or
+decoder that hangs or crashes costs its row only, never the pipeline; with ``timeout=None``
+it is made in the DALI worker itself. The callback never raises (an exception would fail
+the whole batch), except ``StopIteration`` at the end of the epoch.
 
 The row order of each epoch is read from an :class:`EpochPlan` file that the main
 process writes before the epoch starts (the sampler lives there, the workers cannot

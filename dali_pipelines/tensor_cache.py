@@ -15,8 +15,9 @@ Each image is the loader's chain output (:func:`decode.chain.preprocess` with
 ``stage="crop"``, the cache's ``size`` and ``flip``): float32 in [0, 1], stored as
 ``uint16 = round(x * 65535)`` (absolute error ≤ 7.7e-6) and read back as
 ``float32 = uint16 / 65535``. The index holds the cache parameters (size, chain
-version, flip, dtype, scale, decode scale) and, per image id: shard, byte offset, shape, checksum
-(blake2b-128 of the stored values), crop box, flipped, the source file's size and
+version, flip, stage, dtype, scale, decode scale, laterality, FOR PROCESSING policy) and,
+per image id: shard, byte offset, shape, checksum (blake2b-128 of the stored values),
+crop box, flipped, resolution levels dropped, the row's notes, the source file's size and
 mtime, and its ``{split}_images/<patient_id>/<image_id>.dcm`` relative path.
 """
 
@@ -221,7 +222,8 @@ def read_index(root: str) -> dict:
     """Load and sanity-check ``root/tensor_index.json``.
 
     Raises:
-        ValueError: missing, unreadable or not a tensor cache index of a known version.
+        UsageError: missing, unreadable or not a tensor cache index of a
+            known version.
     """
     path = os.path.join(root, TENSOR_INDEX)
     try:
@@ -323,7 +325,8 @@ class TensorCacheReader:
         reason), as they would when decoding the raw data.
 
         Raises:
-            ValueError: the cache was made for another size, chain version, flip or decode scale, or
+            UsageError: the cache was made with other parameters (size,
+                chain version, flip, decode scale, laterality, FOR PROCESSING policy), or
                 some paths are neither in it nor in its error report (the message says
                 which and how to rebuild).
         """

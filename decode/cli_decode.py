@@ -212,7 +212,8 @@ def say(line: str) -> None:
 
 
 def run(args: argparse.Namespace, *, gpu: Callable | None = None) -> int:
-    """Decode ``args.files``; exit status 0 when every file was written, 1 otherwise.
+    """Decode ``args.files``; exit status 0 when every file was written or left out by
+    ``--for-processing skip``, 1 when one failed or is unaccounted for.
 
     Args:
         args: the command's options (``args.device`` already resolved to cpu or cuda).

@@ -44,6 +44,7 @@ def decode_pixels(dfile: DicomFile, backend: str = "auto", *, fallback: bool = T
 
     Raises:
         DicomError: the file could not be decoded (the message names it).
+        UsageError: ``backend`` is an unknown name or its libraries do not import.
     """
     ts = dfile.meta.transfer_syntax
     if not decodable_syntax(ts):

@@ -293,6 +293,7 @@ def read_dicom(path: str | os.PathLike) -> DicomFile:
 
     Raises:
         UnreadableDicomError: missing, empty, a directory, not DICOM, or a truncated header.
+        CorruptDicomError: pydicom read the file but said it is truncated.
         UnsupportedDicomError / CorruptDicomError: see :func:`meta_from_dataset`.
     """
     import pydicom

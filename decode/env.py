@@ -55,7 +55,8 @@ def _version(module: str, dists=(), *, load: bool = True) -> str | None:
 
 
 def gpu_info() -> dict[str, str | None]:
-    """GPU name, driver-visible CUDA version and torch's CUDA build (None when absent)."""
+    """GPU name and count, and torch's CUDA build: ``torch_cuda`` always, ``cuda`` only when torch
+    sees a GPU (both ``torch.version.cuda``, not the driver's; None when absent)."""
     info = {"gpu": None, "cuda": None, "torch_cuda": None, "gpu_count": 0}
     try:
         import torch
@@ -74,7 +75,7 @@ def collect(with_torch: bool = True, *, no_import: tuple = ()) -> dict[str, obje
     """Everything ``env`` prints, as a dict (also recorded in benchmark JSON).
 
     Args:
-        with_torch: import torch (and timm) and ask it for the GPU.
+        with_torch: import torch (and timm, kornia) and ask torch for the GPU.
         no_import: printed names (e.g. ``"nvidia-dali"``) whose version is read from package
             metadata instead of importing the module (the GPU check's quick tier never imports DALI).
     """

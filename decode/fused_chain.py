@@ -5,12 +5,13 @@ One fused VOI kernel, then the shared crop/resize code (the GPU engines' chain).
 The per-pixel part — rescale (min–max case) + VOI window (LINEAR / LINEAR_EXACT /
 SIGMOID / step) + MONOCHROME1 inversion + scale to [0, 1] + cast — runs as one
 ``cupy.ElementwiseKernel`` pass with per-image float32 parameters (the record
-:func:`dali_pipelines.source.make_params` builds from ``decode.voi.window_params``).
+:func:`record_params` builds from :func:`decode.voi.window_params`).
 Breast box, crop, flip and resize+pad are the array-module functions of
 :mod:`decode.crop` / :mod:`decode.resize`, unchanged, on CuPy arrays.
 
 Every function also accepts numpy arrays: then the kernel is replaced by the same
-arithmetic in numpy (identical to :func:`decode.voi.apply_voi`); the GPU engines' CPU
+arithmetic in numpy (bit-identical to :func:`decode.voi.apply_voi` for the window kinds,
+within 1 ulp for min–max); the GPU engines' CPU
 variants run it that way, and so do the tests on a machine without a GPU. VOI LUT Sequence / Modality LUT
 images need their header (``meta``) and go through :func:`decode.voi.apply_voi`.
 """

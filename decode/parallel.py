@@ -4,7 +4,8 @@ Each worker is a process with its own pipe. A task that makes its worker die (a 
 decoder's SIGSEGV or abort) or run past ``timeout`` seconds is reported as that item's
 failure (a :class:`~decode.errors.CorruptDicomError`); the worker is killed if needed and
 replaced, and every other item completes. Used by ``rsna-mammo decode``, the
-`DicomLoader`'s CPU path, ``prepare`` and the benchmarks.
+`DicomLoader`'s engines (the CPU workers, the nvImageCodec engine's readers, the DALI
+source's per-file child), ``prepare`` and the benchmarks.
 """
 
 from __future__ import annotations

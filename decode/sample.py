@@ -84,7 +84,8 @@ def read_sample(
     Raises:
         DicomError: a one-line reason naming the file (``SkippedDicomError`` when
             ``for_processing="skip"`` leaves it out).
-        ValueError: a bad ``decode_scale``, or a fixed reduced scale where OpenJPEG is unavailable.
+        UsageError: a bad ``decode_scale``, or a fixed reduced scale where
+            OpenJPEG is unavailable.
     """
     check_decode_scale(decode_scale)
     path = os.fspath(path)

@@ -45,7 +45,7 @@ def check_decode_scale(scale: str) -> str:
     """Validate a decode scale name and return it.
 
     Raises:
-        ValueError: not one of :data:`DECODE_SCALES` (the message lists them).
+        UsageError: not one of :data:`DECODE_SCALES` (the message lists them).
     """
     if scale not in DECODE_SCALES:
         raise UsageError(f"unknown decode scale {scale!r}; allowed: {', '.join(DECODE_SCALES)}")
@@ -64,7 +64,7 @@ def require_reduced_decoder(scale: str) -> None:
     :func:`effective_scale`).
 
     Raises:
-        ValueError: the scale cannot be honoured here (the message says why).
+        UsageError: the scale cannot be honoured here (the message says why).
     """
     check_decode_scale(scale)
     if FIXED_REDUCTION.get(scale, 0) == 0:

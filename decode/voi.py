@@ -25,8 +25,9 @@ VoiKind = Literal["linear", "sigmoid", "step", "lut", "minmax"]
 
 @dataclass(frozen=True)
 class WindowParams:
-    """Per-image VOI parameters (float32 on the device): ``t = (x − center) · scale + offset``.
+    """Per-image VOI parameters: ``t = (x − center) · scale + offset``.
 
+    Host floats; :meth:`as_array` packs them as the float32 record the GPU chain takes.
     ``kind`` "linear": clip(t, 0, 1); "sigmoid": 1/(1+exp(−t)); "step": t > 0;
     "lut" / "minmax": handled by :func:`apply_voi` itself. ``x`` is the stored value.
     """

@@ -1,10 +1,11 @@
 """Checkpoint files: the format ``train`` writes and ``predict``/``export`` read, and RNG states.
 
 A checkpoint is a ``torch.save``'d dict of tensors and plain values (``torch.load(...,
-weights_only=True)`` reads it): ``format``, ``model_name``, ``img_size``, ``config``,
-``decode_scale``, ``chain_version``, ``prior``, ``agg``, ``threshold``, ``model`` (the
-weights inference uses: EMA's when the run used EMA), and in ``last.pt`` everything a
-resumed run needs (optimizer, scheduler, scaler, sampler, per-rank RNG states, history).
+weights_only=True)`` reads it): ``format``, ``version``, ``model_name``, ``img_size``,
+``config``, ``decode_scale``, ``chain_version``, ``prior``, ``agg``, ``threshold`` and
+``model``: in ``best.pt`` the weights validation scored (EMA's when the run used EMA), in
+``last.pt`` the live training weights, beside ``ema`` and everything a resumed run needs
+(optimizer, scheduler, scaler, sampler, per-rank RNG states, history).
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ def load_checkpoint(path: str) -> dict:
 
 
 def model_from_checkpoint(ck: dict, device: str):
-    """The inference model of a checkpoint (EMA weights when the run used EMA), in eval mode."""
+    """The model of a checkpoint's ``model`` weights, in eval mode.
+
+    From ``best.pt`` those are the EMA weights when the run used EMA; from ``last.pt`` the live
+    training weights (its EMA weights are under ``ema`` and are not used here).
+    """
     import torch
 
     from .model import create_model

@@ -1,7 +1,8 @@
 """`TrainConfig`: every training option in one validated dataclass, saved as YAML.
 
-Precedence when the CLI builds one: dataclass defaults < ``--config FILE`` < flags given
-on the command line. ``RUN/config.yaml`` records the resolved config of a run.
+Precedence when the CLI builds one: dataclass defaults < ``--config FILE`` < ``RUN/config.yaml``
+(with ``--resume``) < flags given on the command line. ``RUN/config.yaml`` records the
+resolved config of a run.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class TrainConfig:
     grad_clip: float | None = 5.0  # max grad norm (None: off)
     device: str = "auto"
     engine: str = "auto"  # loader engine: auto | dali | nvimgcodec | cpu
-    workers: int | None = None  # decode processes (None: all cores)
+    workers: int | None = None  # decode processes per training process (None: the node's cores shared among them)
     backend: str = "auto"  # CPU decode backend
     decode_scale: str = "auto"  # JPEG 2000 decode resolution (decode.scale): auto | full | 1/2 | 1/4
     folds: int = 4

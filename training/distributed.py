@@ -41,7 +41,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     """Start the process group when launched by torchrun; pick this process's device.
 
     Args:
-        device: ``auto``, ``cpu`` or ``cuda`` (resolved by :func:`dali_pipelines.resolve_device`).
+        device: ``auto``, ``cpu`` or ``cuda`` (resolved by :func:`dali_pipelines.devices.resolve_device`).
 
     Returns:
         :class:`DistInfo`; for CUDA the device is ``cuda:<LOCAL_RANK>`` and made current.

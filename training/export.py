@@ -35,7 +35,8 @@ def export_model(ckpt: str, out: str, *, format: ExportFormat = "onnx", opset: i
     """Export ``ckpt`` to ``out``; returns the metadata written with it and the check's figures.
 
     Raises:
-        ValueError: unknown format, a wrong suffix, or an export that does not match the checkpoint.
+        UsageError: unknown format, a wrong suffix, or a file that is not an rsna-mammo checkpoint.
+        ValueError: the exported model's logits differ from the checkpoint's (nothing is written).
     """
     import torch
 

@@ -84,7 +84,7 @@ def load_predictor(path: str, device: str, *, compile_mode: str | None = None) -
             :data:`COMPILE_MODES` (``reduce-overhead`` captures CUDA graphs on the GPU).
 
     Raises:
-        ValueError: unreadable file, not one of ours, or a bad option (one line).
+        UsageError: unreadable file, not one of ours, or a bad option (one line).
     """
     if not os.path.isfile(path):
         raise UsageError(f"{path}: model file not found")
@@ -178,7 +178,7 @@ def check_compatible(predictors: Sequence[Predictor]) -> dict:
     """The shared loader settings of an ensemble; raises when members disagree.
 
     Raises:
-        ValueError: one line naming the setting and the files that differ.
+        UsageError: one line naming the setting and the files that differ.
     """
     first = predictors[0]
     for p in predictors[1:]:

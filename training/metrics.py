@@ -83,7 +83,9 @@ def best_threshold(labels, scores) -> tuple[float, float]:
     among equally good thresholds the highest is kept (fewest positives called).
 
     Returns:
-        ``(best binarized pF1, threshold)``; ``(0.0, 0.5)`` when nothing scores above 0.
+        ``(best binarized pF1, threshold)``; ``(0.0, 0.5)`` when there is no positive label
+        (no threshold then gives a pF1 above 0). All-zero scores with a positive label give
+        threshold 0.0.
     """
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     y = _as_binary(labels)

@@ -38,7 +38,8 @@ def create_model(
         head_prior: the classifier starts out predicting this probability (see :func:`init_head`).
 
     Raises:
-        ValueError: unknown model name or unreadable weights.
+        UsageError: unknown model name, or a weights file that is missing,
+            unreadable or matches none of the model's tensors.
     """
     import timm
 

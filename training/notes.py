@@ -2,7 +2,8 @@
 
 The loader notes FOR PROCESSING images, a header laterality that the image content
 contradicts, header elements ignored as malformed and what the libraries said while
-reading; ``train``, ``predict`` and ``prepare`` write them beside ``errors.csv``.
+reading; ``train`` and ``predict`` write them beside ``errors.csv`` (``prepare --format
+tensor`` keeps each row's notes in its ``tensor_index.json`` entry).
 """
 
 from __future__ import annotations

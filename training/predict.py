@@ -277,7 +277,10 @@ def load_models(files, device: str, compile_mode: str | None):
 
 
 def make_loader(paths, data, shared: dict, meta: dict, info, batch: int, **options):
-    """The loader that feeds inference: the models' image size, decode scale, flip and laterality."""
+    """The loader that feeds inference: the models' image size, decode scale and laterality.
+
+    The flip is the loader's default (on), as in training, which has no other setting.
+    """
     from dali_pipelines.loader import DicomLoader
     from decode.parallel import default_workers
 

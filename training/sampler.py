@@ -1,10 +1,11 @@
 """`BalancedSampler`: batches with a fixed share of positives (≥ 1 per batch).
 
-An epoch visits every negative once, in a seeded shuffle; each batch of ``batch_size``
-rows holds ``n_pos = max(1, round(batch_size * pos_ratio))`` positives drawn from a
-cycling shuffle of the positives (oversampled when they are rare, as in the winning
-RSNA recipe: ~1:7). The order depends only on ``(seed, epoch)``, so resuming needs just
-``state_dict()``.
+An epoch visits every negative once (fewer when ``max_batches`` caps it), in a seeded
+shuffle; each batch of ``batch_size`` rows holds ``n_pos = max(1, round(batch_size *
+pos_ratio))`` positives (at most ``batch_size − 1``) drawn from a cycling shuffle of the
+positives (oversampled when they are rare, as in the winning RSNA recipe: ~1:7). Without
+both classes (or with ``batch_size`` 1) it is a plain seeded shuffle. The order depends
+only on ``(seed, epoch)``, so resuming needs just ``state_dict()``.
 
 For ``world`` processes the sampler emits ``world`` batches per step interleaved
 row by row, so the loader's ``order[rank::world]`` sharding hands every rank whole

@@ -4,8 +4,9 @@ Each backend states which transfer syntaxes it decodes and which modules it need
 ``backend="auto"`` picks, per transfer syntax, the first available entry of
 :data:`AUTO_ORDER` (the exact backends, fastest first as ``rsna-mammo bench decode``
 measures them per codec). dicomsdl is not in it: it segfaults on some corrupt streams,
-so it runs only when named (and then inside a worker process, where a crash costs one
-file). pydicom's ``pixel_array`` is the universal fallback.
+so it runs only when named (``rsna-mammo decode`` and the loader run decoders in worker
+processes by default, where a crash costs one file; a direct :func:`get_backend` call runs
+it in the caller's process). pydicom's ``pixel_array`` is the universal fallback.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ AUTO_ORDER: list[str] = ["native", "imagecodecs", "pylibjpeg", "pydicom"]
 
 
 def register_backend(backend: Backend, *, first: bool = False) -> None:
-    """Add (or replace) a backend; ``first=True`` makes ``auto`` prefer it."""
+    """Add (or replace) a backend; ``first=True`` makes ``auto`` prefer it, else it goes just before pydicom."""
     BACKENDS[backend.name] = backend
     if backend.name in AUTO_ORDER:
         AUTO_ORDER.remove(backend.name)
@@ -81,8 +82,8 @@ def get_backend(name: str, transfer_syntax: str) -> Backend:
     """Resolve ``name`` (or ``"auto"``) to a backend that decodes ``transfer_syntax``.
 
     Raises:
-        ValueError: unknown name (the message lists the allowed values) or the named
-            backend is unavailable / does not handle the syntax.
+        UsageError: unknown name (the message lists the allowed values)
+            or the named backend is unavailable / does not handle the syntax.
     """
     if name == "auto":
         for n in AUTO_ORDER:

@@ -58,7 +58,9 @@ class Backend:
             ``(rows, columns)`` array of ``dfile.meta.dtype`` (uint16 / int16 / uint8).
 
         Raises:
-            CorruptDicomError: the decoder failed or its output disagrees with the header.
+            CorruptDicomError: the codestream header or the decoder's output disagrees with
+                the DICOM header, or the decoder failed.
+            UnsupportedDicomError: the codestream holds colour components.
         """
         if not self.is_reference:
             check_codestream(dfile)

@@ -1,7 +1,7 @@
 """Mutations of valid DICOM files for fuzzing, and the check each mutated file must pass.
 
-A mutated file must end, on every CPU backend, either as a :class:`DicomError` or as
-pixels equal to pydicom's own ``pixel_array`` of the same bytes — never a crash, a hang,
+A mutated file must end, on every CPU backend, either as a :class:`~decode.errors.DicomError`
+or as pixels equal to pydicom's own ``pixel_array`` of the same bytes — never a crash, a hang,
 or pixels that disagree with the reference. Used by the tests (hypothesis) and by
 ``benchmarks/reliability.py`` (figures).
 """

@@ -185,7 +185,8 @@ def to_stored(img01: np.ndarray, bits: int, photometric: str) -> tuple[np.ndarra
     """Quantise a [0, 1] image to ``bits`` and pick a window that shows the tissue.
 
     Returns:
-        ``(uint16 stored values, (center, width))``; MONOCHROME1 stores the inverse.
+        ``(stored values, (center, width))``: uint16 for ``bits`` > 8, else uint8;
+        MONOCHROME1 stores the inverse.
     """
     top = (1 << bits) - 1
     stored = np.round(img01 * top).astype(np.uint16 if bits > 8 else np.uint8)

@@ -49,7 +49,8 @@ class PrepareConfig:
         verify: ``"quick"``: a done row is trusted when its source and output files have the
             recorded sizes (and mtimes); ``"full"``: done rows are re-decoded and checksummed.
         engine: tensor only: ``"auto"``, ``"dali"``, ``"nvimgcodec"`` or ``"cpu"`` — the loader's
-            engines (``auto``: a GPU engine where CUDA is, else the CPU workers). An HTJ2K
+            engines (``auto``: the CPU workers while a reduced decode scale applies, else a GPU
+            engine where CUDA is, else the CPU workers; see :meth:`resolved_engine`). An HTJ2K
             transcode is always decoded on the CPU: it is verified against that decode.
         decode_scale: tensor only: how JPEG 2000 sources are decoded (:mod:`decode.scale`;
             ``"auto"``, the loader's default, decodes only the resolution ``size`` needs).
@@ -154,7 +155,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     """``"i/n"`` → ``(i, n)``; None → torchrun's ``RANK``/``WORLD_SIZE`` or ``(0, 1)``.
 
     Raises:
-        ValueError: malformed, out of range, or in conflict with torchrun's environment.
+        UsageError: malformed, out of range, or in conflict with torchrun's environment.
     """
     env_world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     env = (int(os.environ.get("RANK", "0") or 0), env_world)

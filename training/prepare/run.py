@@ -46,7 +46,7 @@ def manifest_rows(data: str) -> tuple[list[Row], dict[str, dict]]:
         (stage ``manifest``) for ids that would leave the data root or repeat an id.
 
     Raises:
-        ValueError: neither CSV exists, or one lacks its id columns.
+        UsageError: neither CSV exists, or one lacks its id columns.
     """
     rows: list[Row] = []
     errors: dict[str, dict] = {}
@@ -93,10 +93,10 @@ def run_prepare(cfg: PrepareConfig, *, progress: Callable[[int], None] | None = 
         progress: called with the number of rows just finished (for a progress bar).
 
     Returns:
-        A :class:`PrepareReport` (this shard) with the whole-cache :class:`CacheCheck`.
+        A :class:`PrepareReport` (this shard) with the whole-cache :class:`~training.prepare.state.CacheCheck`.
 
     Raises:
-        ValueError: bad data root, or ``out`` holds a cache made with other parameters.
+        UsageError: bad data root, or ``out`` holds a cache made with other parameters.
     """
     t0 = time.perf_counter()
     rows, manifest_errors = manifest_rows(cfg.data)

@@ -2,7 +2,9 @@
 
 Everything lives in the cache root::
 
-    _prepare/params.json           what the cache is (format, and size/flip/chain for tensors)
+    _prepare/params.json           what the cache is (format; HTJ2K: transfer syntax; tensor:
+                                   size, flip, chain version, stage, dtype, decode scale,
+                                   laterality, FOR PROCESSING policy)
     _prepare/journal/<tag>-*.json  one record per finished row (ok or error), written
                                    atomically after the row's output was renamed into place
     _prepare/done/<i>of<n>.json    shard i of n finished (its counts)
@@ -68,7 +70,7 @@ def check_params(out: str, params: dict) -> None:
     """Record ``params`` for a new cache, or refuse a cache made with other parameters.
 
     Raises:
-        ValueError: ``out`` already holds a cache made with different parameters.
+        UsageError: ``out`` already holds a cache made with different parameters.
     """
     path = os.path.join(out, PARAMS_FILE)
     with locked(out):
