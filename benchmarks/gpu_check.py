@@ -105,7 +105,7 @@ def parse_args(argv):
     p.add_argument("--files", type=int, default=6, help="files per codec and bit depth (default 6)")
     p.add_argument("--repeat-files", type=int, default=4, help="each file decoded this often per timed pass")
     p.add_argument("--batch", type=int, default=16, help="loader batch size (default 16)")
-    p.add_argument("--workers", type=int, default=0, help="reader processes (default: cores / 2)")
+    p.add_argument("--workers", type=int, default=0, help="reader processes (default: half the cores, at least 2)")
     p.add_argument("--repeats", type=int, default=2, help="timed repeats after a warm-up (default 2)")
     p.add_argument("--budget", type=float, default=None, help="seconds for everything (quick 200, full 270)")
     p.add_argument("--pytest-timeout", type=float, default=90.0)

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from typing import Any
 
+from decode.env import nvidia_smi
+
 log = logging.getLogger(__name__)
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,24 +38,6 @@ def git_state() -> dict[str, Any]:
     sha = _run(["git", "rev-parse", "HEAD"])
     status = _run(["git", "status", "--porcelain", "--untracked-files=no"]) if sha else None
     return {"git_commit": sha, "git_dirty": None if status is None else bool(status)}
-
-
-def nvidia_smi() -> dict[str, Any]:
-    """GPU name, count, driver and the driver's CUDA version from ``nvidia-smi`` (None without one)."""
-    info: dict[str, Any] = {"gpu": None, "gpu_count": 0, "driver": None, "cuda": None}
-    if shutil.which("nvidia-smi") is None:
-        return info
-    names = _run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
-    if names:
-        lines = [ln.split(",") for ln in names.splitlines() if ln.strip()]
-        info["gpu"] = lines[0][0].strip()
-        info["gpu_count"] = len(lines)
-        info["driver"] = lines[0][1].strip() if len(lines[0]) > 1 else None
-    banner = _run(["nvidia-smi"])
-    m = re.search(r"CUDA Version:\s*([\d.]+)", banner or "")
-    if m:
-        info["cuda"] = m.group(1)
-    return info
 
 
 def _dist_version(name: str) -> str | None:

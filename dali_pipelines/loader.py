@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from decode.backends import BACKENDS
 from decode.errors import UsageError
 from decode.intent import check_for_processing
 from decode.laterality import check_laterality_source
@@ -156,6 +157,8 @@ class DicomLoader:
             raise UsageError(f"{len(labels)} labels for {len(paths)} paths")
         if engine not in ENGINES:
             raise UsageError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+        if backend != "auto" and backend not in BACKENDS:  # else every row would fail, one by one
+            raise UsageError(f"unknown backend {backend!r}; allowed: auto, {', '.join(BACKENDS)}")
         self.paths = [os.fspath(p) for p in paths]
         self.labels = None if labels is None else np.asarray(labels, dtype=np.float32)
         self.batch_size = batch_size

@@ -10,7 +10,7 @@ import numpy as np
 
 from .backends import BACKENDS, get_backend
 from .dicom import DicomFile, read_dicom
-from .errors import DicomError, UnsupportedDicomError, as_dicom_error
+from .errors import DicomError, UnsupportedDicomError, UsageError, as_dicom_error
 from .liblog import capture, one_line
 from .meta import DicomMeta
 
@@ -104,10 +104,11 @@ def decode_file(path: str | os.PathLike, backend: str = "auto", *, fallback: boo
 
     Raises:
         DicomError: a one-line reason naming ``path``; any other failure is wrapped too.
+        UsageError: ``backend`` is an unknown name or its libraries do not import.
     """
     try:
         return decode_pixels(read_dicom(path), backend, fallback=fallback)
-    except DicomError:
+    except (DicomError, UsageError):  # a bad backend name is the caller's mistake, not the file's
         raise
     except Exception as exc:
         raise as_dicom_error(os.fspath(path), exc) from None

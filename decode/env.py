@@ -54,18 +54,50 @@ def _version(module: str, dists=(), *, load: bool = True) -> str | None:
     return str(getattr(m, "__version__", None) or "installed")
 
 
-def gpu_info() -> dict[str, str | None]:
-    """GPU name and count, and torch's CUDA build: ``torch_cuda`` always, ``cuda`` only when torch
-    sees a GPU (both ``torch.version.cuda``, not the driver's; None when absent)."""
-    info = {"gpu": None, "cuda": None, "torch_cuda": None, "gpu_count": 0}
+def nvidia_smi() -> dict[str, object]:
+    """GPU name, count, driver and the driver's CUDA version from ``nvidia-smi`` (None without one)."""
+    import re
+    import shutil
+    import subprocess
+
+    info: dict[str, object] = {"gpu": None, "gpu_count": 0, "driver": None, "cuda": None}
+    if shutil.which("nvidia-smi") is None:
+        return info
+
+    def run(cmd):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10.0)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    names = run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
+    if names:
+        lines = [ln.split(",") for ln in names.splitlines() if ln.strip()]
+        info["gpu"] = lines[0][0].strip()
+        info["gpu_count"] = len(lines)
+        info["driver"] = lines[0][1].strip() if len(lines[0]) > 1 else None
+    m = re.search(r"CUDA Version:\s*([\d.]+)", run(["nvidia-smi"]) or "")
+    if m:
+        info["cuda"] = m.group(1)
+    return info
+
+
+def gpu_info() -> dict[str, object]:
+    """The GPU as the driver and torch see it.
+
+    ``gpu``, ``gpu_count``, ``driver`` and ``cuda`` (the driver's CUDA version) from
+    ``nvidia-smi``; ``torch_cuda``: the CUDA torch was built with. A GPU torch sees but
+    ``nvidia-smi`` does not list is named from torch. None / 0 where absent.
+    """
+    info = {**nvidia_smi(), "torch_cuda": None}
     try:
         import torch
 
         info["torch_cuda"] = torch.version.cuda
-        if torch.cuda.is_available():
+        if info["gpu"] is None and torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
             info["gpu_count"] = torch.cuda.device_count()
-            info["cuda"] = torch.version.cuda
     except Exception:
         pass
     return info

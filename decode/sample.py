@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .chain import Preprocessed, Stage, preprocess
 from .decoding import DecodedImage, decode_pixels
 from .dicom import read_dicom
-from .errors import DicomError, as_dicom_error
+from .errors import DicomError, UsageError, as_dicom_error
 from .intent import apply_intent_policy
 from .liblog import one_line
 from .meta import DicomMeta
@@ -103,8 +103,8 @@ def read_sample(
             return Sample(pre, dfile.meta, "openjpeg", None, note)
     try:
         dec = decode_pixels(dfile, backend)
-    except DicomError:
-        raise  # the exact decoders' verdict on a bad file (the reduced attempt's is not repeated)
+    except (DicomError, UsageError):
+        raise  # the exact decoders' verdict on a bad file (the reduced one's is not repeated), or a bad backend name
     except Exception as exc:
         raise as_dicom_error(path, exc) from None
     pre = preprocess(dec.pixels, dec.meta, stage=stage, size=size, flip=flip, laterality=laterality)

@@ -111,3 +111,19 @@ def test_errors_pickle_round_trip():
     e = CorruptDicomError("/x/y.dcm", "bad\nthing")
     e2 = pickle.loads(pickle.dumps(e))
     assert type(e2) is CorruptDicomError and e2.path == "/x/y.dcm" and e2.reason == "bad thing"
+
+
+def test_an_unknown_backend_is_the_callers_mistake_not_the_files(tmp_path):
+    from decode.errors import UsageError
+    from decode.sample import read_sample
+    from decode.testing.synth import write_dicom
+
+    path = write_dicom(str(tmp_path / "ok.dcm"), np.zeros((8, 6), np.uint16), bits_stored=12)
+    with pytest.raises(UsageError, match="unknown backend 'nope'; allowed: auto"):
+        decode_file(path, "nope")
+    with pytest.raises(UsageError, match="unknown backend 'nope'"):
+        read_sample(path, backend="nope")
+    from dali_pipelines.loader import DicomLoader
+
+    with pytest.raises(UsageError, match="unknown backend 'nope'"):
+        DicomLoader([path], size=(8, 6), backend="nope", device="cpu")

@@ -290,3 +290,24 @@ def test_bench_infer_e2e_small_run(tiny_dataset, tmp_path):
             assert s["slowest_stage"] in ("loader", "model") and s["engine"] == "cpu"
     assert {("infer", "memory-eager", None), ("infer", "memory-onnx", None)} <= rows
     assert main(["bench", "infer", "--e2e", "--variants", "eager,fast", "--data", str(tmp_path)]) == 2
+
+
+def test_inference_from_last_pt_uses_the_ema_weights_validation_scored(tmp_path):
+    from training.checkpoint import load_checkpoint, model_from_checkpoint
+    from training.model import create_model
+
+    torch.manual_seed(5)
+    ema = create_model("test_resnet").state_dict()
+    live = make_checkpoint(tmp_path / "live.pt", seed=3)
+    live_sd = torch.load(live, weights_only=True)["model"]
+    last = make_checkpoint(tmp_path / "last.pt", seed=3, kind="last", ema={"model": ema, "decay": 0.99})
+    best = make_checkpoint(tmp_path / "best.pt", seed=3, kind="best")
+    no_ema = make_checkpoint(tmp_path / "last_no_ema.pt", seed=3, kind="last", ema=None)
+    key = next(k for k, v in ema.items() if v.is_floating_point() and not torch.equal(v, live_sd[k]))
+
+    def weights(path):
+        return model_from_checkpoint(load_checkpoint(path), "cpu").state_dict()[key]
+
+    assert torch.equal(weights(last), ema[key])  # last.pt: its EMA weights
+    assert torch.equal(weights(best), live_sd[key])  # best.pt: "model" (already the EMA's when a run used EMA)
+    assert torch.equal(weights(no_ema), live_sd[key])  # a run without EMA: the live weights

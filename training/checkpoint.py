@@ -65,17 +65,19 @@ def load_checkpoint(path: str) -> dict:
 
 
 def model_from_checkpoint(ck: dict, device: str):
-    """The model of a checkpoint's ``model`` weights, in eval mode.
+    """The inference model of a checkpoint, in eval mode: the weights validation scored.
 
-    From ``best.pt`` those are the EMA weights when the run used EMA; from ``last.pt`` the live
-    training weights (its EMA weights are under ``ema`` and are not used here).
+    Those are the EMA weights when the run used EMA: ``model`` in ``best.pt``; in ``last.pt``,
+    whose ``model`` holds the live training weights (what a resumed run continues from), the
+    ones under ``ema``.
     """
     import torch
 
     from .model import create_model
 
     model = create_model(ck["model_name"])
-    model.load_state_dict(ck["model"])
+    ema = ck.get("ema") if ck.get("kind") == "last" else None
+    model.load_state_dict(ema["model"] if ema else ck["model"])
     model = model.to(device).eval()
     if ck.get("config", {}).get("channels_last", True):
         model = model.to(memory_format=torch.channels_last)

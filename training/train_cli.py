@@ -58,7 +58,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="loader engine (default auto: DALI when it imports and CUDA is there, else nvImageCodec on CUDA, "
         "else CPU workers)",
     )
-    p.add_argument("--workers", type=int, help="decode processes per training process (default: all cores)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="decode processes per training process (default: all cores, shared among torchrun's local processes)",
+    )
     p.add_argument("--folds", type=int, help="K folds grouped by patient, stratified by cancer (default 4)")
     p.add_argument("--fold", type=int, help="validation fold (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt with its saved config")

@@ -46,8 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--engine",
         choices=["auto", "dali", "nvimgcodec", "cpu"],
         default="auto",
-        help="tensor format: decode + chain with the loader's engine (auto: a GPU engine where CUDA is, else CPU "
-        "workers); htj2k is always decoded on the CPU",
+        help="tensor format: decode + chain with the loader's engine (auto: CPU workers while a reduced "
+        "--decode-scale applies, which only they decode; else a GPU engine where CUDA is); htj2k is always "
+        "decoded on the CPU",
     )
     p.add_argument(
         "--shard", metavar="i/n", help="take rows i, i+n, ... (default: torchrun's RANK/WORLD_SIZE, else 0/1)"
