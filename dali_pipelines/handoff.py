@@ -114,8 +114,3 @@ def data_ptr(obj) -> int:
     except Exception:
         pass
     return int(np.asarray(obj).__array_interface__["data"][0])
-
-
-def shares_memory(a, b) -> bool:
-    """True when ``a`` and ``b`` start at the same address (the zero-copy check)."""
-    return data_ptr(a) == data_ptr(b)
