@@ -6,8 +6,10 @@ import os
 import signal
 import time
 
-from decode.errors import DicomError
-from decode.parallel import map_files
+import pytest
+
+from decode.errors import CorruptDicomError, DicomError
+from decode.parallel import WorkerPool, map_files
 
 
 def square_or_die(x):
@@ -36,3 +38,84 @@ def test_all_items_accounted_with_crash_hang_and_error():
 def test_in_process_path_same_results():
     out = sorted((it, ok, res) for it, ok, res in map_files(square_or_die, ["3", "1"], workers=1))
     assert out == [("1", True, 1), ("3", True, 9)]
+
+
+def pid_of(_item):
+    return os.getpid()
+
+
+def fail_as_dicom(item):
+    raise CorruptDicomError(f"/data/{item}.dcm", "bad tile")
+
+
+def test_workers_default_to_the_usable_cores():
+    from decode.parallel import default_workers
+
+    assert default_workers() == len(os.sched_getaffinity(0))
+
+
+def test_in_process_only_for_one_worker_without_timeout():
+    here = os.getpid()
+    assert [res for _, _, res in map_files(pid_of, ["a"], workers=1)] == [here]
+    assert [res for _, _, res in map_files(pid_of, ["a", "b"], workers=1, timeout=30)] != [here, here]
+    assert [res for _, _, res in map_files(pid_of, ["a"], workers=4)] == [here]  # never more workers than items
+    assert list(map_files(pid_of, [], workers=4, timeout=5)) == []
+
+
+def test_failures_keep_their_own_error_or_name_the_item():
+    out = {it: (ok, res) for it, ok, res in map_files(fail_as_dicom, ["x"], workers=1)}
+    ok, err = out["x"]
+    assert not ok and type(err) is CorruptDicomError and err.path == "/data/x.dcm" and err.reason == "bad tile"
+    ok, err = next(iter(map_files(square_or_die, ["raise"], workers=1)))[1:]
+    assert not ok and isinstance(err, DicomError) and err.path == "raise" and "boom" in err.reason
+
+
+def test_crash_and_timeout_reports_name_the_items_path_and_the_pool_goes_on():
+    with WorkerPool(square_or_die, 1, timeout=1.0, path_of=lambda it: f"/data/{it}.dcm") as pool:
+        for k, it in enumerate(["segv", "hang", "6"]):
+            pool.submit(k, it)
+        assert pool.pending == 3
+        got = {k: (ok, res) for k, ok, res in pool.results()}
+        assert pool.pending == 0
+    ok, err = got[0]
+    assert not ok and type(err) is CorruptDicomError
+    assert (err.path, err.reason) == ("/data/segv.dcm", "the decoder crashed its worker process")
+    ok, err = got[1]
+    assert not ok and (err.path, err.reason) == ("/data/hang.dcm", "timed out after 1 s (worker killed)")
+    assert got[2] == (True, 36)  # the replaced worker took the next item
+
+
+def test_next_result_waits_at_most_its_timeout_and_refuses_an_empty_pool():
+    with WorkerPool(square_or_die, 1) as pool:
+        with pytest.raises(LookupError, match=r"^no item is pending$"):
+            pool.next_result()
+        pool.submit("k", "hang")
+        t0 = time.monotonic()
+        assert pool.next_result(timeout=0.3) is None
+        assert 0.25 <= time.monotonic() - t0 < 5
+        pool.submit("q", "3")
+        assert pool.pending == 2
+        procs = [w.proc for w in pool._workers]
+    assert not any(p.is_alive() for p in procs)  # close() killed the busy worker
+    assert pool.pending == 0
+
+
+def test_queue_beyond_the_workers_and_keys_come_back():
+    with WorkerPool(square_or_die, 2) as pool:
+        assert len(pool._workers) == 2
+        for k in range(5):
+            pool.submit(("row", k), str(k))
+        assert pool.pending == 5
+        got = sorted(pool.results())
+    assert got == [(("row", k), True, k * k) for k in range(5)]
+
+
+def test_fork_only_without_cuda_modules(monkeypatch):
+    import sys
+    import types
+
+    from decode.parallel import _context
+
+    assert _context().get_start_method() == "fork"
+    monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))
+    assert _context().get_start_method() == "spawn"
