@@ -69,15 +69,11 @@ class ModuleSpec:
 
 
 MODULES: dict[str, ModuleSpec] = {
-    "voi": ModuleSpec(
-        "decode/voi.py", ("tests/test_voi.py", "tests/test_header_values.py", "tests/test_decode_cases.py")
-    ),
-    "crop": ModuleSpec("decode/crop.py", ("tests/test_geometry.py", "tests/test_crop.py")),
-    "resize": ModuleSpec("decode/resize.py", ("tests/test_geometry.py",)),
-    "chain": ModuleSpec("decode/chain.py", ("tests/test_geometry.py", "tests/test_chain.py")),
-    "dicom": ModuleSpec(
-        "decode/dicom.py", ("tests/test_header_values.py", "tests/test_decode_cases.py", "tests/test_bad_inputs.py")
-    ),
+    "voi": ModuleSpec("decode/voi.py", ("tests/test_voi.py", "tests/test_header_values.py")),
+    "crop": ModuleSpec("decode/crop.py", ("tests/test_crop.py", "tests/test_geometry.py")),
+    "resize": ModuleSpec("decode/resize.py", ("tests/test_crop.py", "tests/test_geometry.py")),
+    "chain": ModuleSpec("decode/chain.py", ("tests/test_chain.py", "tests/test_geometry.py")),
+    "dicom": ModuleSpec("decode/dicom.py", ("tests/test_dicom.py", "tests/test_header_values.py")),
     "codestream": ModuleSpec("decode/codestream.py", ("tests/test_codestream.py",)),
     "parallel": ModuleSpec("decode/parallel.py", ("tests/test_parallel.py",)),
     "metrics": ModuleSpec("training/metrics.py", ("tests/test_metrics.py",)),
@@ -448,9 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n in names:
             results.append(run_module(scratch, n, MODULES[n], log=log))
             m = results[-1]
-            log(
-                f"{n}: killed {m['killed']}, survived {m['survived']}, equivalent {m['equivalent']}, score {m['score']:.1%}"
-            )
+            figures = f"killed {m['killed']}, survived {m['survived']}, equivalent {m['equivalent']}"
+            log(f"{n}: {figures}, score {m['score']:.1%}")
     finally:
         os.chdir(_REPO)
         shutil.rmtree(scratch, ignore_errors=True)
