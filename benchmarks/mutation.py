@@ -424,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still restores and removes the copy
     scratch = tempfile.mkdtemp(prefix="rsna-mutate-")
     started = datetime.datetime.now().astimezone()
     try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+import types
 
 import pytest
 
@@ -110,12 +112,44 @@ def test_queue_beyond_the_workers_and_keys_come_back():
     assert got == [(("row", k), True, k * k) for k in range(5)]
 
 
-def test_fork_only_without_cuda_modules(monkeypatch):
-    import sys
-    import types
-
+@pytest.mark.parametrize("name", ["cupy", "nvidia.dali", "nvidia.nvimgcodec"])
+def test_spawn_once_a_cuda_library_is_imported(monkeypatch, name):
     from decode.parallel import _context
 
     assert _context().get_start_method() == "fork"
-    monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))
+    monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     assert _context().get_start_method() == "spawn"
+
+
+def test_spawn_once_torch_has_initialised_cuda(monkeypatch):
+    from decode.parallel import _context
+
+    cuda_up = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True))
+    monkeypatch.setitem(sys.modules, "torch", cuda_up)
+    assert _context().get_start_method() == "spawn"
+    old_torch = types.SimpleNamespace(cuda=types.SimpleNamespace())  # no is_initialized: CUDA counts as down
+    monkeypatch.setitem(sys.modules, "torch", old_torch)
+    assert _context().get_start_method() == "fork"
+
+
+def test_default_workers_counts_this_process_cores_or_all_cores(monkeypatch):
+    from decode.parallel import default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3} if pid == 0 else set(range(8)))
+    assert default_workers() == 1
+    monkeypatch.delattr(os, "sched_getaffinity")  # no affinity API (macOS): the machine's cores
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert default_workers() == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert default_workers() == 1
+
+
+def test_closing_an_idle_pool_stops_its_workers_gracefully():
+    pool = WorkerPool(square_or_die, 2)
+    pool.submit(0, "2")
+    assert list(pool.results()) == [(0, True, 4)]
+    procs = [w.proc for w in pool._workers]
+    t0 = time.monotonic()
+    pool.close()
+    assert time.monotonic() - t0 < 4  # asked to stop, not waited out and killed
+    assert [p.exitcode for p in procs] == [0, 0]
