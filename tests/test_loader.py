@@ -47,10 +47,11 @@ class NotedRows(Rows):
         return self.image(i), (f"note {i}",) if i % 2 else ()
 
 
-def _loader(n=7, reader=None, **kw):
+def _loader(n=7, reader=Rows, **kw):
     kw.setdefault("batch_size", 3)
     kw.setdefault("workers", 0)
-    return DicomLoader([f"p{i}.dcm" for i in range(n)], size=SIZE, device="cpu", reader=reader or Rows(), **kw)
+    reader = reader() if reader is Rows else reader
+    return DicomLoader([f"p{i}.dcm" for i in range(n)], size=SIZE, device="cpu", reader=reader, **kw)
 
 
 def _rows(batches):
@@ -242,3 +243,44 @@ def test_effective_decode_scale_of_a_custom_reader_is_the_one_asked():
             decode_scale = "1/2"
 
     assert _loader(reader=WithParams()).effective_decode_scale() == "1/2"
+
+
+def test_documented_defaults():
+    ld = DicomLoader(["a.dcm"], reader=Rows())
+    assert (ld.batch_size, ld.size, ld.workers, ld.prefetch, ld.timeout) == (8, (512, 256), 2, 2, 300.0)
+    assert (ld.shard, ld.drop_last, ld.flip, ld.backend, ld.decode_scale) == ((0, 1), False, True, "auto", "auto")
+    assert (ld.for_processing, ld.laterality, ld.labels, ld.epoch) == ("warn", "content", None, 0)
+    assert ld.device == resolve_device("auto") and ld.failures == [] and ld.notes == []
+    reader = SampleReader(("a.dcm",), (8, 6))
+    assert (reader.backend, reader.flip, reader.decode_scale, reader.for_processing, reader.laterality) == (
+        "auto",
+        True,
+        "full",
+        "warn",
+        "content",
+    )
+    sample = DicomLoader(["a.dcm"], size=(8, 6), device="cpu", engine="cpu").reader
+    assert isinstance(sample, SampleReader) and sample.paths == ("a.dcm",) and sample.size == (8, 6)
+    assert (sample.backend, sample.flip, sample.laterality, sample.for_processing) == ("auto", True, "content", "warn")
+    assert sample.decode_scale == effective_scale("auto")
+
+
+def test_a_data_root_with_a_tensor_index_is_read_as_a_cache(tmp_path):
+    assert isinstance(_loader(reader=None, data_root=str(tmp_path)).reader, SampleReader)  # no index: decode
+    (tmp_path / "tensor_index.json").write_text("{}")
+    with pytest.raises(ValueError, match="tensor_index.json"):
+        DicomLoader(["a.dcm"], size=SIZE, device="cpu", data_root=str(tmp_path))
+
+
+def test_a_gpu_engine_reads_in_worker_processes_and_decodes_at_full_resolution(caplog):
+    """(Last in this file: it imports nvImageCodec, after which worker pools spawn instead of fork.)"""
+    pytest.importorskip("nvidia.nvimgcodec")
+    with caplog.at_level("WARNING", logger="dali_pipelines.loader"):
+        ld = DicomLoader(["a.dcm"], size=SIZE, device="cpu", engine="nvimgcodec", workers=0, decode_scale="full")
+        assert ld.workers == 1 and ld.effective_decode_scale() == "full"
+        assert caplog.text == ""
+        DicomLoader(["a.dcm"], size=SIZE, device="cpu", engine="nvimgcodec", decode_scale="auto")
+        assert caplog.text == ""  # auto: nothing to say
+        DicomLoader(["a.dcm"], size=SIZE, device="cpu", engine="nvimgcodec", decode_scale="1/2")
+        assert "decode scale 1/2 applies to the cpu engine; the nvimgcodec engine decodes at full" in caplog.text
+    assert _loader(workers=0).workers == 0  # the cpu engine may read in this process
