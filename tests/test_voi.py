@@ -46,6 +46,15 @@ def test_linear_width_exactly_one_is_a_step_at_the_center(tmp_path):
     got = apply_voi(ds.pixel_array, meta)
     np.testing.assert_array_equal(got, pydicom_voi_scaled(ds).astype(np.float32))
     np.testing.assert_array_equal(got, (RAMP > 2047.5).astype(np.float32))
+    meta, ds = _file(tmp_path, name="h.dcm", window=([2048.5], [1.0]))  # the step lands on a stored value
+    got = apply_voi(ds.pixel_array, meta)
+    assert got[4, 0] == 0.0 and RAMP[4, 0] == 2048  # at c - 1/2 itself: the low side, as pydicom
+    np.testing.assert_array_equal(got, pydicom_voi_scaled(ds).astype(np.float32))
+
+
+def test_a_voi_lut_wins_over_a_window_pydicom_would_refuse(tmp_path):
+    meta, _ = _file(tmp_path, window=([2048.0], [0.5]), extra={"VOILUTSequence": _voi_lut(16, 2, 0, [0, 1])})
+    assert window_problem(meta) is None and window_params(meta).kind == "lut"
 
 
 def test_linear_width_below_one_falls_back_to_min_max_with_a_note(tmp_path):
@@ -151,6 +160,8 @@ def test_lut_lookup_clamps_below_first_map_and_above_the_table():
     assert lut_lookup(xf, lut).tolist() == [5, 5, 5, 6, 7]  # float indices truncate
     neg = Lut(first_map=-2, bits=8, data=np.array([1, 2, 3, 4], np.uint8))
     assert lut_lookup(np.array([-3, -2, 0, 1, 2], np.int16), neg).tolist() == [1, 1, 3, 4, 4]
+    low = Lut(first_map=-3, bits=8, data=np.array([1, 2, 3, 4], np.uint8))
+    assert lut_lookup(np.array([-1.5, -3.5]), low).tolist() == [2, 1]  # offset first, then truncated
 
 
 def test_modality_is_lut_then_rescale_then_identity(tmp_path):
