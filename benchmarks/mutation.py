@@ -190,6 +190,9 @@ def enumerate_mutants(root: str, spec: ModuleSpec) -> tuple[list[Mutant], int]:
 # --- the fork server -----------------------------------------------------------------------------
 
 
+_STOP = []  # set by SIGTERM; checked between and during runs (raising inside the handler can be swallowed)
+
+
 def _fork_run(fn, timeout: float) -> tuple[int | None, float]:
     """Run ``fn()`` (returns an exit code) in a forked child in its own process group.
 
@@ -200,6 +203,7 @@ def _fork_run(fn, timeout: float) -> tuple[int | None, float]:
     if pid == 0:  # child
         code = 70
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.setpgid(0, 0)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
@@ -214,9 +218,11 @@ def _fork_run(fn, timeout: float) -> tuple[int | None, float]:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
-        if time.monotonic() > deadline:
+        if _STOP or time.monotonic() > deadline:
             _kill_group(pid)
             os.waitpid(pid, 0)
+            if _STOP:
+                raise SystemExit(143)
             return None, time.monotonic() - t0
         time.sleep(0.02)
     _kill_group(pid)  # worker processes a test left behind
@@ -410,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated, from: {', '.join(MODULES)}")
     ap.add_argument("--json", default="benchmarks/results/mutation-{date}.json", help="report path ({date} filled)")
     ap.add_argument("--list", action="store_true", help="only count the mutants per module")
+    ap.add_argument(
+        "--update", action="store_true", help="keep the other modules' entries of an existing report (rerun some)"
+    )
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.modules.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODULES]
@@ -424,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still restores and removes the copy
+    signal.signal(signal.SIGTERM, lambda *_: _STOP.append(1))  # a kill still restores and removes the copy
     scratch = tempfile.mkdtemp(prefix="rsna-mutate-")
     started = datetime.datetime.now().astimezone()
     try:
@@ -444,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = []
         for n in names:
             results.append(run_module(scratch, n, MODULES[n], log=log))
+            results[-1]["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
             m = results[-1]
             figures = f"killed {m['killed']}, survived {m['survived']}, equivalent {m['equivalent']}"
             log(f"{n}: {figures}, score {m['score']:.1%}")
@@ -473,6 +483,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     date = machine["date"][:10]
     path = os.path.join(_REPO, args.json.replace("{date}", date)) if not os.path.isabs(args.json) else args.json
+    if args.update and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            kept = [m for m in json.load(f)["results"] if m["module"] not in names]
+        results = sorted(kept + results, key=lambda m: list(MODULES).index(m["module"]))
+        doc["results"] = results
+        doc["summary"] = {
+            m["module"]: {k: m[k] for k in ("mutants", "killed", "survived", "equivalent", "log_only", "score")}
+            for m in results
+        }
     atomic_write(path, json.dumps(doc, indent=1) + "\n")
     md = os.path.splitext(path)[0] + ".md"
     with open(md, "w", encoding="utf-8") as f:
