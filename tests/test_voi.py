@@ -6,6 +6,8 @@ Reference: pydicom's own ``apply_voi_lut(apply_modality_lut(...))`` scaled by it
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pydicom
 import pytest
@@ -113,6 +115,22 @@ def test_rescaled_window_and_zero_slope(tmp_path):
     p = window_params(meta)
     assert (p.kind, p.scale) == ("step", -1.0)
     np.testing.assert_array_equal(apply_voi(ds.pixel_array, meta), pydicom_voi_scaled(ds).astype(np.float32))
+
+
+def test_sigmoid_over_a_rescale_follows_pydicom(tmp_path):
+    meta, ds = _file(tmp_path, window=([500.0], [900.0]), voi_function="SIGMOID", rescale=(0.5, -300.0))
+    p = window_params(meta)
+    assert (p.kind, p.center, p.scale) == ("sigmoid", (500.0 + 300.0) / 0.5, 4.0 * 0.5 / 900.0)
+    np.testing.assert_allclose(apply_voi(ds.pixel_array, meta), pydicom_voi_scaled(ds), atol=1e-6)
+
+
+def test_the_first_window_is_the_default_and_params_are_frozen(tmp_path):
+    meta, ds = _file(tmp_path, window=([1000.0, 3000.0], [0.5, 2000.0]))
+    assert window_problem(meta) == "Window Width 0.5 < 1 for LINEAR (pydicom refuses it); using min-max"
+    assert window_problem(meta, 1) is None
+    assert window_params(meta).kind == "minmax" and window_params(meta, 1).kind == "linear"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        window_params(meta).kind = "linear"
 
 
 def test_sigmoid_params(tmp_path):
