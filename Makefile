@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint format demo bench clean
+.PHONY: venv test test-fast lint format demo bench mutate clean
 
 venv: $(STAMP)
 
@@ -12,7 +12,7 @@ $(STAMP): setup.py pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[test,gpu,onnx]'
+	$(BIN)/pip install -q -e '.[test,gpu,onnx,dev]'
 	touch $(STAMP)
 
 test: venv
@@ -38,6 +38,11 @@ bench: venv
 	$(BIN)/rsna-mammo bench decode --files 6 --repeats 3 --json 'benchmarks/results/{machine}-{date}-decode.json'
 	$(BIN)/rsna-mammo bench speedup --files 6 --repeats 3 --json 'benchmarks/results/{machine}-{date}-decode-speedup.json'
 	$(BIN)/rsna-mammo bench report benchmarks/results/*-decode*.json --out runs/bench-report
+
+# Mutation testing of the core modules (mutmut's operators; each module's mutants against its own
+# test files; about an hour on 2 cores, not run in CI). Writes mutation-<date>.json and .md beside it.
+mutate: venv
+	nice -n 19 $(BIN)/python -m benchmarks.mutation --json 'benchmarks/results/mutation-{date}.json'
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

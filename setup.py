@@ -55,6 +55,8 @@ setup(
         "gpu": ["nvidia-dali-cuda130", "cupy-cuda13x", "nvidia-nvimgcodec-cu13"],
         # rsna-mammo export and predict --ckpt MODEL.onnx (onnxscript: torch's dynamo ONNX exporter)
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
+        # `make mutate` (benchmarks/mutation.py): mutmut's mutation operators, coverage's per-test contexts
+        "dev": ["mutmut==2.5.1", "coverage==7.13.5"],
         "test": [
             "pytest>=7",
             "pytest-timeout>=2.2",

@@ -152,8 +152,8 @@ class WorkerPool:
 
     @property
     def pending(self) -> int:
-        """Items submitted and not yet returned."""
-        return len(self._queue) + sum(w.key is not None for w in self._workers)
+        """Items submitted and not yet returned (queued, running, or finished and not yet taken)."""
+        return len(self._queue) + sum(w.key is not None for w in self._workers) + len(self._done)
 
     def submit(self, key: Hashable, item) -> None:
         """Queue ``item``; its result comes back from :meth:`results` under ``key``."""
@@ -184,9 +184,9 @@ class WorkerPool:
             LookupError: nothing is pending.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.pending:
+            raise LookupError("no item is pending")
         while not self._done:
-            if not self.pending:
-                raise LookupError("no item is pending")
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return None
@@ -195,7 +195,7 @@ class WorkerPool:
 
     def results(self) -> Iterator[tuple[Hashable, bool, object]]:
         """Yield ``(key, ok, result_or_DicomError)`` as items finish, until none is pending."""
-        while self._done or self.pending:
+        while self.pending:
             yield self.next_result()
 
     def _poll(self, limit: float | None = None) -> None:

@@ -20,8 +20,7 @@ def _rect_image(h=400, w=300, box=(50, 350, 0, 180), level=0.7):
 
 def test_otsu_separates_two_levels():
     img = _rect_image()
-    t = otsu_threshold(img)
-    assert 0.05 < t < 0.7
+    assert otsu_threshold(img) == 13 / 256  # the upper edge of 0.05's bin: the first split of the plateau
 
 
 def test_bbox_recovers_rectangle_within_margin():
@@ -120,6 +119,8 @@ def test_unknown_stage_lists_allowed():
     [((2900, 1800), (1024, 636)), ((37, 53), (100, 90)), ((64, 48), (64, 20)), ((1, 37), (1, 5)), ((300, 200), (7, 3))],
 )
 def test_banded_resize_equals_dense_matrix_resampling(shape, out):
+    """The banded sum against the dense matrix of the same weights (the weights themselves are checked
+    against torch's antialiased resampling in test_crop.py)."""
     from decode.resize import resample_weights
 
     rng = np.random.default_rng(1)

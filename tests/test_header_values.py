@@ -2,8 +2,9 @@
 
 Each case must decode its stored values exactly (raw never fails on a VOI or modality
 element) and its VOI must equal pydicom's reading of the same file with the empty
-elements absent (``tests.helpers.without_empty_elements``), within 1e-4. Where pydicom
-itself copes with the file as written, the result also equals pydicom on the file as is.
+elements absent (``tests.helpers.without_empty_elements``), within 2e-6 (float32
+arithmetic; a 1e-4 bound would hide a half-step window slip). Where pydicom itself
+copes with the file as written, the result also equals pydicom on the file as is.
 A malformed value pydicom refuses is ignored with a note naming it.
 """
 
@@ -169,9 +170,9 @@ def test_empty_elements_are_absent_as_pydicom_treats_them(name, files):
     dec = decode_file(files[name])
     got = apply_voi(dec.pixels, dec.meta)
     want = pydicom_voi_scaled(without_empty_elements(ds))
-    assert got.dtype == np.float32 and float(np.abs(got - want).max()) <= 1e-4
+    assert got.dtype == np.float32 and float(np.abs(got - want).max()) <= 2e-6
     if CASES[name][2]:  # pydicom copes with the file as written: same answer
-        assert float(np.abs(got - pydicom_voi_scaled(ds)).max()) <= 1e-4
+        assert float(np.abs(got - pydicom_voi_scaled(ds)).max()) <= 2e-6
     else:  # pydicom's own functions fail on it: the case is a real one
         with pytest.raises((TypeError, ValueError, AttributeError)):
             pydicom_voi_scaled(ds)
@@ -196,7 +197,7 @@ def test_infinite_window_width_is_pydicom_arithmetic(tmp_path):
     dec = decode_file(path)
     assert dec.meta.header_notes == () and dec.meta.window(0) == (2000.0, float("inf"))
     got = apply_voi(dec.pixels, dec.meta)
-    assert float(np.abs(got - pydicom_voi_scaled(pydicom.dcmread(path))).max()) <= 1e-4
+    assert float(np.abs(got - pydicom_voi_scaled(pydicom.dcmread(path))).max()) <= 2e-6
     assert np.all(got == 0.5)
 
 
@@ -214,7 +215,7 @@ def test_second_window_of_empty_first_value_matches_pydicom(files):
     ds = pydicom.dcmread(files["WINDOW_EMPTY_FIRST_VALUE"])
     dec = decode_file(files["WINDOW_EMPTY_FIRST_VALUE"])
     got = apply_voi(dec.pixels, dec.meta, index=1)
-    assert float(np.abs(got - pydicom_voi_scaled(ds, index=1)).max()) <= 1e-4
+    assert float(np.abs(got - pydicom_voi_scaled(ds, index=1)).max()) <= 2e-6
 
 
 @pytest.mark.parametrize("name", list(MALFORMED))
@@ -233,7 +234,7 @@ def test_malformed_voi_value_is_ignored_with_a_note(name, files):
         if kw in clean and (kw in removed or kw in elements):
             del clean[kw]
     got = apply_voi(dec.pixels, dec.meta)
-    assert float(np.abs(got - pydicom_voi_scaled(clean)).max()) <= 1e-4
+    assert float(np.abs(got - pydicom_voi_scaled(clean)).max()) <= 2e-6
 
 
 def test_non_voi_elements_never_refuse_a_file(tmp_path):

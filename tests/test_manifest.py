@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.manifest import UnsafePathError, assign_folds, breast_prior, load_manifest, resolve_image_path
+from training.manifest import (
+    UnsafePathError,
+    assign_folds,
+    breast_prior,
+    load_manifest,
+    resolve_image_path,
+    split_of_csv,
+)
 
 
 def test_resolve_paths_inside_root(tmp_path):
@@ -124,3 +131,155 @@ def test_folds_without_labels_or_positives_and_bad_k(caplog):
         assign_folds(df, folds=1)
     with pytest.raises(ValueError, match="3 patient\\(s\\) cannot fill 4 folds"):
         assign_folds(_patients(3, 1), folds=4)
+
+
+# --- edges of path confinement, CSV lookup and columns (small CSVs; the images need not exist) ------
+
+
+@pytest.mark.parametrize(
+    "pid,iid,message",
+    [
+        ("..", "1", "patient_id '..' would leave the data root"),
+        (".", "1", "patient_id '.' would leave the data root"),
+        ("", "1", "patient_id '' would leave the data root"),
+        ("a/b", "1", "patient_id 'a/b' would leave the data root"),
+        ("a\\b", "1", "patient_id 'a\\\\b' would leave the data root"),
+        ("1", "..", "image_id '..' would leave the data root"),
+        ("1", "x\x00y", "image_id 'x\\x00y' would leave the data root"),
+        ("1", "/abs", "image_id '/abs' would leave the data root"),
+    ],
+)
+def test_resolve_image_path_names_the_refused_id(tmp_path, pid, iid, message):
+    with pytest.raises(UnsafePathError) as err:
+        resolve_image_path(str(tmp_path), "train_images", pid, iid)
+    assert str(err.value) == message
+
+
+def test_resolve_image_path_refuses_a_folder_that_leaves_the_root(tmp_path):
+    root = tmp_path / "data"
+    with pytest.raises(UnsafePathError) as err:
+        resolve_image_path(str(root), "../other", "1", "2")
+    assert str(err.value) == f"{tmp_path}/other/1/2.dcm is outside the data root {root}"
+
+
+def test_resolve_image_path_accepts_dots_inside_an_id_and_normalises_the_root(tmp_path):
+    got = resolve_image_path(str(tmp_path / "a" / ".." / "data") + "/", "train_images", "..7", "1.2..")
+    assert got == os.path.join(str(tmp_path), "data", "train_images", "..7", "1.2...dcm")
+
+
+@pytest.mark.parametrize(
+    "name,split",
+    [
+        ("train.csv", "train"),
+        ("Train.csv", "train"),
+        ("TRAIN_v2.csv", "train"),
+        ("test.csv", "test"),
+        ("mytrain.csv", "test"),
+    ],
+)
+def test_split_of_csv_reads_the_file_name_case_blind(name, split):
+    assert split_of_csv(os.path.join("/data", "train", name)) == split
+
+
+def _csv(path, rows, header="patient_id,image_id,laterality,cancer"):
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return str(path)
+
+
+def test_capitalised_train_csv_is_the_train_split(tmp_path):
+    _csv(tmp_path / "Train.csv", ["5,6,L,1"])
+    man = load_manifest(str(tmp_path), csv=str(tmp_path / "Train.csv"))
+    assert man["path"].tolist() == [os.path.join(str(tmp_path), "train_images", "5", "6.dcm")]
+
+
+def test_default_csv_is_the_train_split_and_the_split_names_the_folder(tmp_path):
+    _csv(tmp_path / "train.csv", ["5,6,L,1"])
+    _csv(tmp_path / "test.csv", ["7,8,R,0"])
+    assert load_manifest(str(tmp_path))["path"].tolist() == [os.path.join(str(tmp_path), "train_images", "5", "6.dcm")]
+    assert load_manifest(str(tmp_path), "test")["path"].tolist() == [
+        os.path.join(str(tmp_path), "test_images", "7", "8.dcm")
+    ]
+    assert load_manifest(str(tmp_path), images="scans")["path"].tolist() == [
+        os.path.join(str(tmp_path), "scans", "5", "6.dcm")
+    ]
+    with pytest.raises(ValueError, match=r"^unknown split 'val'; allowed: train, test$"):
+        load_manifest(str(tmp_path), "val")
+
+
+def test_relative_csv_path_is_looked_up_in_the_data_root_unless_it_exists_here(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    _csv(data / "sub.csv", ["1,2,L,0"])
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert load_manifest(str(data), "train", csv="sub.csv")["image_id"].tolist() == ["2"]  # found in data
+    _csv(here / "sub.csv", ["3,4,R,1"])
+    assert load_manifest(str(data), "train", csv="sub.csv")["image_id"].tolist() == ["4"]  # found here first
+    missing = os.path.join(str(data), "none.csv")
+    with pytest.raises(ValueError) as err:
+        load_manifest(str(data), "train", csv="none.csv")
+    assert str(err.value) == f"{missing}: no such CSV file"
+
+
+def test_missing_columns_are_named(tmp_path):
+    csv = _csv(tmp_path / "train.csv", ["1"], header="patient_id")
+    with pytest.raises(ValueError) as err:
+        load_manifest(str(tmp_path), csv=csv)
+    assert str(err.value) == f"{csv}: missing column(s) image_id, laterality"
+
+
+def test_only_the_empty_prediction_ids_are_built(tmp_path):
+    csv = _csv(
+        tmp_path / "test.csv",
+        ["1,10,L,1_L", "1,11,R,", "2,12,L,custom"],
+        header="patient_id,image_id,laterality,prediction_id",
+    )
+    man = load_manifest(str(tmp_path), csv=csv)
+    assert man["prediction_id"].tolist() == ["1_L", "1_R", "custom"]
+    assert man["path_error"].tolist() == ["", "", ""]
+
+
+def test_ids_and_labels_are_data_not_numbers_or_nan(tmp_path, caplog):
+    csv = _csv(tmp_path / "train.csv", ["NA,007,L,1", "nan,8,R,", "3,9,L,x", "4,..,R,2"])
+    with caplog.at_level("WARNING", logger="training.manifest"):
+        man = load_manifest(str(tmp_path), csv=csv)
+    assert man["patient_id"].tolist() == ["NA", "nan", "3", "4"]  # kept as written: not NaN, no leading zeros lost
+    assert man["image_id"].tolist()[:1] == ["007"]
+    assert man["prediction_id"].tolist() == ["NA_L", "nan_R", "3_L", "4_R"]
+    assert man["cancer"].tolist() == [1, 0, 0, 2] and man["cancer"].dtype == np.int64  # empty / not a number -> 0
+    assert man["path"].tolist()[3] == "" and man["path_error"].tolist()[3] == "image_id '..' would leave the data root"
+    assert man.index.tolist() == [0, 1, 2, 3]
+    assert "1 row(s) refused" in caplog.text
+
+
+def test_folds_as_many_as_patients_and_the_positive_patient_warning_boundary(caplog):
+    df = _patients(4, 4)
+    with caplog.at_level("WARNING", logger="training.manifest"):
+        folds = assign_folds(df, folds=4, seed=0)
+        assert caplog.text == ""  # 4 positive patients fill 4 folds
+        assign_folds(_patients(8, 0), folds=4, seed=0)
+        assert caplog.text == ""  # no positives at all: nothing to warn about
+        assign_folds(_patients(8, 3), folds=4, seed=0)
+        assert "3 positive patient(s), 4 folds" in caplog.text
+    assert sorted(pd.Series(folds).groupby(df["patient_id"]).first().tolist()) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=r"^folds must be >= 2 \(got 0\)$"):
+        assign_folds(df, folds=0)
+    with pytest.raises(ValueError, match=r"^4 patient\(s\) cannot fill 5 folds$"):
+        assign_folds(df, folds=5)
+
+
+def test_folds_count_any_cancer_value_above_zero_as_positive():
+    df = _patients(8, 4)
+    a = assign_folds(df, folds=4, seed=2)
+    df2 = df.assign(cancer=df["cancer"] * 3)
+    assert (assign_folds(df2, folds=4, seed=2) == a).all()
+    _, pos = _fold_counts(df2.assign(cancer=(df2["cancer"] > 0).astype(int)), a, 4)
+    assert pos == [1, 1, 1, 1]
+
+
+def test_breast_prior_without_labels_or_rows():
+    df = _patients(4, 1)
+    assert breast_prior(df) == pytest.approx(1 / 8)
+    assert breast_prior(df.drop(columns="cancer")) == 0.0
+    assert breast_prior(df.iloc[:0]) == 0.0

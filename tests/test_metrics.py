@@ -1,5 +1,6 @@
 """Screening metrics against hand-computed values and the Kaggle reference scorer."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -32,8 +33,8 @@ def kaggle_pfbeta(labels, predictions, beta=1):
 def test_pf1_hand_computed():
     # pTP = 1.4, pFP = 0.6: precision 0.7, recall 0.7
     assert pfbeta(LABELS, SCORES) == pytest.approx(0.7)
-    # beta=2: 5 * 0.49 / (4*0.7 + 0.7)
-    assert pfbeta(LABELS, SCORES, beta=2) == pytest.approx(5 * 0.49 / 3.5)
+    # beta only matters when precision and recall differ: here P = 0.7 = R, so every beta gives 0.7
+    assert pfbeta(LABELS, SCORES, beta=2) == pytest.approx(0.7)
     assert pfbeta([0, 0], [0.3, 0.2]) == 0.0  # no positives
     assert pfbeta([1, 0], [0.0, 0.0]) == 0.0
     assert pfbeta([1, 0], [1.7, -0.3]) == 1.0  # clipped to [0, 1]
@@ -115,3 +116,63 @@ def test_breast_aggregation_mean_and_max():
     assert m["auc"] == 1.0 and m["breasts"] == 3 and m["positives"] == 2
     assert m["pf1"] == pytest.approx(pfbeta([1, 0, 1], [0.4, 0.2, 0.9]))
     assert m["bin_pf1"] == 1.0 and m["threshold"] == 0.4
+
+
+def test_pfbeta_weights_recall_by_beta_when_precision_and_recall_differ():
+    # pTP = 0.5, pFP = 0.5: precision 0.5; 2 positives: recall 0.25
+    y, p = [1, 1, 0], [0.5, 0.0, 0.5]
+    assert pfbeta(y, p) == pytest.approx(2 * 0.5 * 0.25 / 0.75)
+    assert pfbeta(y, p, beta=2) == pytest.approx(5 * 0.5 * 0.25 / (4 * 0.5 + 0.25))
+    assert pfbeta(y, p, beta=0.5) == pytest.approx(1.25 * 0.5 * 0.25 / (0.25 * 0.5 + 0.25))
+
+
+def test_pfbeta_equal_true_and_false_mass_is_not_zero():
+    # pTP == pFP > 0 (their difference is 0, their sum is not): precision 0.5, recall 0.5
+    assert pfbeta([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+
+
+def test_pfbeta_is_zero_when_only_negatives_score():
+    assert pfbeta([1, 0], [0.0, 0.7]) == 0.0
+    assert pfbeta([1, 0, 1], [0.0, 1.0, 0.0]) == 0.0
+
+
+def test_label_of_exactly_one_half_is_negative():
+    # labels are positive strictly above 0.5
+    assert pfbeta([0.5, 1], [1.0, 1.0]) == pytest.approx(2 / 3)  # P = 1/2, R = 1
+    assert math.isnan(roc_auc([0.5, 0.5], [0.1, 0.9]))  # one class only
+    assert roc_auc([0.5, 0.51], [0.9, 0.1]) == 0.0
+
+
+def test_auc_nan_when_every_label_is_positive():
+    assert math.isnan(roc_auc([1, 1, 1], [0.1, 0.5, 0.9]))
+
+
+def test_length_mismatch_messages_name_both_counts():
+    with pytest.raises(ValueError, match=r"^2 labels for 3 scores$"):
+        roc_auc([1, 0], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match=r"^3 labels for 2 scores$"):
+        pfbeta([1, 0, 1], [0.1, 0.2])
+
+
+def test_threshold_ties_keep_the_highest_threshold():
+    # t=0.9: P 1, R 1/2 -> 2/3; t=0.63: 1/2; t=0.37: 0.4; t=0.1: P 1/2, R 1 -> 2/3 (a tie with 0.9)
+    f, t = best_threshold([1, 0, 0, 1], [0.9, 0.63, 0.37, 0.1])
+    assert (f, t) == (pytest.approx(2 / 3), 0.9)
+    f, t = best_threshold([1, 0, 0, 1], [0.1, 0.63, 0.37, 0.9])  # the row order does not matter
+    assert (f, t) == (pytest.approx(2 / 3), 0.9)
+
+
+def test_breast_aggregation_defaults_order_and_contract():
+    ids = ["b", "a", "b", "a"]
+    s = [0.2, 0.9, 0.4, 0.5]
+    got = aggregate_breasts(ids, s)
+    assert got.ids == ("b", "a")  # first appearance, not sorted
+    np.testing.assert_allclose(got.scores, [0.3, 0.7])  # the default is the mean
+    assert got.labels.size == 0  # no labels given: none invented
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.ids = ()
+    with pytest.raises(ValueError, match=r"^unknown aggregation 'median'; allowed: mean, max$"):
+        aggregate_breasts(ids, s, agg="median")
+    m = breast_metrics(ids, s, [0, 1, 0, 0])
+    assert m["pf1"] == pytest.approx(pfbeta([0, 1], [0.3, 0.7]))  # mean by default
+    assert m["positives"] == 1 and m["breasts"] == 2

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+import types
 
-from decode.errors import DicomError
-from decode.parallel import map_files
+import pytest
+
+from decode.errors import CorruptDicomError, DicomError
+from decode.parallel import WorkerPool, map_files
 
 
 def square_or_die(x):
@@ -85,3 +89,144 @@ def test_a_failure_names_the_rows_file_not_the_row_number():
 
     ok, err = call_item(RowTask(), 0)  # no path_of given: the task's own
     assert not ok and err.path == "a.dcm"
+
+
+def pid_of(_item):
+    return os.getpid()
+
+
+def fail_as_dicom(item):
+    raise CorruptDicomError(f"/data/{item}.dcm", "bad tile")
+
+
+def test_workers_default_to_the_usable_cores():
+    from decode.parallel import default_workers
+
+    assert default_workers() == len(os.sched_getaffinity(0))
+
+
+def test_in_process_only_for_one_worker_without_timeout():
+    here = os.getpid()
+    assert [res for _, _, res in map_files(pid_of, ["a"], workers=1)] == [here]
+    assert [res for _, _, res in map_files(pid_of, ["a", "b"], workers=1, timeout=30)] != [here, here]
+    assert [res for _, _, res in map_files(pid_of, ["a"], workers=4)] == [here]  # never more workers than items
+    assert list(map_files(pid_of, [], workers=4, timeout=5)) == []
+
+
+def test_failures_keep_their_own_error_or_name_the_item():
+    out = {it: (ok, res) for it, ok, res in map_files(fail_as_dicom, ["x"], workers=1)}
+    ok, err = out["x"]
+    assert not ok and type(err) is CorruptDicomError and err.path == "/data/x.dcm" and err.reason == "bad tile"
+    ok, err = next(iter(map_files(square_or_die, ["raise"], workers=1)))[1:]
+    assert not ok and isinstance(err, DicomError) and err.path == "raise" and "boom" in err.reason
+
+
+def test_crash_and_timeout_reports_name_the_items_path_and_the_pool_goes_on():
+    with WorkerPool(square_or_die, 1, timeout=1.0, path_of=lambda it: f"/data/{it}.dcm") as pool:
+        for k, it in enumerate(["segv", "hang", "6"]):
+            pool.submit(k, it)
+        assert pool.pending == 3
+        got = {k: (ok, res) for k, ok, res in pool.results()}
+        assert pool.pending == 0
+    ok, err = got[0]
+    assert not ok and type(err) is CorruptDicomError
+    assert (err.path, err.reason) == ("/data/segv.dcm", "the decoder crashed its worker process")
+    ok, err = got[1]
+    assert not ok and (err.path, err.reason) == ("/data/hang.dcm", "timed out after 1 s (worker killed)")
+    assert got[2] == (True, 36)  # the replaced worker took the next item
+
+
+def test_next_result_waits_at_most_its_timeout_and_refuses_an_empty_pool():
+    with WorkerPool(square_or_die, 1) as pool:
+        with pytest.raises(LookupError, match=r"^no item is pending$"):
+            pool.next_result()
+        pool.submit("k", "hang")
+        t0 = time.monotonic()
+        assert pool.next_result(timeout=0.3) is None
+        assert 0.25 <= time.monotonic() - t0 < 5
+        pool.submit("q", "3")
+        assert pool.pending == 2
+        procs = [w.proc for w in pool._workers]
+    assert not any(p.is_alive() for p in procs)  # close() killed the busy worker
+    assert pool.pending == 0
+
+
+def test_queue_beyond_the_workers_and_keys_come_back():
+    with WorkerPool(square_or_die, 2) as pool:
+        assert len(pool._workers) == 2
+        for k in range(5):
+            pool.submit(("row", k), str(k))
+        assert pool.pending == 5
+        got = sorted(pool.results())
+    assert got == [(("row", k), True, k * k) for k in range(5)]
+
+
+def _no_cuda_in_process(monkeypatch):
+    """This process as if nothing holding CUDA were imported (other tests import CuPy, DALI)."""
+    from decode import parallel
+
+    for name in parallel.CUDA_MODULES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    cuda_down = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: False))
+    monkeypatch.setitem(sys.modules, "torch", cuda_down)
+
+
+@pytest.mark.parametrize("name", ["cupy", "nvidia.dali", "nvidia.nvimgcodec"])
+def test_spawn_once_a_cuda_library_is_imported(monkeypatch, name):
+    from decode.parallel import _context
+
+    _no_cuda_in_process(monkeypatch)
+    assert _context().get_start_method() == "fork"
+    monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    assert _context().get_start_method() == "spawn"
+
+
+def test_spawn_once_torch_has_initialised_cuda(monkeypatch):
+    from decode.parallel import _context
+
+    _no_cuda_in_process(monkeypatch)
+    assert _context().get_start_method() == "fork"
+    cuda_up = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True))
+    monkeypatch.setitem(sys.modules, "torch", cuda_up)
+    assert _context().get_start_method() == "spawn"
+    old_torch = types.SimpleNamespace(cuda=types.SimpleNamespace())  # no is_initialized: CUDA counts as down
+    monkeypatch.setitem(sys.modules, "torch", old_torch)
+    assert _context().get_start_method() == "fork"
+
+
+def test_default_workers_counts_this_process_cores_or_all_cores(monkeypatch):
+    from decode.parallel import default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3} if pid == 0 else set(range(8)))
+    assert default_workers() == 1
+    monkeypatch.delattr(os, "sched_getaffinity")  # no affinity API (macOS): the machine's cores
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert default_workers() == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert default_workers() == 1
+
+
+def test_closing_an_idle_pool_stops_its_workers_gracefully():
+    pool = WorkerPool(square_or_die, 2)
+    pool.submit(0, "2")
+    assert list(pool.results()) == [(0, True, 4)]
+    procs = [w.proc for w in pool._workers]
+    t0 = time.monotonic()
+    pool.close()
+    assert time.monotonic() - t0 < 4  # asked to stop, not waited out and killed
+    assert [p.exitcode for p in procs] == [0, 0]
+
+
+def test_results_finished_but_not_yet_taken_still_count_as_pending():
+    with WorkerPool(square_or_die, 2) as pool:
+        pool.submit("a", "2")
+        pool.submit("b", "3")
+        while len(pool._done) < 2:  # both finished and read, neither handed out yet
+            pool._poll(1.0)
+        assert pool.pending == 2
+        first = pool.next_result()
+        assert pool.pending == 1
+        assert sorted([first, pool.next_result()]) == [("a", True, 4), ("b", True, 9)]
+        assert pool.pending == 0
+        with pytest.raises(LookupError, match=r"^no item is pending$"):
+            pool.next_result()

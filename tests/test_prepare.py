@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -414,6 +415,48 @@ def test_two_ranks_at_once_like_torchrun(tiny_dataset, tmp_path):
     assert any("cache check: 32 of 32 rows ready, 0 failed, 0 missing" in e for _, e in outs)
     reader = TensorCacheReader.open(out, _files(tiny_dataset) + _files(tiny_dataset, "test"), (32, 24))
     assert len(reader) == 32 and all(reader(i).shape == (32, 24) for i in range(32))
+
+
+def test_a_shard_finishing_during_another_shards_check_is_not_counted_done_without_its_rows(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    """The race behind two ranks at once: rank 1 writes its last journal file and its done marker
+    while rank 0 rebuilds the index. Rank 0's check must not see rank 1 as finished with rows of
+    rank 1 missing (that reported a complete cache as incomplete and failed rank 0's exit code)."""
+    from training.prepare import state
+    from training.prepare.run import finish
+
+    out = str(tmp_path / "cache")
+    cfgs = [
+        PrepareConfig(data=tiny_dataset, out=out, format="tensor", size=(32, 24), workers=1, chunk=40, shard=(r, 2))
+        for r in range(2)
+    ]
+    for cfg in cfgs:
+        assert run_prepare(cfg).unaccounted == 0
+    journal = os.path.join(out, state.JOURNAL_DIR)
+    late = {  # rank 1's last journal file and its marker, written "during" rank 0's rebuild
+        p: Path(p).read_bytes()
+        for p in glob.glob(os.path.join(journal, "s1of2-*.json")) + [os.path.join(out, state.DONE_DIR, "1of2.json")]
+    }
+    assert len(late) == 2
+    for p in late:
+        os.unlink(p)
+    real = state.read_journal
+
+    def read_then_rank_1_finishes(folder):
+        got = real(folder)
+        for p, data in late.items():
+            with open(p, "wb") as f:
+                f.write(data)
+        return got
+
+    monkeypatch.setattr(state, "read_journal", read_then_rank_1_finishes)
+    check, _, _ = finish(cfgs[0])
+    assert len(check.missing) == 16  # rank 1's rows were not in the journal this rebuild read
+    assert check.shards_done == [0] and not check.all_shards_done  # ... so rank 1 is not yet done
+    monkeypatch.setattr(state, "read_journal", real)
+    check, _, _ = finish(cfgs[1])  # the last rebuild sees everything
+    assert check.complete and check.all_shards_done and check.ok == 32
 
 
 def test_train_and_predict_same_from_raw_and_tensor_cache(tiny_dataset, tmp_path, capsys):

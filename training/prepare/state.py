@@ -212,6 +212,11 @@ def rebuild(
     """
     with locked(out):
         clean_locked_temps(out)
+        # the done markers before the journal: a shard writes its last journal file, then its
+        # marker, without the lock, so a marker seen here vouches for a journal read after it;
+        # read the other way round, a shard finishing in between would count as done while its
+        # last rows still looked missing (an incomplete cache reported as final)
+        finished = shards_done(out, world)
         ok, err = read_journal(out)
         done: dict[str, dict] = {}
         failed: dict[str, dict] = {}
@@ -241,7 +246,7 @@ def rebuild(
             failed=len(failed),
             missing=missing,
             world=world,
-            shards_done=shards_done(out, world),
+            shards_done=finished,
         )
     return check, done, failed
 

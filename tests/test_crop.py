@@ -1,0 +1,229 @@
+"""Breast box, Otsu threshold, longest run, flip and resize at their exact edges (tiny images, exact values)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from decode.crop import _longest_run, breast_bbox, crop, flip_to_left, needs_flip, otsu_threshold, reduce_box
+from decode.resize import fit_size, resample_taps, resample_weights, resize, resize_pad
+
+# --- Otsu ------------------------------------------------------------------------------------------
+
+
+def test_otsu_threshold_of_two_levels_is_the_first_bin_of_the_plateau():
+    # every split between the two levels separates them equally well: the first one is kept,
+    # and the threshold is that bin's upper edge (values above it are foreground)
+    img = np.array([0.05] * 6 + [0.7] * 4, np.float32)
+    assert otsu_threshold(img) == 13 / 256  # 0.05 is in bin 12
+    assert otsu_threshold(img, bins=10) == 0.1  # bin 0 of 10
+    assert otsu_threshold(np.array([0.0, 0.0, 1.0], np.float32)) == 1 / 256
+
+
+def test_otsu_threshold_weights_the_classes_by_their_counts():
+    # three levels (bin centres 0.15, 0.55, 0.85); between-class variance w0·w1·(m0 − m1)²:
+    # 10/40/50: {0.1} | {0.5, 0.9} 0.029, {0.1, 0.5} | {0.9} 0.036 -> split above 0.5
+    img = np.array([0.1] * 10 + [0.5] * 40 + [0.9] * 50, np.float32)
+    assert otsu_threshold(img, bins=10) == 0.6
+    # 50/40/10: 0.053 against 0.025 -> split above 0.1
+    img = np.array([0.1] * 50 + [0.5] * 40 + [0.9] * 10, np.float32)
+    assert otsu_threshold(img, bins=10) == 0.2
+
+
+def test_otsu_threshold_leaves_background_out_and_is_one_half_without_pixels():
+    img = np.array([0.0] * 90 + [0.4] * 5 + [0.8] * 5, np.float32)
+    bg = img == 0.0
+    assert otsu_threshold(img, bins=10, background=bg) == 0.5  # between 0.4 and 0.8, not 0 and the rest
+    assert otsu_threshold(img, bins=10) == 0.1
+    assert otsu_threshold(np.zeros(0, np.float32)) == 0.5
+    assert otsu_threshold(img, background=np.ones(img.shape, bool)) == 0.5
+    assert otsu_threshold(np.full(7, 0.3, np.float32), bins=10) == 0.1  # one level: no split, the first bin
+
+
+# --- longest run -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flags,run",
+    [
+        ([], (0, 0)),
+        ([0, 0, 0], (0, 0)),
+        ([1], (0, 1)),
+        ([1, 1, 0, 1, 1], (0, 2)),  # a tie: the first run is kept
+        ([0, 1, 1, 0, 1, 1, 1], (4, 7)),  # the longest run ends the array
+        ([1, 0, 1, 1, 1, 0, 1, 1], (2, 5)),
+        ([0, 1, 0], (1, 2)),
+    ],
+)
+def test_longest_run(flags, run):
+    assert _longest_run(np.array(flags, bool)) == run
+
+
+# --- breast box ------------------------------------------------------------------------------------
+
+
+def _block(h, w, box, level=0.8, bg=0.0):
+    img = np.full((h, w), bg, np.float32)
+    y0, y1, x0, x1 = box
+    img[y0:y1, x0:x1] = level
+    return img
+
+
+def test_bbox_is_exact_on_a_small_image_without_margin():
+    img = _block(40, 30, (5, 33, 0, 17))
+    assert breast_bbox(img, margin=0.0) == (5, 33, 0, 17)
+    # margin: round(size * margin) on each side, clipped to the frame
+    assert breast_bbox(img, margin=0.1) == (2, 36, 0, 19)  # 28 * 0.1 -> 3, 17 * 0.1 -> 2
+    assert breast_bbox(img, margin=0.5) == (0, 40, 0, 25)  # 17 * 0.5 = 8.5 rounds to 8 (half to even)
+    assert breast_bbox(img) == (4, 34, 0, 17)  # default margin 0.02: 28 -> 1, 17 -> 0
+
+
+def test_bbox_on_a_strided_thumbnail_scales_back_to_frame_pixels():
+    img = _block(40, 30, (9, 30, 0, 14))
+    assert breast_bbox(img, thumb=40, margin=0.0) == (9, 30, 0, 14)  # step 1
+    assert breast_bbox(img, thumb=20, margin=0.0) == (10, 30, 0, 14)  # step 2: rows 10..28 sampled
+    assert breast_bbox(img, thumb=13, margin=0.0) == (12, 32, 0, 16)  # step ceil(40 / 13) = 4: rows 12..28
+    # 38 x 29 at step ceil(38 / 13) = 3: the last thumbnail row and column end past the frame, clipped
+    assert breast_bbox(_block(38, 29, (8, 38, 0, 29)), thumb=13, margin=0.0) == (9, 38, 0, 29)
+
+
+def test_bbox_fraction_must_be_exceeded_not_met():
+    img = _block(20, 20, (0, 20, 0, 10))
+    img[0:2, 10:20] = 0.8  # 2 of 20 rows lit in the right half: a fraction of exactly 0.1
+    assert breast_bbox(img, margin=0.0, min_fraction=0.1) == (0, 20, 0, 10)
+    assert breast_bbox(img, margin=0.0, min_fraction=0.09) == (0, 20, 0, 20)
+
+
+def test_bbox_leaves_known_background_out():
+    img = _block(20, 20, (2, 18, 0, 9))
+    img[:, 10:] = 1.0  # a bright border wider than the breast, marked as padding
+    pad = np.zeros(img.shape, bool)
+    pad[:, 10:] = True
+    assert breast_bbox(img, margin=0.0, background=pad) == (2, 18, 0, 9)
+    assert breast_bbox(img, margin=0.0) == (0, 20, 10, 20)  # unmarked, the border is the longest run
+
+
+def test_bbox_full_frame_when_no_column_qualifies():
+    assert breast_bbox(np.zeros((9, 7), np.float32)) == (0, 9, 0, 7)
+    img = np.zeros((30, 30), np.float32)
+    img[0, :] = 1.0  # one lit row: each column 1/30 lit, not above 0.05
+    assert breast_bbox(img, min_fraction=0.05, margin=0.0) == (0, 30, 0, 30)
+    assert breast_bbox(img, min_fraction=0.03, margin=0.0) == (0, 1, 0, 30)
+
+
+def test_bbox_at_reduced_resolution_reports_frame_pixels():
+    frame = _block(64, 48, (8, 56, 0, 24))
+    half = frame[::2, ::2]
+    quarter = frame[::4, ::4]
+    full = breast_bbox(frame, margin=0.0, thumb=16)
+    assert breast_bbox(half, margin=0.0, thumb=16, frame_shape=(64, 48), reduction=1) == full
+    assert breast_bbox(quarter, margin=0.0, thumb=16, frame_shape=(64, 48), reduction=2) == full
+    with pytest.raises(ValueError, match=r"^reduction must be >= 0, got -1$"):
+        breast_bbox(frame, reduction=-1)
+    with pytest.raises(ValueError, match=r"^frame_shape \(64, 40\) differs from the image \(64, 48\) at reduction 0$"):
+        breast_bbox(frame, frame_shape=(64, 40))
+    assert breast_bbox(frame, frame_shape=(64, 48), margin=0.0, thumb=16) == full
+
+
+def test_reduce_box_rounds_outward_and_clips():
+    assert reduce_box((3, 61, 5, 47), 1, (32, 24)) == (1, 31, 2, 24)
+    assert reduce_box((4, 60, 4, 44), 2, (16, 12)) == (1, 15, 1, 11)
+    assert reduce_box((0, 64, 0, 48), 2, (15, 11)) == (0, 15, 0, 11)
+    assert reduce_box((7, 9, 7, 9), 0, (64, 48)) == (7, 9, 7, 9)
+
+
+def test_crop_is_a_view_of_the_box():
+    img = np.arange(20, dtype=np.float32).reshape(4, 5)
+    out = crop(img, (1, 3, 2, 5))
+    assert out.tolist() == [[7, 8, 9], [12, 13, 14]] and np.shares_memory(out, img)
+
+
+# --- flip ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "row,flip",
+    [
+        ([0, 0, 9, 0, 0], False),  # odd width: the middle column belongs to neither half
+        ([0, 0, 9, 1, 0], True),
+        ([1, 0, 9, 0, 0], False),
+        ([1, 0, 0, 1], False),  # equal halves: no flip
+        ([1, 0, 0, 2], True),
+        ([0, 1, 1, 0], False),
+        ([0], False),
+        ([0, 1], True),
+    ],
+)
+def test_flip_decision_compares_the_two_halves(row, flip):
+    img = np.array([row, row], np.float32)
+    assert needs_flip(img) is flip
+    out, flipped = flip_to_left(img)
+    assert flipped is flip
+    assert out.tolist() == (img[:, ::-1] if flip else img).tolist()
+
+
+# --- resize ----------------------------------------------------------------------------------------
+
+
+def test_resample_weights_hand_computed():
+    # upsampling 2 -> 4: bilinear, centres at 0.25 .. 1.75, edges clamp
+    np.testing.assert_allclose(resize(np.array([[0.0, 1.0]], np.float32), (1, 4))[0], [0, 0.25, 0.75, 1], atol=1e-7)
+    # downsampling 4 -> 2: a triangle twice as wide, normalised
+    w = resample_weights(4, 2)
+    np.testing.assert_allclose(w[0], np.array([0.75, 0.75, 0.25, 0.0]) / 1.75, atol=1e-7)
+    np.testing.assert_allclose(w[1], np.array([0.0, 0.25, 0.75, 0.75]) / 1.75, atol=1e-7)
+    assert w.dtype == np.float32
+    idx, wt = resample_taps(4, 2)
+    assert idx.tolist() == [[0, 1, 2], [1, 2, 3]] and idx.dtype == np.int64
+    np.testing.assert_allclose(wt, np.array([[0.75, 0.75, 0.25], [0.25, 0.75, 0.75]]) / 1.75, atol=1e-7)
+    np.testing.assert_array_equal(resample_weights(3, 3), np.eye(3, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    "shape,out", [((37, 53), (100, 90)), ((64, 48), (64, 20)), ((300, 200), (7, 3)), ((5, 9), (3, 9))]
+)
+def test_resize_matches_torch_antialiased_bilinear(shape, out):
+    """An independent reference: torch's (PIL's) antialiased bilinear resampling."""
+    import torch
+
+    img = np.random.default_rng(1).random(shape).astype(np.float32)
+    ref = torch.nn.functional.interpolate(
+        torch.from_numpy(img)[None, None], size=out, mode="bilinear", antialias=True, align_corners=False
+    )[0, 0].numpy()
+    assert np.abs(resize(img, out) - ref).max() < 1e-5
+
+
+def test_resize_returns_a_new_contiguous_float32_array():
+    img = np.arange(12, dtype=np.float64).reshape(3, 4)
+    same = resize(img, (3, 4))
+    assert same.dtype == np.float32 and same.tolist() == img.tolist() and not np.shares_memory(same, img)
+    f32 = img.astype(np.float32)
+    assert not np.shares_memory(resize(f32, (3, 4)), f32)
+    for out in ((3, 2), (6, 4), (2, 2)):
+        r = resize(f32[:, ::-1], out)
+        assert r.shape == out and r.flags.c_contiguous and r.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "h,w,size,fit",
+    [
+        (400, 300, (200, 200), (200, 150)),
+        (100, 400, (64, 64), (16, 64)),
+        (1, 1000, (10, 10), (1, 10)),  # never below one pixel
+        (1000, 1, (10, 10), (10, 1)),
+        (3, 5, (10, 10), (6, 10)),  # 3 * 2 = 6
+        (2, 5, (9, 9), (4, 9)),  # 3.6 rounds to 4
+        (7, 7, (5, 3), (3, 3)),
+    ],
+)
+def test_fit_size_exact(h, w, size, fit):
+    assert fit_size(h, w, size) == fit
+
+
+def test_resize_pad_value_and_fit_shape():
+    img = np.ones((10, 10), np.float32)
+    out = resize_pad(img, (8, 6), pad_value=-1.0)
+    assert out.shape == (8, 6) and (out[:6, :6] == 1).all() and (out[6:] == -1).all()
+    # a crop decoded at half resolution fits as its 20x10 full-resolution box would
+    out = resize_pad(img, (8, 8), fit_shape=(20, 10))
+    assert (out[:, :4] == 1).all() and (out[:, 4:] == 0).all()
