@@ -1,9 +1,11 @@
-"""``rsna-mammo bench report RESULTS.json... [--out DIR]``: a markdown table and a PNG plot.
+"""``rsna-mammo bench report RESULTS.json... [--out DIR]``: a markdown table and PNG charts.
 
 The table lists every row of every file (one run per file, named by machine and
 date), with images/s against the same run's pydicom baseline for decode rows. The
 plot shows decode images/s per backend and codec, one panel per codec; baselines are
 grey and hatched, rows that failed the exactness gate are marked WRONG.
+``pipeline.png`` (loader stages) and ``e2e.png`` (inference end to end) are drawn by
+:mod:`benchmarks.report_charts` when pipeline or ``bench infer --e2e`` files are given.
 """
 
 from __future__ import annotations
@@ -260,7 +262,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out",
         default=os.path.join("runs", "bench-report"),
         metavar="DIR",
-        help="folder for report.md and decode.png (default: runs/bench-report)",
+        help="folder for report.md and the charts: decode.png, pipeline.png, e2e.png (default: runs/bench-report)",
     )
 
 
@@ -280,10 +282,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     text = markdown(docs)
     os.makedirs(args.out, exist_ok=True)
+    from .report_charts import write_charts
+
     png = plot(docs, os.path.join(args.out, "decode.png"))
-    if png:
-        text += f"\n![decode images/s per backend and codec]({os.path.basename(png)})\n"
+    charts = ([(png, "decode images/s per backend and codec")] if png else []) + write_charts(docs, args.out)
+    for path, alt in charts:
+        text += f"\n![{alt}]({os.path.basename(path)})\n"
     md = atomic_write(os.path.join(args.out, "report.md"), text)
     print(text)
-    print(f"wrote {md}" + (f" and {png}" if png else ""), file=sys.stderr)
+    print(f"wrote {md}" + "".join(f" and {p}" for p, _ in charts), file=sys.stderr)
     return 1 if bad else 0

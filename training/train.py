@@ -27,6 +27,7 @@ from decode._version import __version__
 from decode.atomic import atomic_write, remove_stale_temps
 from decode.chain import CHAIN_VERSION
 
+from . import plots
 from .config import TrainConfig, save_yaml
 from .predict import CKPT_FORMAT, autocast_ctx, autocast_dtype, infer
 
@@ -446,6 +447,8 @@ def train(
             break
     train_loader.close()
     val_loader.close()
+    if info.is_main and history:
+        plots.write_curves(os.path.join(out, "metrics.json"), os.path.join(out, "curves.png"))
     return _metrics_dict(cfg, history, best, prior, info.world, device, train_loader.engine_name, decode_scale)
 
 
