@@ -441,7 +441,7 @@ def test_e2e_chart_groups_loader_model_and_predict_per_variant():
 
 
 def test_report_draws_pipeline_and_e2e_charts(tmp_path, decode_doc, capsys):
-    from tests.test_plots import check_png
+    from tests.pictures import check_png
     from training.cli import main
 
     decode = schema.dump(decode_doc, str(tmp_path / "d.json"))
@@ -540,7 +540,7 @@ def test_bench_pipeline_small_run(tmp_path, tiny_dataset):
     assert s["loader_auto_vs_full"] > 0 and s["bottleneck"] != "openjpeg@auto"
     # bench report draws the stages of this real run
     assert main(["bench", "report", str(out), "--out", str(tmp_path / "report")]) == 0
-    from tests.test_plots import check_png
+    from tests.pictures import check_png
 
     check_png(tmp_path / "report" / "pipeline.png", min_size=(600, 300))
 

@@ -291,7 +291,7 @@ def test_bench_infer_e2e_small_run(tiny_dataset, tmp_path):
     assert {("infer", "memory-eager", None), ("infer", "memory-onnx", None)} <= rows
     # bench report draws the end-to-end chart and the stage chart of this real run
     assert main(["bench", "report", str(out), "--out", str(tmp_path / "report")]) == 0
-    from tests.test_plots import check_png
+    from tests.pictures import check_png
 
     check_png(tmp_path / "report" / "e2e.png", min_size=(500, 300))
     check_png(tmp_path / "report" / "pipeline.png", min_size=(600, 300))

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.test_plots import check_png
+from tests.pictures import check_png
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "notebooks", "*.ipynb")))

@@ -18,25 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.pictures import check_png
 from training import plots
 from training.metrics import best_threshold, binarized_pf1, pfbeta
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def check_png(path, *, min_size=(300, 200)) -> tuple[int, int]:
-    """A real PNG at least ``min_size`` (width, height) with more than one colour; returns its size."""
-    from PIL import Image
-
-    with open(path, "rb") as f:
-        assert f.read(8) == PNG_MAGIC, path
-    with Image.open(path) as im:
-        im.load()
-        size = im.size
-        px = np.asarray(im.convert("L"))
-    assert size[0] >= min_size[0] and size[1] >= min_size[1], (path, size)
-    assert px.std() > 5, f"{path} is (nearly) one colour"
-    return size
 
 
 def _metrics(aucs=(0.5, None, 0.75)) -> dict:
