@@ -50,6 +50,7 @@ setup(
         "kornia>=0.9",  # batch augmentation on the batch's device
         "pyyaml>=6.0",
         "tqdm>=4.60",
+        "matplotlib>=3.7",  # headless (Agg) pictures: curves.png, roc.png, bench report charts
     ],
     extras_require={
         "gpu": ["nvidia-dali-cuda130", "cupy-cuda13x", "nvidia-nvimgcodec-cu13"],
@@ -63,9 +64,12 @@ setup(
             "ruff==0.17.6",
             "vulture==2.16",  # tests/test_structure.py: no dead functions
             "hypothesis>=6",
-            "matplotlib>=3.7",
             "psutil>=5.9",
             "torchvision",
+            # tests/test_notebooks.py executes notebooks/*.ipynb in a Jupyter kernel
+            "nbclient>=0.10",
+            "nbformat>=5.9",
+            "ipykernel>=6.29",
             # pydicom's real-file test set (34 MB wheel, 56 MB installed; files ship in the wheel)
             "pydicom-data==1.0.0",
         ],

@@ -1,9 +1,11 @@
-"""``rsna-mammo bench report RESULTS.json... [--out DIR]``: a markdown table and a PNG plot.
+"""``rsna-mammo bench report RESULTS.json... [--out DIR]``: a markdown table and PNG charts.
 
 The table lists every row of every file (one run per file, named by machine and
 date), with images/s against the same run's pydicom baseline for decode rows. The
 plot shows decode images/s per backend and codec, one panel per codec; baselines are
 grey and hatched, rows that failed the exactness gate are marked WRONG.
+``pipeline.png`` (loader stages) and ``e2e.png`` (inference end to end) are drawn by
+:mod:`benchmarks.report_charts` when pipeline or ``bench infer --e2e`` files are given.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .report_text import codec_name, num, run_name
 from .schema import BenchResult, load, validate
 
 DECODE_STAGES = ("baseline", "decode")
@@ -22,30 +25,6 @@ DECODE_COMMANDS = ("bench decode", "decode-speedup", "benchmarks/gpu_check.sh")
 
 def is_decode_run(doc: dict) -> bool:
     return doc["config"].get("command") in DECODE_COMMANDS
-
-
-def num(v: float | None) -> str:
-    """A figure for people: 1,234 / 56.7 / 0.123; "-" for None."""
-    if v is None:
-        return "-"
-    if abs(v) >= 100:
-        return f"{v:,.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}"
-    return f"{v:.3g}"
-
-
-def run_name(doc: dict) -> str:
-    """``<machine slug> <date>`` of a result document."""
-    from .machine import machine_slug
-
-    return f"{machine_slug(doc['machine'])} {str(doc['machine'].get('date') or '')[:10]}".strip()
-
-
-def _codec(ts: str | None) -> str:
-    from decode.syntax import short_name
-
-    return short_name(ts) if ts else "-"
 
 
 def _fmt(v, spec: str) -> str:
@@ -86,7 +65,7 @@ def _summary_lines(key: str, value) -> list[str]:
 
 
 def _name(key) -> str:
-    return _codec(key) if str(key).startswith("1.2.") else str(key)
+    return codec_name(key) if str(key).startswith("1.2.") else str(key)
 
 
 def backend_label(r: BenchResult) -> str:
@@ -138,7 +117,7 @@ def markdown(docs: Sequence[tuple[str, dict]]) -> str:
             ratio = pydicom_ratio(r, rows) if is_decode_run(doc) else None
             ips = num(r.images_per_s) if r.exact is not False else "**WRONG**"
             out.append(
-                f"| {r.stage} | {_codec(r.transfer_syntax)} | {backend_label(r)} | {r.device} | {r.workers} | "
+                f"| {r.stage} | {codec_name(r.transfer_syntax)} | {backend_label(r)} | {r.device} | {r.workers} | "
                 f"{r.batch_size} | {size} | {r.images} | {ips} | "
                 f"{_fmt(None if r.spread is None else 100 * r.spread, '.0f')}{'%' if r.spread is not None else ''} | "
                 f"{num(r.mpix_per_s)} | {_fmt(ratio, '.2f')}{'×' if ratio else ''} | "
@@ -164,7 +143,7 @@ def markdown(docs: Sequence[tuple[str, dict]]) -> str:
                 if s.get("gpu_vs_pydicom") is not None:
                     parts.append(f"on the GPU, {s['gpu_best']} decodes {s['gpu_vs_pydicom']:.2f}× pydicom")
                 if parts:
-                    out.append(f"- {_codec(ts)}: " + "; ".join(parts) + ".")
+                    out.append(f"- {codec_name(ts)}: " + "; ".join(parts) + ".")
         for key, value in (doc.get("summary") or {}).items():
             if key in ("ratios", "errors"):
                 continue
@@ -209,7 +188,7 @@ def plot(docs: Sequence[tuple[str, dict]], path: str) -> str | None:
                 label = f"{backend_label(r)} ({r.device}), batch {r.batch_size}"
             if len(decode_docs) > 1:
                 label = f"{run}: {label}"
-            bars.setdefault(_codec(r.transfer_syntax), []).append(
+            bars.setdefault(codec_name(r.transfer_syntax), []).append(
                 (label, r.images_per_s, r.is_baseline, r.exact, is_default)
             )
     if not bars:
@@ -260,7 +239,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out",
         default=os.path.join("runs", "bench-report"),
         metavar="DIR",
-        help="folder for report.md and decode.png (default: runs/bench-report)",
+        help="folder for report.md and the charts: decode.png, pipeline.png, e2e.png (default: runs/bench-report)",
     )
 
 
@@ -280,10 +259,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     text = markdown(docs)
     os.makedirs(args.out, exist_ok=True)
+    from .report_charts import write_charts
+
     png = plot(docs, os.path.join(args.out, "decode.png"))
-    if png:
-        text += f"\n![decode images/s per backend and codec]({os.path.basename(png)})\n"
+    charts = ([(png, "decode images/s per backend and codec")] if png else []) + write_charts(docs, args.out)
+    for path, alt in charts:
+        text += f"\n![{alt}]({os.path.basename(path)})\n"
     md = atomic_write(os.path.join(args.out, "report.md"), text)
     print(text)
-    print(f"wrote {md}" + (f" and {png}" if png else ""), file=sys.stderr)
+    print(f"wrote {md}" + "".join(f" and {p}" for p, _ in charts), file=sys.stderr)
     return 1 if bad else 0

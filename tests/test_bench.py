@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -362,6 +363,104 @@ def test_report_renders_table_and_plot_from_fixture(tmp_path, decode_doc, capsys
     assert "other.json: result document lacks results" in err and "report.md" in err
 
 
+def _pipeline_doc(command: str = "bench pipeline") -> dict:
+    """Loader-stage rows as `bench pipeline` writes them (JPEG 2000 with its reduced rows, lossless JPEG)."""
+    j2k, ljpeg = "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70"
+    rows = []
+    for ts, decode_rate in ((j2k, 1.0), (ljpeg, 16.9)):
+        rows += [
+            _row(stage="read", backend="auto", transfer_syntax=ts, workers=1, images_per_s=206.0, exact=None),
+            _row(stage="decode", backend="imagecodecs", transfer_syntax=ts, workers=1, images_per_s=decode_rate),
+            _row(stage="voi", backend="numpy", transfer_syntax=ts, workers=1, images_per_s=98.6, exact=None),
+            _row(stage="crop", backend="numpy", transfer_syntax=ts, workers=1, images_per_s=246.0, exact=None),
+            _row(stage="resize", backend="numpy", transfer_syntax=ts, workers=1, images_per_s=54.3, exact=None),
+            _row(stage="collate", backend="torch", transfer_syntax=ts, workers=1, images_per_s=10649.0, exact=None),
+            _row(stage="loader", backend="auto", transfer_syntax=ts, workers=2, images_per_s=11.8, exact=None),
+        ]
+    # reduced-resolution rows come after the full-resolution ones of JPEG 2000 in bench pipeline's output
+    rows.insert(2, _row(stage="decode", backend="openjpeg@auto", transfer_syntax=j2k, workers=1, images_per_s=8.0))
+    rows.insert(8, _row(stage="loader", backend="auto@auto", transfer_syntax=j2k, workers=2, images_per_s=5.5))
+    return schema.make_document(_machine(), {"command": command}, rows)
+
+
+def _e2e_doc() -> dict:
+    """A `bench infer --e2e` document: stage rows, the models in memory and predict end to end per variant."""
+    ts = "1.2.840.10008.1.2.4.70"
+    doc = _pipeline_doc("bench infer --e2e")
+    doc["results"] = [r for r in doc["results"] if r["transfer_syntax"] == ts and r["stage"] != "collate"]
+    for variant, model, e2e in (("eager", 40.0, 10.0), ("compiled", 80.0, 11.0), ("onnx", 8.0, 6.0)):
+        row = _row(stage="infer", backend=f"memory-{variant}", transfer_syntax=None, images_per_s=model, exact=None)
+        doc["results"].append(dataclasses.asdict(row))
+        row = _row(stage="e2e", backend=variant, transfer_syntax=ts, images_per_s=e2e, exact=None)
+        doc["results"].append(dataclasses.asdict(row))
+    return doc
+
+
+def test_pipeline_chart_bars_follow_the_loader_order_and_mark_the_bottleneck():
+    from benchmarks.report_charts import pipeline_bars
+
+    panels = pipeline_bars([("p.json", _pipeline_doc())])
+    assert list(panels) == ["cpu-2core-epyc 2026-11-27 — jpeg-ll-sv1", "cpu-2core-epyc 2026-11-27 — j2k-lossless"]
+    j2k = panels["cpu-2core-epyc 2026-11-27 — j2k-lossless"]
+    assert [(b.label, b.images_per_s, b.kind) for b in j2k] == [
+        ("read", 206.0, "stage"),
+        ("decode (imagecodecs)", 1.0, "bottleneck"),
+        ("decode openjpeg@auto", 8.0, "reduced"),  # faster than the full decode, never the bottleneck
+        ("voi", 98.6, "stage"),
+        ("crop", 246.0, "stage"),
+        ("resize", 54.3, "stage"),
+        ("collate", 10649.0, "stage"),
+        ("loader auto, 2 workers", 11.8, "loader"),
+        ("loader auto@auto, 2 workers", 5.5, "reduced"),
+    ]
+    # lossless JPEG: decode (16.9) is no longer the slowest; the loader (11.8) is never the bottleneck
+    ljpeg = panels["cpu-2core-epyc 2026-11-27 — jpeg-ll-sv1"]
+    assert [b.label for b in ljpeg if b.kind == "bottleneck"] == ["decode (imagecodecs)"]
+    slow_resize = _pipeline_doc()
+    for r in slow_resize["results"]:
+        if r["stage"] == "resize" and r["transfer_syntax"].endswith(".70"):
+            r["images_per_s"] = 16.8
+    ljpeg = pipeline_bars([("p.json", slow_resize)])["cpu-2core-epyc 2026-11-27 — jpeg-ll-sv1"]
+    assert [b.label for b in ljpeg if b.kind == "bottleneck"] == ["resize"]
+
+
+def test_e2e_chart_groups_loader_model_and_predict_per_variant():
+    from benchmarks.report_charts import e2e_groups, pipeline_bars
+
+    docs = [("e.json", _e2e_doc())]
+    groups = e2e_groups(docs)["cpu-2core-epyc 2026-11-27 — jpeg-ll-sv1"]
+    assert [(g.variant, g.loader, g.model, g.e2e) for g in groups] == [
+        ("eager", 11.8, 40.0, 10.0),
+        ("compiled", 11.8, 80.0, 11.0),
+        ("onnx", 11.8, 8.0, 6.0),
+    ]
+    # overlap efficiency: end to end over the slower of loader and model, as summary.e2e has it
+    assert [g.overlap for g in groups] == [round(10.0 / 11.8, 3), round(11.0 / 11.8, 3), 0.75]
+    assert list(pipeline_bars(docs)) == ["cpu-2core-epyc 2026-11-27 — jpeg-ll-sv1"]  # its stage rows too
+    assert e2e_groups([("p.json", _pipeline_doc())]) == {}
+
+
+def test_report_draws_pipeline_and_e2e_charts(tmp_path, decode_doc, capsys):
+    from tests.pictures import check_png
+    from training.cli import main
+
+    decode = schema.dump(decode_doc, str(tmp_path / "d.json"))
+    out = tmp_path / "only-decode"
+    assert main(["bench", "report", decode, "--out", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["decode.png", "report.md"]
+    pipe = schema.dump(_pipeline_doc(), str(tmp_path / "p.json"))
+    e2e = schema.dump(_e2e_doc(), str(tmp_path / "e.json"))
+    out = tmp_path / "all"
+    assert main(["bench", "report", decode, pipe, e2e, "--out", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["decode.png", "e2e.png", "pipeline.png", "report.md"]
+    md = (out / "report.md").read_text()
+    assert "](pipeline.png)" in md and "](e2e.png)" in md and "](decode.png)" in md
+    w, h = check_png(out / "pipeline.png", min_size=(600, 300))
+    assert h > w / 2  # three panels (two codecs of the pipeline run, one of the e2e run): two rows
+    check_png(out / "e2e.png", min_size=(500, 300))
+    assert "e2e.png" in capsys.readouterr().err
+
+
 def test_decode_summary_ratios(decode_doc):
     from benchmarks.decode_bench import decode_summary
 
@@ -446,6 +545,11 @@ def test_bench_pipeline_small_run(tmp_path, tiny_dataset):
     assert all("@" not in r.backend for r in rows if r.transfer_syntax != j2k)
     s = doc["summary"]["stages"][j2k]
     assert s["loader_auto_vs_full"] > 0 and s["bottleneck"] != "openjpeg@auto"
+    # bench report draws the stages of this real run
+    assert main(["bench", "report", str(out), "--out", str(tmp_path / "report")]) == 0
+    from tests.pictures import check_png
+
+    check_png(tmp_path / "report" / "pipeline.png", min_size=(600, 300))
 
 
 def test_bench_train_and_infer_small_run(tmp_path, tiny_dataset):

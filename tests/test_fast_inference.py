@@ -289,6 +289,12 @@ def test_bench_infer_e2e_small_run(tiny_dataset, tmp_path):
             )
             assert s["slowest_stage"] in ("loader", "model") and s["engine"] == "cpu"
     assert {("infer", "memory-eager", None), ("infer", "memory-onnx", None)} <= rows
+    # bench report draws the end-to-end chart and the stage chart of this real run
+    assert main(["bench", "report", str(out), "--out", str(tmp_path / "report")]) == 0
+    from tests.pictures import check_png
+
+    check_png(tmp_path / "report" / "e2e.png", min_size=(500, 300))
+    check_png(tmp_path / "report" / "pipeline.png", min_size=(600, 300))
     assert main(["bench", "infer", "--e2e", "--variants", "eager,fast", "--data", str(tmp_path)]) == 2
 
 

@@ -236,8 +236,8 @@ decode (crop stage, {dec.get("workers")} workers): {thr["decode_images_per_s"]} 
 training: {thr["train_images_per_s"]} images/s · inference: {thr["predict_images_per_s"]} images/s ·
 seconds: synth {sec["synth_s"]}, decode {sec["decode_s"]}, train {sec["train_s"]}, predict {sec["predict_s"]}.
 
-Files: `submission.csv`, `errors.csv`, `metrics.json`, `decode_summary.json`, `run/` (best.pt, last.pt,
-metrics.json, config.yaml), `data/` (the synthetic dataset). The same steps by hand:
+Files: `submission.csv`, `errors.csv`, `roc.png`, `metrics.json`, `decode_summary.json`, `run/` (best.pt,
+last.pt, metrics.json, curves.png, config.yaml), `data/` (the synthetic dataset). The same steps by hand:
 
 ```
 rsna-mammo train --data {out}/data --out {out}/run {c}

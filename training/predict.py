@@ -17,6 +17,7 @@ import numpy as np
 from decode.atomic import atomic_write
 from decode.errors import UsageError
 
+from . import plots
 from .amp import autocast_ctx, autocast_dtype
 from .metrics import aggregate_breasts
 from .notes import collect, write_notes
@@ -236,6 +237,9 @@ def predict(
             "threshold": float(np.mean([p.meta.get("threshold", 0.5) for p in predictors])),
         }
         summary = _write_outputs(man, ok_rows, idx, probs, failed, out=out, agg=agg, thr=thr, ck=stats)
+        summary["roc"] = plots.write_prediction_roc(
+            out, man, ok_rows, idx, probs, data=data, csv=csv or "test.csv", agg=agg, **stats
+        )
         notes = [n for p in parts for n in p[5]]
         ids = man["image_id"].to_numpy()[ok_rows]
         summary["notes"] = write_notes(

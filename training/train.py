@@ -35,6 +35,7 @@ import numpy as np
 from decode.atomic import atomic_write, remove_stale_temps
 from decode.errors import UsageError
 
+from . import plots
 from .amp import autocast_ctx, autocast_dtype
 from .checkpoint import checkpoint_header, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, save_yaml
@@ -589,6 +590,8 @@ def train(
             break
     train_loader.close()
     val_loader.close()
+    if info.is_main and state.history:
+        plots.write_curves(os.path.join(cfg.out, "metrics.json"), os.path.join(cfg.out, "curves.png"))
     return _metrics_dict(cfg, state.history, state.best, *run_info)
 
 
