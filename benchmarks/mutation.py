@@ -87,6 +87,8 @@ MODULES: dict[str, ModuleSpec] = {
 #: stripped) → why no input tells them apart. Matched by text, so line moves keep them.
 EQUIVALENT: dict[tuple[str, str, str], str] = {}
 
+#: Top-level packages of the project: never imported by the server before a fork.
+_PROJECT_PACKAGES = ("decode", "dali_pipelines", "training")
 _LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical"}
 #: Imported once in the server so each forked run starts warm (never a project module).
 _WARM_IMPORTS = (
@@ -302,6 +304,8 @@ def run_module(root: str, name: str, spec: ModuleSpec, *, log) -> dict:
         raise RuntimeError(f"{name}: the unmutated tests do not pass (exit {code}): {' '.join(spec.tests)}")
     with open(stats_file, encoding="utf-8") as f:
         stats = json.load(f)
+    if not stats["lines"]:
+        raise RuntimeError(f"{name}: its tests never ran {spec.path} of the copy (imported from elsewhere?)")
     log(f"{name}: {len(mutants)} mutants ({log_only} log-only left out), baseline {secs:.1f} s")
     with open(os.path.join(root, spec.path), encoding="utf-8") as f:
         original = f.read()
@@ -444,6 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.dont_write_bytecode = True
         sys.path[:] = [scratch] + [p for p in sys.path if os.path.abspath(p or ".") != _REPO]
         os.chdir(scratch)
+        # importing this package already imported project modules from the checkout (benchmarks
+        # → schema → decode): forget them, so the forked runs import the mutated copy
+        for mod in [m for m in sys.modules if m.split(".")[0] in _PROJECT_PACKAGES]:
+            del sys.modules[mod]
         for mod in _WARM_IMPORTS:
             try:
                 __import__(mod)
