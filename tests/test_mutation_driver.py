@@ -81,3 +81,51 @@ def test_markdown_lists_figures_and_survivors():
     text = markdown(doc)
     assert "| m (`m.py`) | 10 | 9 | 1 | 0 | 2 | 90.0% |" in text
     assert "- `m.py:9` (kept): `x < 3` → `x <= 3`" in text
+
+
+TINY_MODULE = "def below(x):\n    return x < 3\n\n\ndef untested(x):\n    return x + 1\n"
+TINY_TEST = "from decode.tiny import below\n\n\ndef test_below():\n    assert below(2) and not below(3)\n"
+RUN_TINY = """
+import json, sys
+import decode  # the checkout's package, imported before the driver runs (as importing benchmarks does)
+from benchmarks import mutation
+mutation._REPO = sys.argv[1]
+mutation.MODULES = {"tiny": mutation.ModuleSpec("decode/tiny.py", ("tests/test_tiny.py",))}
+code = mutation.main(["--modules", "tiny", "--json", sys.argv[2]])
+print(json.dumps({"code": code}))
+"""
+
+
+def test_a_run_mutates_the_copy_not_the_already_imported_checkout(tmp_path):
+    """End to end on a tiny project whose package name (``decode``) is already imported from
+    this checkout: mutants of the copy must be the code the tests run."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = tmp_path / "repo"
+    (repo / "decode").mkdir(parents=True)
+    (repo / "tests").mkdir()
+    (repo / "decode" / "__init__.py").write_text("")
+    (repo / "decode" / "tiny.py").write_text(TINY_MODULE)
+    (repo / "tests" / "test_tiny.py").write_text(TINY_TEST)
+    (repo / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    report = tmp_path / "mutation.json"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", RUN_TINY, str(repo), str(report)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"code": 2}  # below the goal: one survivor
+    (tiny,) = json.loads(report.read_text())["results"]
+    survivors = {(r["original"], r["mutated"], r["status"]) for r in tiny["mutant_rows"]}  # killed: counted
+    assert survivors == {("return x + 1", "return x - 1", "survived"), ("return x + 1", "return x + 2", "survived")}
+    assert (tiny["killed"], tiny["survived"], tiny["score"]) == (2, 2, 0.5)
+    assert (tiny_md := report.with_suffix(".md").read_text()).count("survived") >= 1 and "decode/tiny.py" in tiny_md
+    assert (repo / "decode" / "tiny.py").read_text() == TINY_MODULE  # the checkout never holds a mutant
