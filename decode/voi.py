@@ -55,7 +55,7 @@ def window_problem(meta: DicomMeta, index: int = 0) -> str | None:
     func = meta.voi_lut_function
     if func == "LINEAR" and w < 1:
         return f"Window Width {w:g} < 1 for LINEAR (pydicom refuses it); using min-max"
-    if func != "LINEAR" and w <= 0:
+    if w <= 0:  # SIGMOID, LINEAR_EXACT (LINEAR below 1 was refused above)
         return f"Window Width {w:g} <= 0 for {func} (pydicom refuses it); using min-max"
     return None
 
@@ -105,14 +105,13 @@ def lut_lookup(x, lut: Lut, xp=None):
     xp = xp or array_module(x)
     table = xp.asarray(lut.data)
     idx = x - lut.first_map if x.dtype.kind == "f" else x.astype(np.int64) - lut.first_map
-    idx = xp.where(idx >= 0, idx, 0)
-    idx = xp.clip(idx.astype(np.int64), 0, table.size - 1)  # float indices truncate, as pydicom's cast
+    # below first_map: entry 0; float indices truncate toward zero, as pydicom's cast
+    idx = xp.clip(idx.astype(np.int64), 0, table.size - 1)
     return table[idx]
 
 
 def modality(raw, meta: DicomMeta, xp=None):
     """Modality LUT or rescale; returns the input unchanged when there is neither."""
-    xp = xp or array_module(raw)
     if meta.modality_lut is not None:
         return lut_lookup(raw, meta.modality_lut, xp)
     if meta.rescale_slope is not None:

@@ -228,3 +228,14 @@ def test_window_params_as_array_codes():
         arr = WindowParams(kind, center=1.5, scale=2.0, offset=0.5, invert=bool(code % 2)).as_array()
         assert arr.dtype == np.float32 and arr.tolist() == [code, 1.5, 2.0, 0.5, float(code % 2)]
     assert WindowParams("linear").as_array().tolist() == [0, 0.0, 1.0, 0.0, 0.0]
+
+
+def test_min_max_over_a_span_below_one_still_fills_zero_to_one(tmp_path):
+    """A rescale can shrink the value range below 1 (slope 0.001 over 0..4032): min–max still
+    divides by that span and reaches 1 at the maximum (only an all-equal image divides by 1)."""
+    meta, ds = _file(tmp_path, rescale=(0.001, 0.0))
+    assert window_params(meta).kind == "minmax"
+    got = apply_voi(ds.pixel_array, meta)
+    x = RAMP.astype(np.float32) * np.float32(0.001)
+    np.testing.assert_allclose(got, (x - x.min()) / (x.max() - x.min()), rtol=0, atol=1e-6)
+    assert got.min() == 0.0 and got.max() == pytest.approx(1.0, abs=1e-6)
