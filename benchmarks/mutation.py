@@ -85,7 +85,36 @@ MODULES: dict[str, ModuleSpec] = {
 
 #: Surviving mutants judged equivalent: ``(file, original line, mutated line)`` (both
 #: stripped) → why no input tells them apart. Matched by text, so line moves keep them.
-EQUIVALENT: dict[tuple[str, str, str], str] = {}
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    # --- decode/voi.py
+    **{
+        ("decode/voi.py", 'VoiKind = Literal["linear", "sigmoid", "step", "lut", "minmax"]', mutated): (
+            "a type alias: only type checkers read it"
+        )
+        for mutated in (
+            'VoiKind = Literal["XXlinearXX", "sigmoid", "step", "lut", "minmax"]',
+            'VoiKind = Literal["linear", "XXsigmoidXX", "step", "lut", "minmax"]',
+            'VoiKind = Literal["linear", "sigmoid", "XXstepXX", "lut", "minmax"]',
+            'VoiKind = Literal["linear", "sigmoid", "step", "XXlutXX", "minmax"]',
+            'VoiKind = Literal["linear", "sigmoid", "step", "lut", "XXminmaxXX"]',
+            "VoiKind = None",
+        )
+    },
+    (
+        "decode/voi.py",
+        "y = (x - lo) / xp.where(span > 0, span, 1).astype(np.float32)",
+        "y = (x - lo) / xp.where(span > 0, span, 2).astype(np.float32)",
+    ): "the divisor for a zero span: every x - lo is 0 there, 0/1 = 0/2",
+    (
+        "decode/voi.py",
+        "y = y.astype(np.float32, copy=False)",
+        "y = y.astype(np.float32, copy=True)",
+    ): "the same values; copy=False only saves a copy when y is float32 already",
+    # --- decode/crop.py, decode/resize.py, decode/chain.py
+    # --- decode/dicom.py, decode/codestream.py
+    # --- training/metrics.py, training/sampler.py, training/manifest.py
+    # --- decode/parallel.py, dali_pipelines/engines.py, dali_pipelines/loader.py
+}
 
 #: Top-level packages of the project: never imported by the server before a fork.
 _PROJECT_PACKAGES = ("decode", "dali_pipelines", "training")
