@@ -2,6 +2,8 @@
 
 import dataclasses
 import math
+import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -176,3 +178,72 @@ def test_breast_aggregation_defaults_order_and_contract():
     m = breast_metrics(ids, s, [0, 1, 0, 0])
     assert m["pf1"] == pytest.approx(pfbeta([0, 1], [0.3, 0.7]))  # mean by default
     assert m["positives"] == 1 and m["breasts"] == 2
+
+
+def test_auc_of_one_class_is_nan_without_a_warning():
+    # one class is an expected validation outcome (a fold without positives): nan, and no
+    # UndefinedMetricWarning from scikit-learn on every epoch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(roc_auc([1, 1], [0.1, 0.2]))
+        assert math.isnan(roc_auc([0, 0, 0], [0.1, 0.2, 0.3]))
+
+
+def test_threshold_gain_smaller_than_any_float_tolerance_still_wins():
+    # P positives: P - 1 score 0.9, one scores 0.5 beside one negative. Exactly:
+    # t=0.9: 2(P-1) / (2P-1); t=0.5: 2P / (2P+1), better by 2 / (4P² - 1) ≈ 8.9e-13 for P = 750 000
+    n_pos = 750_000
+    y = np.r_[np.ones(n_pos), np.zeros(1)]
+    s = np.r_[np.full(n_pos - 1, 0.9), 0.5, 0.5]
+    low, high = Fraction(2 * n_pos, 2 * n_pos + 1), Fraction(2 * (n_pos - 1), 2 * n_pos - 1)
+    assert 0 < low - high < Fraction(1, 10**12)
+    assert binarized_pf1(y, s, 0.5) > binarized_pf1(y, s, 0.9)  # floats tell them apart too
+    f, t = best_threshold(y, s)
+    assert t == 0.5 and f == binarized_pf1(y, s, 0.5)
+
+
+def _exact_best_threshold(y, s):
+    """Reference: at every distinct score, F1 = 2TP / (2TP + FP + FN) of the hard predictions,
+    counted row by row as an exact fraction; the highest threshold among the best."""
+    best, thr = Fraction(0), 0.5
+    for t in sorted(set(s.tolist()), reverse=True):
+        tp = sum(1 for a, b in zip(y, s) if a and b >= t)
+        fp = sum(1 for a, b in zip(y, s) if not a and b >= t)
+        fn = sum(1 for a, b in zip(y, s) if a and b < t)
+        f = Fraction(2 * tp, 2 * tp + fp + fn)
+        if f > best:
+            best, thr = f, t
+    return best, thr
+
+
+def test_threshold_search_matches_an_exact_search_on_tied_scores():
+    rng = np.random.default_rng(3)
+    for _ in range(15):
+        n = int(rng.integers(2, 30))
+        y = rng.integers(0, 2, n)
+        y[0] = 1
+        s = rng.integers(0, 5, n) / 4.0  # five distinct values: ties between rows and between thresholds
+        best, thr = _exact_best_threshold(y, s)
+        f, t = best_threshold(y, s)
+        assert t == thr and f == pytest.approx(float(best), abs=1e-15)
+        assert f == binarized_pf1(y, s, t)  # the value the per-threshold curve shows there
+
+
+def test_threshold_with_one_positive_or_one_distinct_score():
+    assert best_threshold([1, 0], [0.5, 0.5]) == (pytest.approx(2 / 3), 0.5)  # P 1/2, R 1
+    assert best_threshold([0, 1], [0.2, 0.7]) == (1.0, 0.7)
+    assert best_threshold([1, 0, 0], [0.0, 0.0, 0.0]) == (pytest.approx(0.5), 0.0)  # all zero: threshold 0
+
+
+def test_threshold_never_calls_a_nan_score():
+    nan = float("nan")
+    assert best_threshold([1, 0, 1], [nan, 0.3, 0.6]) == (pytest.approx(2 / 3), 0.6)  # P 1, R 1/2
+    assert best_threshold([1, 0], [nan, 0.3]) == (0.0, 0.5)  # the only positive is never called
+    assert best_threshold([0, 0], [nan, 0.3]) == (0.0, 0.5)  # no positive at all
+
+
+def test_threshold_length_mismatch_is_refused():
+    with pytest.raises(ValueError, match=r"^1 labels for 3 scores$"):
+        best_threshold([1], [0.1, 0.2, 0.3])  # one label is not broadcast over the scores
+    with pytest.raises(ValueError, match=r"^2 labels for 0 scores$"):
+        best_threshold([1, 0], [])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 import numpy as np
@@ -59,13 +60,10 @@ def pfbeta(labels, scores, beta: float = 1.0) -> float:
     p = np.clip(np.asarray(scores, dtype=np.float64).reshape(-1), 0.0, 1.0)
     if y.shape != p.shape:
         raise ValueError(f"{y.size} labels for {p.size} scores")
-    n_pos = int(y.sum())
     ctp, cfp = float(p[y].sum()), float(p[~y].sum())
-    if n_pos == 0 or ctp + cfp == 0:
+    if ctp == 0:  # no positive label, or none scored above 0: precision and recall are both 0
         return 0.0
-    precision, recall = ctp / (ctp + cfp), ctp / n_pos
-    if precision <= 0 or recall <= 0:
-        return 0.0
+    precision, recall = ctp / (ctp + cfp), ctp / int(y.sum())
     b2 = beta * beta
     return float((1 + b2) * precision * recall / (b2 * precision + recall))
 
@@ -80,21 +78,31 @@ def best_threshold(labels, scores) -> tuple[float, float]:
     """Search the threshold that maximises binarized pF1.
 
     Candidates are the distinct scores (each one the lowest score called positive);
-    among equally good thresholds the highest is kept (fewest positives called).
+    among equally good thresholds the highest is kept (fewest positives called). The
+    comparison is exact: binarized pF1 is ``2·TP / (TP + FP + #positives)``, compared as a
+    fraction of counts, so a better threshold wins however small its gain (a float
+    tolerance would call two thresholds tied once they differ by less than it, which
+    happens from about a million rows) and a tie is a true tie.
 
     Returns:
-        ``(best binarized pF1, threshold)``; ``(0.0, 0.5)`` when there is no positive label
-        (no threshold then gives a pF1 above 0). All-zero scores with a positive label give
-        threshold 0.0.
+        ``(best binarized pF1, threshold)``; ``(0.0, 0.5)`` when there is no positive label,
+        or when every positive's score is NaN (no threshold then gives a pF1 above 0).
+        All-zero scores with a positive label give threshold 0.0.
     """
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     y = _as_binary(labels)
-    best, thr = 0.0, 0.5
+    if y.shape != s.shape:
+        raise ValueError(f"{y.size} labels for {s.size} scores")
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return 0.0, 0.5
+    best, thr = Fraction(0), 0.5
     for t in np.unique(s)[::-1]:  # high to low: ties keep the higher threshold
-        f = binarized_pf1(y, s, float(t))
-        if f > best + 1e-12:
+        called = s >= t  # a NaN score is never called
+        f = Fraction(int((called & y).sum()), int(called.sum()) + n_pos)  # half the binarized pF1
+        if f > best:
             best, thr = f, float(t)
-    return best, thr
+    return binarized_pf1(y, s, thr), thr
 
 
 @dataclass(frozen=True)
