@@ -168,3 +168,12 @@ def test_state_dict_round_trip_and_mismatch_warning(caplog):
         caplog.clear()
         BalancedSampler(y, batch_size=8, pos_ratio=0.25 + 1.5e-12).load_state_dict(s.state_dict())
         assert "resuming with batch 8" in caplog.text  # any ratio difference above 1e-12 is said
+
+
+def test_resume_ratio_difference_of_exactly_the_tolerance_is_not_said(caplog):
+    # 2e-12 - 1e-12 is exactly 1e-12 in floats (a power-of-two scaling): the bound is inclusive
+    assert 2e-12 - 1e-12 == 1e-12
+    saved = BalancedSampler(_labels(4, 40), batch_size=8, pos_ratio=1e-12).state_dict()
+    with caplog.at_level("WARNING", logger="training.sampler"):
+        BalancedSampler(_labels(4, 40), batch_size=8, pos_ratio=2e-12).load_state_dict(saved)
+    assert caplog.text == ""

@@ -60,9 +60,7 @@ class BalancedSampler:
         self.seed = int(seed)
         self.max_batches = max_batches
         self.epoch = 0
-        self.n_pos = (
-            min(self.batch_size - 1, max(1, int(round(self.batch_size * self.pos_ratio)))) if self.batch_size > 1 else 1
-        )
+        self.n_pos = max(1, min(self.batch_size - 1, int(round(self.batch_size * self.pos_ratio))))
         self.balanced = len(self.pos) > 0 and len(self.neg) > 0 and self.batch_size > 1
         if not self.balanced:
             log.warning(
@@ -87,8 +85,7 @@ class BalancedSampler:
     def _batches(self, rng: np.random.Generator, n: int) -> list[np.ndarray]:
         if not self.balanced:
             everything = np.concatenate([self.pos, self.neg])
-            rows = _cycle(rng, everything, n * self.batch_size)
-            return [rows[i * self.batch_size : (i + 1) * self.batch_size] for i in range(n)]
+            return list(_cycle(rng, everything, n * self.batch_size).reshape(n, self.batch_size))
         k_neg = self.batch_size - self.n_pos
         negs = _cycle(rng, self.neg, n * k_neg)
         poss = _cycle(rng, self.pos, n * self.n_pos)
