@@ -1,6 +1,7 @@
 """Manifest: Kaggle CSVs, path resolution and confinement, prediction ids, folds."""
 
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -283,3 +284,60 @@ def test_breast_prior_without_labels_or_rows():
     assert breast_prior(df) == pytest.approx(1 / 8)
     assert breast_prior(df.drop(columns="cancer")) == 0.0
     assert breast_prior(df.iloc[:0]) == 0.0
+
+
+def test_numeric_looking_ids_and_laterality_are_kept_as_written(tmp_path):
+    csv = _csv(tmp_path / "train.csv", ["0012,0034,01,1", "0012,0035,02,0"])
+    man = load_manifest(str(tmp_path), csv=csv)
+    assert man["patient_id"].tolist() == ["0012", "0012"] and man["image_id"].tolist() == ["0034", "0035"]
+    assert man["laterality"].tolist() == ["01", "02"]  # text, not the integers 1 and 2
+    assert man["prediction_id"].tolist() == ["0012_01", "0012_02"]
+    assert man["path"].tolist()[0] == os.path.join(str(tmp_path), "train_images", "0012", "0034.dcm")
+
+
+def test_numeric_looking_prediction_ids_from_the_csv_are_kept_as_written(tmp_path):
+    csv = _csv(tmp_path / "test.csv", ["1,10,L,007", "1,11,R,8"], header="patient_id,image_id,laterality,prediction_id")
+    assert load_manifest(str(tmp_path), csv=csv)["prediction_id"].tolist() == ["007", "8"]
+
+
+def test_manifest_columns_are_the_csvs_plus_prediction_id_path_and_error(tmp_path):
+    csv = _csv(tmp_path / "train.csv", ["5,6,L,1", "7,8,R,0"], header="patient_id,image_id,laterality,cancer,site_id")
+    man = load_manifest(str(tmp_path), csv=csv)
+    cols = ["patient_id", "image_id", "laterality", "cancer", "site_id", "prediction_id", "path", "path_error"]
+    assert man.columns.tolist() == cols
+    assert man.index.tolist() == [0, 1]
+
+
+@pytest.mark.filterwarnings("ignore::pandas.errors.ParserWarning")
+def test_rows_ending_in_a_comma_keep_their_columns(tmp_path):
+    # one field more than the header: pandas would otherwise take patient_id as the index and shift every
+    # column left (image_id as patient_id, laterality as image_id, and the label lost)
+    csv = _csv(tmp_path / "train.csv", ["5,6,L,1,", "7,8,R,0,"])
+    man = load_manifest(str(tmp_path), csv=csv)
+    assert man["patient_id"].tolist() == ["5", "7"] and man["image_id"].tolist() == ["6", "8"]
+    assert man["laterality"].tolist() == ["L", "R"] and man["cancer"].tolist() == [1, 0]
+    assert man["prediction_id"].tolist() == ["5_L", "7_R"] and man.index.tolist() == [0, 1]
+
+
+def test_folds_default_to_four_seeded_42_like_scikit_learns_splitter():
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    df = _patients(24, 6)
+    want = np.empty(len(df), dtype=np.int64)
+    split = StratifiedGroupKFold(n_splits=4, shuffle=True, random_state=42)
+    for k, (_, rows) in enumerate(split.split(np.zeros(len(df)), df["cancer"].to_numpy(), df["patient_id"])):
+        want[rows] = k
+    assert np.array_equal(assign_folds(df), want)
+    assert not np.array_equal(assign_folds(df, seed=43), want)  # the seed matters for this frame
+
+
+def test_one_positive_image_warns_once_by_patient_not_by_row(caplog):
+    # one positive patient with one positive image, 4 folds: the per-patient log line, and not
+    # scikit-learn's per-row "least populated class" UserWarning
+    df = _patients(8, 0)
+    df.loc[0, "cancer"] = 1
+    with caplog.at_level("WARNING", logger="training.manifest"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folds = assign_folds(df, folds=4, seed=0)
+    assert "1 positive patient(s), 4 folds" in caplog.text
+    assert set(folds.tolist()) == {0, 1, 2, 3}

@@ -87,18 +87,22 @@ def load_manifest(
         csv = os.path.join(data, csv)
     if not os.path.exists(csv):
         raise UsageError(f"{csv}: no such CSV file")
+    # index_col=False: a row ending in a delimiter (one field more than the header) must not make
+    # pandas take the first column as the index and shift every column by one
     df = pd.read_csv(
-        csv, dtype={"patient_id": str, "image_id": str, "laterality": str, "prediction_id": str}, keep_default_na=False
+        csv,
+        dtype={"patient_id": str, "image_id": str, "laterality": str, "prediction_id": str},
+        keep_default_na=False,
+        index_col=False,
     )
     missing = [c for c in ("patient_id", "image_id", "laterality") if c not in df.columns]
     if missing:
         raise UsageError(f"{csv}: missing column(s) {', '.join(missing)}")
-    if "prediction_id" not in df.columns or (df["prediction_id"] == "").any():
-        built = df["patient_id"].astype(str) + "_" + df["laterality"].astype(str)
-        if "prediction_id" in df.columns:
-            df["prediction_id"] = df["prediction_id"].where(df["prediction_id"] != "", built)
-        else:
-            df["prediction_id"] = built
+    built = df["patient_id"].astype(str) + "_" + df["laterality"].astype(str)
+    if "prediction_id" in df.columns:  # the CSV's own, where it has one
+        df["prediction_id"] = df["prediction_id"].where(df["prediction_id"] != "", built)
+    else:
+        df["prediction_id"] = built
     if "cancer" in df.columns:
         df["cancer"] = pd.to_numeric(df["cancer"], errors="coerce").fillna(0).astype(np.int64)
     folder = images or f"{split}_images"
@@ -114,7 +118,7 @@ def load_manifest(
     bad = int((df["path_error"] != "").sum())
     if bad:
         log.warning("%s: %d row(s) refused (path would leave the data root)", csv, bad)
-    return df.reset_index(drop=True)
+    return df
 
 
 def assign_folds(df: pd.DataFrame, *, folds: int = 4, seed: int = 42) -> np.ndarray:
@@ -148,7 +152,7 @@ def assign_folds(df: pd.DataFrame, *, folds: int = 4, seed: int = 42) -> np.ndar
     positive_patients = len(set(groups[y == 1]))
     if 0 < positive_patients < folds:
         log.warning("%d positive patient(s), %d folds: a fold may validate with no positive", positive_patients, folds)
-    out = np.full(len(df), -1, dtype=np.int64)
+    out = np.empty(len(df), dtype=np.int64)  # every row is in exactly one validation fold
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # its per-row class-count warning; the per-patient one is above
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
