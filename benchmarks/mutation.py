@@ -113,6 +113,31 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     # --- decode/crop.py, decode/resize.py, decode/chain.py
     # --- decode/dicom.py, decode/codestream.py
     # --- training/metrics.py, training/sampler.py, training/manifest.py
+    **{
+        ("training/metrics.py", 'Agg = Literal["mean", "max"]', mutated): "a type alias: only type checkers read it"
+        for mutated in ('Agg = Literal["XXmeanXX", "max"]', 'Agg = Literal["mean", "XXmaxXX"]', "Agg = None")
+    },
+    **{
+        (path, line, line.replace(".reshape(-1)", ".reshape(-2)")): (
+            "numpy reads any negative size as the one unknown dimension: reshape(-2) is reshape(-1)"
+        )
+        for path, line in (
+            ("training/metrics.py", "return np.asarray(labels, dtype=np.float64).reshape(-1) > 0.5"),
+            ("training/metrics.py", "s = np.asarray(scores, dtype=np.float64).reshape(-1)"),
+            ("training/metrics.py", "p = np.clip(np.asarray(scores, dtype=np.float64).reshape(-1), 0.0, 1.0)"),
+            (
+                "training/metrics.py",
+                "p = (np.asarray(scores, dtype=np.float64).reshape(-1) >= threshold).astype(np.float64)",
+            ),
+            (
+                "training/metrics.py",
+                'df = pd.DataFrame({"pid": list(prediction_ids), "s": np.asarray(scores, dtype=np.float64)'
+                ".reshape(-1)})",
+            ),
+            ("training/metrics.py", 'df["y"] = np.asarray(labels, dtype=np.float64).reshape(-1)'),
+            ("training/sampler.py", "y = np.asarray(labels, dtype=np.float64).reshape(-1) > 0.5"),
+        )
+    },
     # --- decode/parallel.py, dali_pipelines/engines.py, dali_pipelines/loader.py
 }
 
