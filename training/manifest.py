@@ -38,15 +38,8 @@ def resolve_image_path(root: str, split_dir: str, patient_id: str, image_id: str
     """
     for what, value in (("patient_id", patient_id), ("image_id", image_id)):
         v = str(value)
-        if (
-            not v
-            or v in (".", "..")
-            or "/" in v
-            or "\\" in v
-            or "\x00" in v
-            or os.path.isabs(v)
-            or (os.altsep and os.altsep in v)
-        ):
+        # "/" and "\\" cover os.sep and os.altsep on every platform (altsep is None or "/")
+        if not v or v in (".", "..") or "/" in v or "\\" in v or "\x00" in v or os.path.isabs(v):
             raise UnsafePathError(f"{what} {v!r} would leave the data root")
     root_n = os.path.normpath(os.path.abspath(root))
     path = os.path.normpath(os.path.join(root_n, split_dir, str(patient_id), f"{image_id}.dcm"))
