@@ -111,6 +111,17 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "y = y.astype(np.float32, copy=True)",
     ): "the same values; copy=False only saves a copy when y is float32 already",
     # --- decode/crop.py, decode/resize.py, decode/chain.py
+    (
+        "decode/crop.py",
+        "Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)",
+        "Box = None  # y0, y1, x0, x1 (half-open)",
+    ): "a type alias named only in postponed annotations (never evaluated) and re-imported by name",
+    (
+        "decode/crop.py",
+        "between[~np.isfinite(between)] = -1  # no split: an empty class",
+        "between[~np.isfinite(between)] = -2  # no split: an empty class",
+    ): "finite entries are >= 0 (a square over positive counts): any negative marker loses to them, and "
+    "when every entry is marked argmax returns 0 either way",
     # --- decode/dicom.py, decode/codestream.py
     # --- training/metrics.py, training/sampler.py, training/manifest.py
     # --- decode/parallel.py, dali_pipelines/engines.py, dali_pipelines/loader.py

@@ -135,7 +135,7 @@ def test_unknown_stage_and_laterality_source_are_refused():
         preprocess(np.zeros((4, 4), np.uint16), None, stage="bogus")
     with pytest.raises(ValueError, match="laterality 'left' is not one of"):
         preprocess(np.zeros((4, 4), np.uint16), None, stage="raw", laterality="left")
-    assert STAGES == ("raw", "voi", "crop") and CHAIN_VERSION == 2
+    assert STAGES == ("raw", "voi", "crop") and CHAIN_VERSION == 3
 
 
 @pytest.mark.parametrize(
