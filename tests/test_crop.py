@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 import warnings
 
 import numpy as np
@@ -47,6 +48,12 @@ def test_otsu_threshold_counts_a_value_of_one_in_the_closed_top_bin():
     # {0} | {5, 5, 9, 9} 1·4·(7 − 0)² = 196, {0, 5, 5} | {9, 9} 3·2·(9 − 10/3)² = 192.7 -> split above bin 0
     img = np.array([0.0, 0.5, 0.5, 1.0, 1.0], np.float32)
     assert otsu_threshold(img, bins=10) == 0.1
+
+
+def test_otsu_threshold_splits_two_pixels_in_adjacent_bins():
+    # the smallest between-class variance a split can have (1·1·1² in bin units) still beats no split
+    assert otsu_threshold(np.array([0.35, 0.45], np.float32), bins=10) == 0.4
+    assert otsu_threshold(np.array([0.45, 0.35], np.float32), bins=10) == 0.4
 
 
 def test_otsu_threshold_of_a_majority_and_two_stragglers():
@@ -201,6 +208,11 @@ def test_bbox_at_reduced_resolution_leaves_known_background_out():
     assert breast_bbox(reduced, margin=0.0, frame_shape=(20, 20), reduction=1) == (0, 20, 9, 20)
 
 
+def test_box_type_is_four_ints():
+    assert typing.get_type_hints(breast_bbox)["return"] == tuple[int, int, int, int]
+    assert typing.get_type_hints(crop)["box"] == tuple[int, int, int, int]
+
+
 def test_reduce_box_rounds_outward_and_clips():
     assert reduce_box((3, 61, 5, 47), 1, (32, 24)) == (1, 31, 2, 24)
     assert reduce_box((4, 60, 4, 44), 2, (16, 12)) == (1, 15, 1, 11)
@@ -253,6 +265,26 @@ def test_resample_weights_hand_computed():
     assert idx.tolist() == [[0, 1, 2], [1, 2, 3]] and idx.dtype == np.int64
     np.testing.assert_allclose(wt, np.array([[0.75, 0.75, 0.25], [0.25, 0.75, 0.75]]) / 1.75, atol=1e-7)
     np.testing.assert_array_equal(resample_weights(3, 3), np.eye(3, dtype=np.float32))
+
+
+def test_resample_taps_band_is_only_as_wide_as_the_widest_kernel():
+    idx, wt = resample_taps(3, 3)  # the same size: one tap, the pixel itself
+    assert idx.tolist() == [[0], [1], [2]] and wt.tolist() == [[1.0], [1.0], [1.0]]
+    idx, wt = resample_taps(2, 4)  # upsampling: two taps; the outer outputs read one pixel
+    assert idx.tolist() == [[0, 1], [0, 1], [0, 1], [1, 1]]
+    assert wt.tolist() == [[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [1.0, 0.0]]
+    # 6 -> 3: four taps for the middle output (centre 3, support 2); the outer ones pad with a zero weight
+    idx, wt = resample_taps(6, 3)
+    assert idx.tolist() == [[0, 1, 2, 3], [1, 2, 3, 4], [3, 4, 5, 5]]
+    ref = np.array([[0.75, 0.75, 0.25, 0.0], [0.25, 0.75, 0.75, 0.25], [0.25, 0.75, 0.75, 0.0]])
+    np.testing.assert_array_equal(wt, (ref / ref.sum(axis=1, keepdims=True)).astype(np.float32))
+
+
+def test_cached_resampling_weights_are_read_only():
+    for arr in (resample_weights(5, 3), *resample_taps(5, 3)):
+        assert not arr.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0, 0] = 0
 
 
 @pytest.mark.parametrize(
