@@ -26,7 +26,7 @@ def _weights_host(n_in: int, n_out: int) -> np.ndarray:
     w = np.maximum(0.0, 1.0 - np.abs(pos[None, :] - centers[:, None]) / support)
     # every output centre is within half a pixel of an input centre: each row has a weight >= 1/2
     w = (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
-    w.flags.writeable = False  # cached and handed out: a caller cannot change later resizes
+    w.setflags(write=False)  # cached and handed out: a caller cannot change later resizes
     return w
 
 
@@ -47,7 +47,8 @@ def _taps_host(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.minimum(span, n_in - 1)
     wt = np.where(span <= last[:, None], np.take_along_axis(w, idx, axis=1), 0.0).astype(np.float32)
     idx = idx.astype(np.int64)
-    idx.flags.writeable = wt.flags.writeable = False  # cached and handed out
+    idx.setflags(write=False)  # cached and handed out
+    wt.setflags(write=False)
     return idx, wt
 
 
