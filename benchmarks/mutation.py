@@ -111,6 +111,28 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "y = y.astype(np.float32, copy=True)",
     ): "the same values; copy=False only saves a copy when y is float32 already",
     # --- decode/crop.py, decode/resize.py, decode/chain.py
+    (
+        "decode/crop.py",
+        "between[~np.isfinite(between)] = -1  # no split: an empty class",
+        "between[~np.isfinite(between)] = -2  # no split: an empty class",
+    ): "finite entries are >= 0 (a square over positive counts): any negative marker loses to them, and "
+    "when every entry is marked argmax returns 0 either way",
+    **{
+        ("decode/resize.py", "@lru_cache(maxsize=64)", mutated): (
+            "the weights cache only saves recomputing the same read-only weights: its size or absence "
+            "changes speed, not a value"
+        )
+        for mutated in (
+            "@lru_cache(maxsize=65)",
+            "scale = n_in / n_out",
+            '"""The band of :func:`resample_weights`: ``(index, weight)``, each ``(n_out, K)``."""',
+        )
+    },
+    (
+        "decode/resize.py",
+        "x = img.astype(np.float32, copy=False)",
+        "x = img.astype(np.float32, copy=True)",
+    ): "x is only read and never returned (the same-shape path copies it): an extra copy, same values",
     # --- decode/dicom.py, decode/codestream.py
     # --- training/metrics.py, training/sampler.py, training/manifest.py
     **{

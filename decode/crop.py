@@ -23,14 +23,15 @@ def otsu_threshold(img, bins: int = 256, xp=None, *, background=None) -> float:
     total = hist.sum()
     if total == 0:
         return 0.5
-    centers = (np.arange(bins) + 0.5) / bins
+    # The split is unchanged by an affine map of the values: bin indices stand in for the bin
+    # centres, and the moments stay exact integers.
     w0 = np.cumsum(hist)
     w1 = total - w0
-    m0 = np.cumsum(hist * centers)
+    m0 = np.cumsum(hist * np.arange(bins))
     mt = m0[-1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mt * w0 / total - m0) ** 2 / (w0 * w1 / total)
-    between[~np.isfinite(between)] = -1
+        between = (mt * w0 - m0 * total) ** 2 / (w0 * w1)  # total² × the between-class variance
+    between[~np.isfinite(between)] = -1  # no split: an empty class
     k = int(np.argmax(between))
     return float((k + 1) / bins)
 
@@ -97,17 +98,17 @@ def breast_bbox(
         small = img[iy, ix]
         bg = None if background is None else background[iy, ix]
     thr = otsu_threshold(small, xp=xp, background=bg)
-    mask = small > thr
+    mask = small >= thr  # the threshold's own bin is above the split (histogram bins are closed on the left)
     if bg is not None:
         mask &= ~bg
     cols = to_host(mask.mean(axis=0)) > min_fraction
     x0, x1 = _longest_run(cols)
     if x1 <= x0:
         return (0, h, 0, w)
+    # every column of the run exceeds min_fraction, so the mean of its rows does and one row at least:
+    # the row run is never empty
     rows = to_host(mask[:, x0:x1].mean(axis=1)) > min_fraction
     y0, y1 = _longest_run(rows)
-    if y1 <= y0:
-        return (0, h, 0, w)
     y0, y1, x0, x1 = y0 * step, min(h, y1 * step), x0 * step, min(w, x1 * step)
     my, mx = int(round((y1 - y0) * margin)), int(round((x1 - x0) * margin))
     return (max(0, y0 - my), min(h, y1 + my), max(0, x0 - mx), min(w, x1 + mx))

@@ -24,15 +24,15 @@ def _weights_host(n_in: int, n_out: int) -> np.ndarray:
     centers = (np.arange(n_out) + 0.5) * scale
     pos = np.arange(n_in) + 0.5
     w = np.maximum(0.0, 1.0 - np.abs(pos[None, :] - centers[:, None]) / support)
-    s = w.sum(axis=1, keepdims=True)
-    w = np.where(s > 0, w / np.where(s > 0, s, 1), 0)
-    return w.astype(np.float32)
+    # every output centre is within half a pixel of an input centre: each row has a weight >= 1/2
+    w = (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+    w.setflags(write=False)  # cached and handed out: a caller cannot change later resizes
+    return w
 
 
 def resample_weights(n_in: int, n_out: int, xp=np):
-    """``(n_out, n_in)`` float32 resampling matrix with antialiasing (dense; for reference)."""
-    w = _weights_host(int(n_in), int(n_out))
-    return w if xp is np else xp.asarray(w)
+    """``(n_out, n_in)`` float32 resampling matrix with antialiasing (dense; for reference; read-only on the host)."""
+    return xp.asarray(_weights_host(int(n_in), int(n_out)))
 
 
 @lru_cache(maxsize=64)
@@ -42,17 +42,20 @@ def _taps_host(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     nz = w > 0
     first = nz.argmax(axis=1)
     last = n_in - 1 - nz[:, ::-1].argmax(axis=1)
-    k = int((last - first).max()) + 1 if n_out else 1
+    k = int((last - first).max()) + 1
     span = first[:, None] + np.arange(k)[None, :]
     idx = np.minimum(span, n_in - 1)
     wt = np.where(span <= last[:, None], np.take_along_axis(w, idx, axis=1), 0.0).astype(np.float32)
-    return idx.astype(np.int64), wt
+    idx = idx.astype(np.int64)
+    idx.setflags(write=False)  # cached and handed out
+    wt.setflags(write=False)
+    return idx, wt
 
 
 def resample_taps(n_in: int, n_out: int, xp=np):
-    """``(index int64 (n_out, K), weight float32 (n_out, K))`` on the array module's device."""
+    """``(index int64 (n_out, K), weight float32 (n_out, K))`` on the array module's device (read-only on the host)."""
     idx, wt = _taps_host(int(n_in), int(n_out))
-    return (idx, wt) if xp is np else (xp.asarray(idx), xp.asarray(wt))
+    return xp.asarray(idx), xp.asarray(wt)
 
 
 def _resample_rows(x, n_out: int, xp):

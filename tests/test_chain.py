@@ -5,13 +5,16 @@ Tiny native files on disk (no codec), non-square on purpose, so rows and columns
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import pytest
 
 from decode import syntax as TS
-from decode.chain import CHAIN_VERSION, STAGES, parse_size, preprocess
+from decode.chain import CHAIN_VERSION, STAGES, Preprocessed, parse_size, preprocess
 from decode.crop import breast_bbox
 from decode.dicom import read_dicom
+from decode.laterality import LateralityCheck
 from decode.testing.synth import write_dicom
 from decode.voi import apply_voi
 
@@ -66,6 +69,9 @@ def test_crop_stage_flips_a_right_breast_into_a_contiguous_copy(tmp_path):
     np.testing.assert_array_equal(res.image, img[y0:y1, x0:x1][:, ::-1])
     assert res.image.flags.c_contiguous and res.image.dtype == np.float32
     assert res.laterality.side == "right" and res.notes == []
+    default = preprocess(px, meta)  # the crop stage is the default
+    assert default.box == box and default.flipped is True
+    np.testing.assert_array_equal(default.image, res.image)
     kept = preprocess(px, meta, stage="crop", flip=False)
     assert kept.flipped is False and kept.box == box
     np.testing.assert_array_equal(kept.image, img[y0:y1, x0:x1])
@@ -88,6 +94,19 @@ def test_crop_stage_sets_padding_to_zero_and_leaves_it_out_of_the_box(tmp_path):
     assert res.box[2] > 3  # the border is not breast
     img = preprocess(px, meta, stage="voi").image
     assert img[0, 0] == 1.0  # the voi stage is pydicom's VOI unchanged
+
+
+def test_crop_stage_leaves_a_padded_strip_out_of_the_box_and_zeroes_padding_inside_it(tmp_path):
+    px = _right_breast()  # breast rows 4..19, columns 9..15
+    px[0:3, :] = 4095  # a padded strip across the top: unmarked, every column would be breast
+    px[10, 12] = 4095  # a padded pixel inside the breast
+    px, meta = _file(tmp_path, px, extra={"PixelPaddingValue": 4095})
+    res = preprocess(px, meta, stage="crop", flip=False)
+    assert res.box == (4, 20, 9, 16)
+    expected = apply_voi(px, meta)[4:20, 9:16]
+    assert expected[6, 3] > 0
+    expected[6, 3] = 0
+    np.testing.assert_array_equal(res.image, expected)
 
 
 def test_crop_stage_with_size_resizes_the_flipped_crop(tmp_path):
@@ -117,7 +136,9 @@ def test_reduced_input_reports_the_frame_box(tmp_path):
     box = breast_bbox(apply_voi(small, meta), frame_shape=(48, 32), reduction=1)
     half = preprocess(small, meta, stage="crop", size=(16, 16), reduction=1)
     assert half.reduction == 1 and half.box == box and half.flipped
-    assert box[1] > 24 and box[3] == 32  # frame pixels, not the reduced image's
+    assert box == (2, 44, 25, 32)  # frame pixels, not the reduced image's
+    # the 42 x 7 frame box fits 16 x 16 as 16 x 3 (7 * 16 / 42 = 2.7), the rest is padding
+    assert (half.image[:, :3] > 0).all() and (half.image[:, 3:] == 0).all()
     framed = preprocess(small, None, stage="crop", reduction=1, frame_shape=(48, 32), voi=lambda r: apply_voi(r, meta))
     assert framed.box == box
 
@@ -135,7 +156,14 @@ def test_unknown_stage_and_laterality_source_are_refused():
         preprocess(np.zeros((4, 4), np.uint16), None, stage="bogus")
     with pytest.raises(ValueError, match="laterality 'left' is not one of"):
         preprocess(np.zeros((4, 4), np.uint16), None, stage="raw", laterality="left")
-    assert STAGES == ("raw", "voi", "crop") and CHAIN_VERSION == 2
+    assert STAGES == ("raw", "voi", "crop") and CHAIN_VERSION == 3
+
+
+def test_stage_and_result_hints_resolve_and_agree_with_the_checked_values():
+    hints = typing.get_type_hints(preprocess)
+    assert hints["stage"] == typing.Literal["raw", "voi", "crop"] and typing.get_args(hints["stage"]) == STAGES
+    fields = typing.get_type_hints(Preprocessed)
+    assert fields["box"] == tuple[int, int, int, int] and fields["laterality"] == LateralityCheck | None
 
 
 @pytest.mark.parametrize(

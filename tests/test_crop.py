@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import typing
+import warnings
+
 import numpy as np
 import pytest
 
@@ -38,6 +41,26 @@ def test_otsu_threshold_leaves_background_out_and_is_one_half_without_pixels():
     assert otsu_threshold(np.zeros(0, np.float32)) == 0.5
     assert otsu_threshold(img, background=np.ones(img.shape, bool)) == 0.5
     assert otsu_threshold(np.full(7, 0.3, np.float32), bins=10) == 0.1  # one level: no split, the first bin
+
+
+def test_otsu_threshold_counts_a_value_of_one_in_the_closed_top_bin():
+    # bin indices 0, 5 and 9 (1.0 is in the last bin), 1, 2 and 2 pixels; w0·w1·(m1 − m0)² in bin units:
+    # {0} | {5, 5, 9, 9} 1·4·(7 − 0)² = 196, {0, 5, 5} | {9, 9} 3·2·(9 − 10/3)² = 192.7 -> split above bin 0
+    img = np.array([0.0, 0.5, 0.5, 1.0, 1.0], np.float32)
+    assert otsu_threshold(img, bins=10) == 0.1
+
+
+def test_otsu_threshold_splits_two_pixels_in_adjacent_bins():
+    # the smallest between-class variance a split can have (1·1·1² in bin units) still beats no split
+    assert otsu_threshold(np.array([0.35, 0.45], np.float32), bins=10) == 0.4
+    assert otsu_threshold(np.array([0.45, 0.35], np.float32), bins=10) == 0.4
+
+
+def test_otsu_threshold_of_a_majority_and_two_stragglers():
+    # bins 0, 1, 2, 3 holding 4, 10, 1, 1 pixels (mean bin 15/16); w0·w1·(m1 − m0)²:
+    # {0} | rest 4·12·1.25² = 75, {0, 1} | {2, 3} 14·2·(2.5 − 5/7)² = 89.3, {0, 1, 2} | {3} 15·1·(3 − 0.8)² = 72.6
+    img = np.array([0.05] * 4 + [0.15] * 10 + [0.25, 0.35], np.float32)
+    assert otsu_threshold(img, bins=10) == 0.2
 
 
 # --- longest run -----------------------------------------------------------------------------------
@@ -125,6 +148,71 @@ def test_bbox_at_reduced_resolution_reports_frame_pixels():
     assert breast_bbox(frame, frame_shape=(64, 48), margin=0.0, thumb=16) == full
 
 
+def test_bbox_margin_is_a_fraction_of_the_box_size_not_of_its_position():
+    img = _block(40, 30, (5, 33, 6, 23))
+    assert breast_bbox(img, margin=0.0) == (5, 33, 6, 23)
+    assert breast_bbox(img, margin=0.1) == (2, 36, 4, 25)  # 28 * 0.1 -> 3, 17 * 0.1 -> 2
+
+
+def test_bbox_row_fraction_must_be_exceeded_not_met():
+    img = _block(20, 20, (4, 20, 0, 10))
+    img[2:4, 0] = 0.8  # rows 2 and 3: 1 of the run's 10 columns lit, a fraction of exactly 0.1
+    assert breast_bbox(img, margin=0.0, min_fraction=0.1) == (4, 20, 0, 10)
+    assert breast_bbox(img, margin=0.0, min_fraction=0.09) == (2, 20, 0, 10)
+
+
+def test_bbox_pixel_exactly_at_the_threshold_is_foreground():
+    # background in bin 127, tissue at 0.5, the first value of bin 128: the split is above bin 127,
+    # at 128 / 256 = 0.5 itself, and the tissue is above it
+    img = np.full((12, 10), 127 / 256, np.float32)
+    img[2:9, 0:6] = 0.5
+    assert otsu_threshold(img) == 0.5
+    assert breast_bbox(img, margin=0.0) == (2, 9, 0, 6)
+
+
+def test_bbox_default_thumbnail_is_256_pixels():
+    img = _block(257, 8, (5, 250, 0, 8))
+    assert breast_bbox(img[:256], margin=0.0) == (5, 250, 0, 8)  # step 1
+    assert breast_bbox(img, margin=0.0) == (6, 250, 0, 8)  # 257 rows: step 2, even rows sampled
+    assert breast_bbox(img, margin=0.0, thumb=257) == (5, 250, 0, 8)
+
+
+def test_bbox_of_a_blank_frame_is_the_frame_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no mean of an empty slice
+        assert breast_bbox(np.zeros((9, 7), np.float32)) == (0, 9, 0, 7)
+        assert breast_bbox(np.full((9, 7), 0.3, np.float32), background=np.ones((9, 7), bool)) == (0, 9, 0, 7)
+
+
+def test_bbox_at_reduced_resolution_reads_the_rounded_reduced_pixel_of_each_frame_pixel():
+    # frame row y reads reduced row (y + 2^(r-1)) >> r (y / 2^r rounded half up), clamped to the last row
+    reduced = np.zeros((8, 6), np.float32)  # a 16 x 12 frame at 1/2
+    reduced[2:7, 1:5] = 0.8  # the last row and column dark
+    # rows: (y + 1) >> 1 in 2..6 for y in 3..12; columns: in 1..4 for x in 1..8; y = 15, x = 11 clamp to 7, 5
+    assert breast_bbox(reduced, margin=0.0, frame_shape=(16, 12), reduction=1) == (3, 13, 1, 9)
+    reduced = np.zeros((4, 3), np.float32)  # the same frame at 1/4
+    reduced[1:3, 0:2] = 0.8
+    # rows: (y + 2) >> 2 in 1..2 for y in 2..9; columns: in 0..1 for x in 0..5; y >= 14, x >= 10 clamp
+    assert breast_bbox(reduced, margin=0.0, frame_shape=(16, 12), reduction=2) == (2, 10, 0, 6)
+
+
+def test_bbox_at_reduced_resolution_leaves_known_background_out():
+    reduced = np.zeros((10, 10), np.float32)  # a 20 x 20 frame at 1/2
+    reduced[1:9, 0:4] = 0.8
+    reduced[:, 5:] = 1.0  # a bright border wider than the breast, marked as padding
+    pad = np.zeros(reduced.shape, bool)
+    pad[:, 5:] = True
+    # rows (y + 1) >> 1 in 1..8: y in 1..16; columns in 0..3: x in 0..6
+    assert breast_bbox(reduced, margin=0.0, background=pad, frame_shape=(20, 20), reduction=1) == (1, 17, 0, 7)
+    # unmarked, the border (reduced columns 5.., frame columns 9..) is the longest run
+    assert breast_bbox(reduced, margin=0.0, frame_shape=(20, 20), reduction=1) == (0, 20, 9, 20)
+
+
+def test_box_type_is_four_ints():
+    assert typing.get_type_hints(breast_bbox)["return"] == tuple[int, int, int, int]
+    assert typing.get_type_hints(crop)["box"] == tuple[int, int, int, int]
+
+
 def test_reduce_box_rounds_outward_and_clips():
     assert reduce_box((3, 61, 5, 47), 1, (32, 24)) == (1, 31, 2, 24)
     assert reduce_box((4, 60, 4, 44), 2, (16, 12)) == (1, 15, 1, 11)
@@ -177,6 +265,26 @@ def test_resample_weights_hand_computed():
     assert idx.tolist() == [[0, 1, 2], [1, 2, 3]] and idx.dtype == np.int64
     np.testing.assert_allclose(wt, np.array([[0.75, 0.75, 0.25], [0.25, 0.75, 0.75]]) / 1.75, atol=1e-7)
     np.testing.assert_array_equal(resample_weights(3, 3), np.eye(3, dtype=np.float32))
+
+
+def test_resample_taps_band_is_only_as_wide_as_the_widest_kernel():
+    idx, wt = resample_taps(3, 3)  # the same size: one tap, the pixel itself
+    assert idx.tolist() == [[0], [1], [2]] and wt.tolist() == [[1.0], [1.0], [1.0]]
+    idx, wt = resample_taps(2, 4)  # upsampling: two taps; the outer outputs read one pixel
+    assert idx.tolist() == [[0, 1], [0, 1], [0, 1], [1, 1]]
+    assert wt.tolist() == [[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [1.0, 0.0]]
+    # 6 -> 3: four taps for the middle output (centre 3, support 2); the outer ones pad with a zero weight
+    idx, wt = resample_taps(6, 3)
+    assert idx.tolist() == [[0, 1, 2, 3], [1, 2, 3, 4], [3, 4, 5, 5]]
+    ref = np.array([[0.75, 0.75, 0.25, 0.0], [0.25, 0.75, 0.75, 0.25], [0.25, 0.75, 0.75, 0.0]])
+    np.testing.assert_array_equal(wt, (ref / ref.sum(axis=1, keepdims=True)).astype(np.float32))
+
+
+def test_cached_resampling_weights_are_read_only():
+    for arr in (resample_weights(5, 3), *resample_taps(5, 3)):
+        assert not arr.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0, 0] = 0
 
 
 @pytest.mark.parametrize(
