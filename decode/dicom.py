@@ -129,7 +129,7 @@ def _lut_from_sequence(ds, keyword: str, little_endian: bool, voi: bool, notes: 
             raise TypeError(f"VR {ds[keyword].VR}, not SQ")
         return _lut_from_item(seq[0], name, little_endian, voi, notes) if seq else None
     except Exception as exc:
-        notes.append(f"{name} cannot be read ({type(exc).__name__}: {one_line(exc, 120)}); ignored")
+        notes.append(f"{name} cannot be read ({type(exc).__name__}: {one_line(exc)}); ignored")
         return None
 
 
@@ -332,7 +332,7 @@ def read_dicom(path: str | os.PathLike) -> DicomFile:
         # "End of file reached before delimiter ... in file <path>" and reads on
         for line in said.lines:
             if "end of file reached" in line.lower():
-                text = line.split(": ", 1)[-1].split(" in file ")[0]
+                text = line.partition(": ")[2].split(" in file ")[0]  # a captured line is "source: text"
                 raise CorruptDicomError(path, f"truncated file: {text}")
         if len(ds) == 0:
             raise UnreadableDicomError(path, "no data elements after the file meta")

@@ -453,6 +453,15 @@ def test_padding_value_and_range_in_either_order(tmp_path):
     assert meta.header_notes == ("Pixel Padding Range Limit without Pixel Padding Value; ignored",)
 
 
+def test_absurd_bits_allocated_is_refused_even_with_padding_on_signed_data(tmp_path):
+    def edit(ds):
+        ds.BitsAllocated = 2048  # the sign of the padding value is taken at 2^2048 / 2
+        ds.add_new(0x00280120, "SS", -1)
+
+    path = _write(tmp_path, px=np.zeros((6, 5), np.int16), edit=edit)
+    assert _reason(path, UnsupportedDicomError) == "Bits Allocated 2048; allowed: 1, 8, 16, 32"
+
+
 @pytest.mark.parametrize(
     "dtype,value,want", [(np.int16, 65535, -1), (np.int16, 32768, -32768), (np.int16, 32767, 32767), (np.int8, 255, -1)]
 )
