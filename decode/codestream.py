@@ -54,10 +54,12 @@ def jpeg_sof_info(cs: bytes) -> CodestreamInfo | None:
     Marker segments are walked by their lengths (never a byte search). Returns None when
     the stream is not a JPEG or no SOF precedes the scan.
     """
-    if len(cs) < 4 or cs[:2] != b"\xff\xd8":
+    if cs[:2] != b"\xff\xd8":
         return None
     i = 2
-    while i + 4 <= len(cs):
+    # a SOF needs 10 bytes from its marker (marker, length, precision, rows, columns,
+    # components) and markers only move forward: with fewer left, no SOF can follow
+    while i + 10 <= len(cs):
         if cs[i] != 0xFF:
             return None
         marker = cs[i + 1]
@@ -66,8 +68,6 @@ def jpeg_sof_info(cs: bytes) -> CodestreamInfo | None:
             continue
         length = struct.unpack(">H", cs[i + 2 : i + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if i + 10 > len(cs):
-                return None
             precision, rows, cols, comps = struct.unpack(">BHHB", cs[i + 4 : i + 10])
             return CodestreamInfo(
                 rows=rows,
@@ -123,7 +123,8 @@ def check_codestream(dfile: DicomFile) -> CodestreamInfo | None:
         raise CorruptDicomError(
             dfile.path, f"codestream is {info.rows}x{info.columns}, the header says {meta.rows}x{meta.columns}"
         )
-    container = 8 if info.precision <= 8 else 16 if info.precision <= 16 else 32
+    # J2K allows up to 38 bits; above 32 no DICOM container (Bits Allocated 8, 16, 32) holds them
+    container = 8 if info.precision <= 8 else 16 if info.precision <= 16 else 32 if info.precision <= 32 else None
     if container != meta.bits_allocated:
         raise CorruptDicomError(
             dfile.path, f"codestream precision {info.precision} bits does not fit Bits Allocated {meta.bits_allocated}"

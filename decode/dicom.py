@@ -6,17 +6,14 @@ Codestreams are taken from the encapsulated Pixel Data with
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import CorruptDicomError, DicomError, UnreadableDicomError, UnsupportedDicomError
-from .liblog import capture
+from .liblog import capture, one_line
 from .meta import DicomMeta, Lut
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,18 +51,22 @@ def _name(keyword: str) -> str:
 def _items(ds, keyword: str) -> list:
     """The element's values as a list; ``[]`` when it is absent or present but empty.
 
-    A value pydicom cannot convert (a DS that is not a number) makes pydicom reject the
-    whole element; its text is then split here, so each value is judged on its own.
+    Bytes are a text element's value as stored: when pydicom cannot convert the element
+    (a value of the wrong length, a DS that is not a number under pydicom's RAISE
+    validation mode) it rejects the whole element, and an element written with a binary
+    VR (OB, UN kept as UN) is not converted at all. Their text is split here, so each
+    value is judged on its own. Not for binary data (LUT Data as OW).
     """
     if keyword not in ds:
         return []
     try:
         value = ds[keyword].value
     except Exception:
-        raw = ds.get_item(keyword).value
-        text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw or "")
-        return text.split("\\") if text.strip() else []
-    if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
+        value = ds.get_item(keyword).value  # the undecoded bytes
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+        return value.split("\\") if value.strip() else []
+    if value is None or (isinstance(value, str) and not value.strip()):
         return []
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return list(value)
@@ -81,7 +82,7 @@ def _numbers(ds, keyword: str, notes: list, kind=float) -> tuple:
     """
     out = []
     for v in _items(ds, keyword):
-        text = v.decode("ascii", "replace") if isinstance(v, bytes) else str(v)
+        text = str(v)
         if v is None or not text.strip():
             out.append(None)
             continue
@@ -90,8 +91,8 @@ def _numbers(ds, keyword: str, notes: list, kind=float) -> tuple:
             if kind is float and np.isnan(x):  # ±inf is a number pydicom computes with; NaN is not
                 raise ValueError(text)
         except (TypeError, ValueError):
-            what = "number" if kind is float else "integer"
-            notes.append(f"{_name(keyword)} value {text.strip()!r} is not a {what}; ignored")
+            what = "a number" if kind is float else "an integer"
+            notes.append(f"{_name(keyword)} value {text.strip()!r} is not {what}; ignored")
             out.append(None)
             continue
         out.append(x)
@@ -116,20 +117,27 @@ def _lut_from_sequence(ds, keyword: str, little_endian: bool, voi: bool, notes: 
     """The LUT of the sequence's first item; ``None`` when it is absent, empty or unusable.
 
     An item whose LUT Descriptor or LUT Data is empty is absent (pydicom's
-    ``apply_voi_lut`` skips it too); a malformed one is ignored with a note.
+    ``apply_voi_lut`` skips it too); a malformed one is ignored with a note, and so is a
+    sequence pydicom cannot parse or an element of another VR: raw decoding needs no LUT.
     """
+    from pydicom.sequence import Sequence
+
     name = _name(keyword)
     try:
         seq = ds.get(keyword)
+        if seq and not isinstance(seq, Sequence):
+            raise TypeError(f"VR {ds[keyword].VR}, not SQ")
+        return _lut_from_item(seq[0], name, little_endian, voi, notes) if seq else None
     except Exception as exc:
-        notes.append(f"{name} cannot be read ({type(exc).__name__}); ignored")
+        notes.append(f"{name} cannot be read ({type(exc).__name__}: {one_line(exc)}); ignored")
         return None
-    if not seq:
-        return None
-    item = seq[0]
+
+
+def _lut_from_item(item, name: str, little_endian: bool, voi: bool, notes: list) -> Lut | None:
+    """:func:`_lut_from_sequence` for one sequence item."""
     desc = _numbers(item, "LUTDescriptor", notes, int)
-    data_items = _items(item, "LUTData") if "LUTData" in item else []
-    if not desc or not data_items:
+    elem = item["LUTData"] if "LUTData" in item else None
+    if not desc or elem is None or elem.is_empty:
         return None
     if len(desc) != 3 or None in desc:
         notes.append(f"{name}: LUT Descriptor has {len(desc)} values, 3 expected; ignored")
@@ -142,7 +150,6 @@ def _lut_from_sequence(ds, keyword: str, little_endian: bool, voi: bool, notes: 
     if not 1 <= bits <= 16:
         notes.append(f"{name}: {bits} bits per LUT entry (allowed: 1-16); ignored")
         return None
-    elem = item["LUTData"]
     if elem.VR == "OW":
         raw = bytes(elem.value)
         if len(raw) < 2 * nr_entries:
@@ -150,10 +157,12 @@ def _lut_from_sequence(ds, keyword: str, little_endian: bool, voi: bool, notes: 
             return None
         data = np.frombuffer(raw[: 2 * nr_entries], dtype="<u2" if little_endian else ">u2").astype(np.uint16)
     else:
+        data_items = _items(item, "LUTData")
         if len(data_items) < nr_entries:
             notes.append(f"{name}: LUT Data holds {len(data_items)} entries, the descriptor says {nr_entries}; ignored")
             return None
-        data = np.asarray([int(v) for v in data_items])
+        # entries past the descriptor's count are never looked up (pydicom clips to it)
+        data = np.asarray([int(v) for v in data_items[:nr_entries]])
     dtype = np.uint8 if (voi and bits == 8) else np.uint16
     return Lut(first_map=first_map, bits=bits, data=data.astype(dtype))
 
@@ -210,12 +219,10 @@ def _padding(ds, pixel_representation: int, bits_allocated: int, notes: list) ->
 
 
 def _required_int(ds, keyword: str, path: str) -> int:
+    """The first value of a required element that is present (the caller refuses absent ones)."""
     values = _numbers(ds, keyword, [], int)
     if not values or values[0] is None:
-        raw = _items(ds, keyword)
-        if raw:
-            raise CorruptDicomError(path, f"{_name(keyword)} {str(raw[0]).strip()!r} is not an integer")
-        raise CorruptDicomError(path, f"missing required element: {_name(keyword)}")
+        raise CorruptDicomError(path, f"{_name(keyword)} {str(_items(ds, keyword)[0]).strip()!r} is not an integer")
     return int(values[0])
 
 
@@ -321,9 +328,11 @@ def read_dicom(path: str | os.PathLike) -> DicomFile:
             raise UnreadableDicomError(path, exc.strerror or str(exc)) from None
         except Exception as exc:  # truncated element, bad VR length, ...
             raise UnreadableDicomError(path, f"cannot parse header: {type(exc).__name__}: {exc}") from None
+        # pydicom turns the EOFError of a file cut inside an undefined length into the warning
+        # "End of file reached before delimiter ... in file <path>" and reads on
         for line in said.lines:
-            if "end of file reached" in line.lower() or "truncated" in line.lower():
-                text = line.split(": ", 1)[-1].split(" in file ")[0]
+            if "end of file reached" in line.lower():
+                text = line.partition(": ")[2].split(" in file ")[0]  # a captured line is "source: text"
                 raise CorruptDicomError(path, f"truncated file: {text}")
         if len(ds) == 0:
             raise UnreadableDicomError(path, "no data elements after the file meta")
@@ -342,10 +351,8 @@ def frame_codestream(ds, path: str = "<memory>") -> bytes:
     from pydicom.encaps import generate_frames
 
     try:
-        frames = generate_frames(ds.PixelData, number_of_frames=1)
-        frame = next(frames)
-    except StopIteration:
-        raise CorruptDicomError(path, "encapsulated Pixel Data holds no frame") from None
+        # with number_of_frames=1 pydicom always yields one frame (b"" when there is no item)
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
     except Exception as exc:
         raise CorruptDicomError(path, f"broken encapsulated Pixel Data: {type(exc).__name__}: {exc}") from None
     if not frame:

@@ -87,6 +87,21 @@ def test_jpeg_sof_info_walks_segments_by_length_past_tables_and_fill_bytes():
     assert (info.codec, info.rows, info.columns, info.precision) == ("jpeg-lossless", 3, 5, 16)
 
 
+@pytest.mark.parametrize("fill", [1, 2, 3])
+def test_jpeg_sof_info_skips_any_number_of_fill_bytes_one_at_a_time(fill):
+    cs = b"\xff\xd8" + b"\xff" * fill + _sof(0xC3, 12, 9, 11)
+    assert jpeg_sof_info(cs) == CodestreamInfo(
+        rows=9, columns=11, components=1, precision=12, signed=False, codec="jpeg-lossless"
+    )
+
+
+def test_codestream_info_is_a_frozen_hashable_value():
+    info = jpeg_sof_info(b"\xff\xd8" + _sof(0xC3, 12, 9, 11))
+    assert {info, j2k_info(_siz(9, 11))} == {info, j2k_info(_siz(9, 11))}  # equal headers hash equal
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
+        info.rows = 10
+
+
 def test_jpeg_sof_info_gives_up_without_a_readable_sof():
     sof = _sof(0xC3, 12, 9, 11)
     assert jpeg_sof_info(b"\xff\xd8" + _seg(0xDA, b"\x00" * 4) + sof) is None  # the scan before any SOF
@@ -103,14 +118,21 @@ def test_jpeg_sof_info_gives_up_without_a_readable_sof():
 # --- agreement with the DICOM header (no fallback: the check itself) -----------------------------
 
 
-def _file(tmp_path, cs: bytes, *, ts=TS.JPEG2000_LOSSLESS, rows=6, cols=4, dtype=np.uint16, bits=12, name="x.dcm"):
-    """A real DICOM file whose one frame is ``cs``, with a header for a ``rows``x``cols`` ``dtype`` image."""
+def _file(
+    tmp_path, cs: bytes, *, ts=TS.JPEG2000_LOSSLESS, rows=6, cols=4, dtype=np.uint16, bits=12, ba=None, name="x.dcm"
+):
+    """A real DICOM file whose one frame is ``cs``, with a header for a ``rows``x``cols`` ``dtype`` image.
+
+    ``ba``: a Bits Allocated other than the dtype's (32: the synthetic writer stops at 16 bits).
+    """
     import pydicom
     from pydicom.encaps import encapsulate
 
     path = str(tmp_path / name)
-    write_dicom(path, np.zeros((rows, cols), dtype), transfer_syntax=ts, bits_stored=bits)
+    write_dicom(path, np.zeros((rows, cols), dtype), transfer_syntax=ts, bits_stored=min(bits, 16))
     ds = pydicom.dcmread(path)
+    if ba is not None:
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = ba, bits, bits - 1
     ds.PixelData = encapsulate([cs])
     ds["PixelData"].is_undefined_length = True
     ds.save_as(path, enforce_file_format=True)
@@ -218,3 +240,15 @@ def test_precision_must_fit_bits_allocated(tmp_path, precision, dtype, fits):
             check_codestream(dfile)
         ba = 8 * np.dtype(dtype).itemsize
         assert err.value.reason == f"codestream precision {precision} bits does not fit Bits Allocated {ba}"
+
+
+@pytest.mark.parametrize("precision,fits", [(17, True), (32, True), (33, False), (38, False)])
+def test_precision_above_16_bits_needs_a_32_bit_container_and_above_32_fits_none(tmp_path, precision, fits):
+    dfile = _file(tmp_path, _siz(6, 4, ssiz=precision - 1), bits=min(precision, 32), ba=32)
+    assert dfile.meta.bits_allocated == 32
+    if fits:
+        assert check_codestream(dfile).precision == precision
+    else:
+        with pytest.raises(CorruptDicomError) as err:
+            check_codestream(dfile)
+        assert err.value.reason == f"codestream precision {precision} bits does not fit Bits Allocated 32"

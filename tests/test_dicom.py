@@ -7,6 +7,7 @@ written as raw bytes, since pydicom refuses to set them.
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pydicom
@@ -26,9 +27,10 @@ from decode.testing.synth import write_dicom
 PX = (np.arange(30, dtype=np.uint16).reshape(6, 5) * 100) & 0xFFF
 
 
-def _raw(ds, keyword: str, value: bytes) -> None:
+def _raw(ds, keyword: str, value: bytes, vr: str | None = None) -> None:
+    """Store ``value`` as the element's bytes, unchecked, with its dictionary VR or ``vr``."""
     tag = tag_for_keyword(keyword)
-    ds[tag] = RawDataElement(tag, dictionary_VR(tag), len(value), value, 0, False, True)
+    ds[tag] = RawDataElement(tag, vr or dictionary_VR(tag), len(value), value, 0, False, True)
 
 
 def _write(tmp_path, name="h.dcm", px=PX, ts=TS.EXPLICIT_LE, edit=None, **kw) -> str:
@@ -75,11 +77,38 @@ def test_file_meta_alone_has_no_data_elements(tmp_path):
 
 
 def test_a_file_cut_inside_its_pixel_data_is_truncated(tmp_path):
-    path = _write(tmp_path, ts=TS.JPEG2000_LOSSLESS)
+    path = _write(tmp_path, name="a: b.dcm", ts=TS.JPEG2000_LOSSLESS)  # pydicom's warning ends "in file <path>"
     data = open(path, "rb").read()
     with open(path, "wb") as f:
         f.write(data[: len(data) - 20])
     assert _reason(path, CorruptDicomError) == "truncated file: End of file reached before delimiter (FFFE,E0DD) found"
+
+
+def test_a_file_cut_inside_its_file_meta_or_a_sequence_cannot_be_parsed(tmp_path):
+    data = open(_write(tmp_path), "rb").read()
+    cut = tmp_path / "meta.dcm"
+    cut.write_bytes(data[: 128 + 4 + 8 + 1])  # preamble, DICM, the group length's tag/VR/length, 1 of its 4 bytes
+    assert _reason(cut).startswith("cannot parse header: BytesLengthException: Expected total bytes to be an even")
+
+    def undefined_length(ds):
+        ds["VOILUTSequence"].is_undefined_length = True
+
+    path = _write(tmp_path, name="s.dcm", extra={"VOILUTSequence": _lut(16, 2, 0, [1, 2])}, edit=undefined_length)
+    data = open(path, "rb").read()
+    at = data.index(b"\x28\x00\x10\x30SQ\x00\x00\xff\xff\xff\xff") + 12  # the first item's tag
+    cut = tmp_path / "seq.dcm"
+    cut.write_bytes(data[: at + 4])  # the item's tag, not its length: pydicom raises OSError without an errno
+    assert _reason(cut) == f"No tag to read at file position {at + 4:X}"
+
+
+def test_a_header_pydicom_fails_to_read_later_is_corrupt_naming_the_file(tmp_path):
+    path = _write(tmp_path)
+    ds = pydicom.dcmread(path, defer_size=1)  # values are read from the file when first used
+    os.remove(path)
+    with pytest.raises(CorruptDicomError) as err:
+        meta_from_dataset(ds, path)
+    assert err.value.path == path
+    assert err.value.reason.startswith(f"malformed header: OSError: Deferred read -- original file {path} is missing")
 
 
 # --- the header ----------------------------------------------------------------------------------
@@ -106,6 +135,40 @@ def test_missing_required_elements_are_named_together(tmp_path):
     with pytest.raises(CorruptDicomError) as err:
         meta_from_dataset(ds, "x.dcm")
     assert err.value.reason == "missing required element(s): Rows, BitsStored"
+
+
+def test_required_element_present_but_empty_is_missing(tmp_path):
+    path = _write(tmp_path, edit=lambda ds: setattr(ds, "Rows", None))
+    assert _reason(path, CorruptDicomError) == "missing required element(s): Rows"
+
+
+def test_required_element_of_the_wrong_length_is_not_an_integer(tmp_path):
+    path = _write(tmp_path, edit=lambda ds: _raw(ds, "Rows", b"\x06\x00\x00"))  # US of 3 bytes: pydicom refuses it
+    assert _reason(path, CorruptDicomError) == "Rows '\\x06\\x00\\x00' is not an integer"
+
+
+def test_samples_per_pixel_and_number_of_frames_default_to_one_when_absent_or_empty(tmp_path):
+    def edit(ds):
+        del ds.SamplesPerPixel
+        ds.NumberOfFrames = ""
+        ds.PatientOrientation = ""
+
+    meta = _meta(tmp_path, edit=edit)
+    assert (meta.samples_per_pixel, meta.number_of_frames, meta.patient_orientation) == (1, 1, ())
+    meta = _meta(tmp_path, name="e.dcm", edit=lambda ds: setattr(ds, "SamplesPerPixel", None))
+    assert meta.samples_per_pixel == 1
+
+
+@pytest.mark.parametrize(
+    "keyword,value,reason",
+    [
+        ("SamplesPerPixel", 3, "colour image (Samples per Pixel 3); only greyscale is supported"),
+        ("NumberOfFrames", "2", "2 frames; a single frame is expected"),
+    ],
+)
+def test_colour_and_multi_frame_headers_are_read_and_refused(tmp_path, keyword, value, reason):
+    path = _write(tmp_path, edit=lambda ds: setattr(ds, keyword, value))
+    assert _reason(path, UnsupportedDicomError) == reason
 
 
 def test_number_of_frames_must_be_an_integer(tmp_path):
@@ -166,6 +229,8 @@ def test_voi_lut_function_unknown_ignores_the_window_with_a_note(tmp_path):
         "the window is ignored",
     )
     assert _meta(tmp_path, name="g.dcm", voi_function="GAMMA").header_notes == ()  # no window: nothing lost
+    center_only = _meta(tmp_path, name="c.dcm", voi_function="GAMMA", extra={"WindowCenter": 100.0})
+    assert center_only.window_centers == () and len(center_only.header_notes) == 1  # half a window is lost too
     assert _meta(tmp_path, name="s.dcm", window=([1.0], [2.0]), voi_function="sigmoid").voi_lut_function == "SIGMOID"
 
 
@@ -190,6 +255,52 @@ def test_window_values_not_a_number_or_nan_are_noted_and_infinity_kept(tmp_path)
         "Window Center value 'NaN' is not a number; ignored",
         "Window Width value 'abc' is not a number; ignored",
     )
+
+
+def test_values_pydicom_cannot_convert_are_split_and_judged_one_by_one(tmp_path, monkeypatch):
+    def edit(ds):
+        _raw(ds, "WindowCenter", b"98x6.5\\2048")
+        _raw(ds, "WindowWidth", b"1500\\w")
+
+    path = _write(tmp_path, edit=edit)
+    warned = read_dicom(path).meta  # pydicom's default: a warning, the element converted value by value
+    monkeypatch.setattr(pydicom.config.settings, "reading_validation_mode", pydicom.config.RAISE)
+    with pytest.raises(ValueError):
+        _ = pydicom.dcmread(path).WindowCenter  # ... here pydicom rejects the whole element
+    meta = read_dicom(path).meta
+    assert (meta.window_centers, meta.window_widths) == ((None, 2048.0), (1500.0, None))
+    assert meta.header_notes == (
+        "Window Center value '98x6.5' is not a number; ignored",
+        "Window Width value 'w' is not a number; ignored",
+    )
+    assert (warned.window_centers, warned.window_widths, warned.header_notes) == (
+        meta.window_centers,
+        meta.window_widths,
+        meta.header_notes,
+    )
+
+
+def test_text_elements_written_with_a_binary_vr_are_read_as_their_text(tmp_path):
+    def edit(ds):  # pydicom keeps an explicit OB as bytes
+        _raw(ds, "WindowCenter", b"2000\\2500", "OB")
+        _raw(ds, "WindowWidth", b"15\xe900", "OB")
+        _raw(ds, "PixelPaddingValue", b"7A", "OB")
+        _raw(ds, "PatientOrientation", b"a\\f ", "OB")
+        _raw(ds, "ViewPosition", b"  ", "OB")
+
+    meta = _meta(tmp_path, edit=edit)
+    assert meta.window_centers == (2000.0, 2500.0) and meta.window_widths == ()
+    assert meta.pixel_padding is None and meta.patient_orientation == ("A", "F") and meta.view == ""
+    assert meta.header_notes == (
+        "Window Width value '15\ufffd00' is not a number; ignored",
+        "Pixel Padding Value value '7A' is not an integer; ignored",
+    )
+
+
+def test_padding_of_the_wrong_length_is_ignored_with_a_note(tmp_path):
+    meta = _meta(tmp_path, edit=lambda ds: _raw(ds, "PixelPaddingValue", b"\x07\x00\x00", "US"))
+    assert meta.pixel_padding is None
+    assert meta.header_notes == ("Pixel Padding Value value '\\x07\\x00\\x00' is not an integer; ignored",)
 
 
 def _lut(bits, entries, first_map, data, vr="US"):
@@ -258,6 +369,68 @@ def test_lut_data_shorter_than_its_descriptor_is_ignored_with_a_note(tmp_path, v
     assert meta.voi_lut.data.tolist() == [1, 2, 3]  # exactly enough
 
 
+@pytest.mark.parametrize("vr", ["US", "OW"])
+def test_lut_entries_past_the_descriptor_count_are_never_looked_up(tmp_path, vr):
+    from decode.decoding import decode_file
+    from decode.voi import apply_voi
+    from tests.helpers import pydicom_voi_scaled
+
+    path = _write(tmp_path, extra={"VOILUTSequence": _lut(16, 3, 100, [10000, 20000, 30000, 40000, 50000], vr)})
+    dec = decode_file(path)
+    assert dec.meta.voi_lut.data.tolist() == [10000, 20000, 30000] and dec.meta.header_notes == ()
+    want = pydicom_voi_scaled(pydicom.dcmread(path))  # pixels above 102 take entry 2, as in pydicom
+    assert float(np.abs(apply_voi(dec.pixels, dec.meta) - want).max()) <= 2e-6
+
+
+def test_ow_lut_data_of_whitespace_bytes_is_data(tmp_path):
+    data = [0x2020, 0x0A0D, 0x0920]
+    meta = _meta(tmp_path, extra={"VOILUTSequence": _lut(16, 3, 0, data, "OW")})
+    assert meta.voi_lut.data.tolist() == data and meta.header_notes == ()
+
+
+@pytest.mark.parametrize("vr", ["US", "OW"])
+@pytest.mark.parametrize("empty", ["LUTDescriptor", "LUTData"])
+def test_lut_item_with_an_empty_descriptor_or_data_is_absent(tmp_path, vr, empty):
+    seq = _lut(16, 2, 0, [1, 2], vr)
+    seq[0][empty].value = None
+    meta = _meta(tmp_path, extra={"VOILUTSequence": seq})
+    assert meta.voi_lut is None and meta.header_notes == ()
+
+
+@pytest.mark.parametrize(
+    "ts,raw", [(pydicom.uid.ExplicitVRBigEndian, b"\x00\x09\x00\x08"), ("1.2.3.4", b"\x09\x00\x08\x00")]
+)
+def test_ow_lut_data_follows_the_transfer_syntax_byte_order_little_when_unknown(tmp_path, ts, raw):
+    ds = pydicom.dcmread(_write(tmp_path))
+    ds.file_meta.TransferSyntaxUID = ts
+    item = Dataset()
+    item.LUTDescriptor = [2, 0, 16]
+    item.add_new(0x00283006, "OW", raw)
+    ds.VOILUTSequence = Sequence([item])
+    assert meta_from_dataset(ds, "x.dcm").voi_lut.data.tolist() == [9, 8]
+
+
+def test_lut_sequences_pydicom_cannot_parse_or_of_another_vr_are_ignored_with_a_note(tmp_path):
+    def edit(ds):
+        _raw(ds, "VOILUTSequence", b"\x01\x02\x03\x04", "UN")  # pydicom parses UN of a known SQ tag as SQ
+        _raw(ds, "ModalityLUTSequence", b"\x01\x02", "OB")
+
+    meta = _meta(tmp_path, edit=edit)
+    assert meta.voi_lut is None and meta.modality_lut is None
+    voi_note, modality_note = meta.header_notes
+    assert re.fullmatch(
+        r"VOI LUT Sequence cannot be read \(OSError: No tag to read at file position [0-9A-F]+\); ignored", voi_note
+    )
+    assert modality_note == "Modality LUT Sequence cannot be read (TypeError: VR OB, not SQ); ignored"
+    seq = _lut(16, 2, 0, [1, 2])
+    seq[0].add_new(0x00283006, "LO", ["1", "a"])  # LUT Data as text
+    meta = _meta(tmp_path, name="t.dcm", extra={"VOILUTSequence": seq})
+    assert meta.voi_lut is None
+    assert meta.header_notes == (
+        "VOI LUT Sequence cannot be read (ValueError: invalid literal for int() with base 10: 'a'); ignored",
+    )
+
+
 def test_lut_descriptor_needs_three_values(tmp_path):
     seq = _lut(12, 2, 0, [0, 1])
     seq[0].LUTDescriptor = [2, 0]
@@ -278,6 +451,15 @@ def test_padding_value_and_range_in_either_order(tmp_path):
     meta = _meta(tmp_path, name="n.dcm", extra={"PixelPaddingRangeLimit": 90})
     assert meta.pixel_padding is None
     assert meta.header_notes == ("Pixel Padding Range Limit without Pixel Padding Value; ignored",)
+
+
+def test_absurd_bits_allocated_is_refused_even_with_padding_on_signed_data(tmp_path):
+    def edit(ds):
+        ds.BitsAllocated = 2048  # the sign of the padding value is taken at 2^2048 / 2
+        ds.add_new(0x00280120, "SS", -1)
+
+    path = _write(tmp_path, px=np.zeros((6, 5), np.int16), edit=edit)
+    assert _reason(path, UnsupportedDicomError) == "Bits Allocated 2048; allowed: 1, 8, 16, 32"
 
 
 @pytest.mark.parametrize(
