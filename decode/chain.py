@@ -19,7 +19,8 @@ STAGES = ("raw", "voi", "crop")
 
 #: Bumped whenever the chain's output changes (caches made with another version are stale).
 #: 2: Pixel Padding is background for the breast box and 0 in the crop stage's output.
-#: 3: a pixel exactly at the breast box's Otsu threshold is foreground (it was background).
+#: 3: a pixel exactly at the breast box's Otsu threshold is foreground (it was background); VOI LUT
+#:    data beyond its descriptor's entry count is ignored, as pydicom does.
 CHAIN_VERSION = 3
 
 
