@@ -231,11 +231,12 @@ def test_window_params_as_array_codes():
 
 
 def test_min_max_over_a_span_below_one_still_fills_zero_to_one(tmp_path):
-    """A rescale can shrink the value range below 1 (slope 0.001 over 0..4032): min–max still
+    """A rescale can shrink the value range below 1 (slope 0.0001 over 0..4032): min–max still
     divides by that span and reaches 1 at the maximum (only an all-equal image divides by 1)."""
-    meta, ds = _file(tmp_path, rescale=(0.001, 0.0))
+    meta, ds = _file(tmp_path, rescale=(0.0001, 0.0))
     assert window_params(meta).kind == "minmax"
     got = apply_voi(ds.pixel_array, meta)
-    x = RAMP.astype(np.float32) * np.float32(0.001)
+    x = RAMP.astype(np.float32) * np.float32(0.0001)
+    assert 0 < x.max() - x.min() < 1
     np.testing.assert_allclose(got, (x - x.min()) / (x.max() - x.min()), rtol=0, atol=1e-6)
     assert got.min() == 0.0 and got.max() == pytest.approx(1.0, abs=1e-6)
