@@ -248,7 +248,7 @@ def _host_batch(loader, samples) -> dict:
         return {"image": None, "label": None, "index": idx, "failed": failed, "notes": notes}
     images = torch.from_numpy(np.stack([img for _, img in good])[:, None])
     if loader.device == "cuda":
-        images = images.pin_memory().to("cuda", non_blocking=True)
+        images = images.pin_memory().to(loader.device, non_blocking=True)
     label = None
     if loader.labels is not None:
         label = torch.from_numpy(loader.labels[idx.numpy()]).to(images.device)

@@ -226,10 +226,14 @@ class WorkerPool:
                         key, ok, res = msg
                         self._feed(w)
                         self._done.append((key, ok, res))
-            elif not w.ready and now >= w.due(self.timeout):
-                failure = f"its worker process did not start within {STARTUP_LIMIT:g} s"
-            elif w.ready and self.timeout is not None and now - w.started >= self.timeout:
-                failure = f"timed out after {self.timeout:g} s (worker killed)"
+            else:
+                due = w.due(self.timeout)
+                if due is not None and now >= due:
+                    failure = (
+                        f"timed out after {self.timeout:g} s (worker killed)"
+                        if w.ready
+                        else f"its worker process did not start within {STARTUP_LIMIT:g} s"
+                    )
             if failure:
                 key, item = w.key, w.item
                 w.stop(kill=True)

@@ -310,6 +310,10 @@ print(pool._workers[0].proc.pid, flush=True)
 
 
 def test_a_pool_left_open_does_not_keep_the_interpreter_from_exiting():
+    import multiprocessing as mp
+
+    with WorkerPool(abs, 1) as pool:  # daemonic: multiprocessing ends them at exit instead of waiting
+        assert [p.daemon for p in mp.active_children() if p is pool._workers[0].proc] == [True]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
@@ -318,3 +322,13 @@ def test_a_pool_left_open_does_not_keep_the_interpreter_from_exiting():
     assert out.returncode == 0, out.stderr
     with pytest.raises(ProcessLookupError):  # its worker went (and was reaped) with it
         os.kill(int(out.stdout.split()[-1]), 0)
+
+
+def test_a_running_item_is_waited_for_not_polled_in_a_busy_loop():
+    with WorkerPool(square_or_die, 1, timeout=30) as pool:
+        pool.submit("k", "hang")
+        polls = []
+        poll = pool._poll
+        pool._poll = lambda limit: (polls.append(limit), poll(limit))[1]  # counts, then polls
+        assert pool.next_result(timeout=0.5) is None
+        assert 1 <= len(polls) <= 5  # its READY, then one wait to the deadline (a busy loop makes thousands)
