@@ -256,6 +256,21 @@ def test_resolve_device_names_the_choices():
             resolve_device("cuda")
 
 
+def test_a_collected_loader_closes_its_engine():
+    ld = _loader()
+    finalizer, close = ld._finalizer, ld.engine.close
+    assert finalizer.alive and finalizer.peek()[1] == close
+    del ld
+    gc.collect()
+    assert not finalizer.alive  # it ran: the engine's close was called
+
+
+def test_the_cpu_engine_takes_a_reduced_decode_scale_without_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="dali_pipelines.loader"):
+        assert _loader(decode_scale="1/2").effective_decode_scale() == "1/2"
+    assert caplog.text == ""
+
+
 def test_effective_decode_scale_of_a_custom_reader_is_the_one_asked():
     assert _loader(decode_scale="full").effective_decode_scale() == "full"
 
@@ -324,16 +339,6 @@ def test_a_gpu_engine_gets_the_loaders_decoder_and_fail_rows():
     assert ld.decoder is decoder and ld.fail_indices == (2, 0)
     runner = ld.engine._make_runner(ld)  # made, not started: nothing runs
     assert runner.decoder is decoder and runner.fail_indices == {0, 2}
-
-
-def test_a_collected_loader_closes_its_engine():
-    pytest.importorskip("nvidia.nvimgcodec")
-    ld = DicomLoader(["a.dcm"], size=SIZE, device="cpu", engine="nvimgcodec")
-    engine = ld.engine
-    engine.runner = engine._make_runner(ld)  # as after a first epoch (never started: nothing to stop)
-    del ld
-    gc.collect()
-    assert engine.runner is None
 
 
 def test_a_gpu_engine_reads_in_worker_processes_and_decodes_at_full_resolution(caplog):

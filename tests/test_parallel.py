@@ -332,3 +332,12 @@ def test_a_running_item_is_waited_for_not_polled_in_a_busy_loop():
         pool._poll = lambda limit: (polls.append(limit), poll(limit))[1]  # counts, then polls
         assert pool.next_result(timeout=0.5) is None
         assert 1 <= len(polls) <= 5  # its READY, then one wait to the deadline (a busy loop makes thousands)
+
+
+def test_an_idle_first_worker_does_not_hide_a_busy_second_one():
+    with WorkerPool(square_or_die, 2, timeout=0.3) as pool:
+        pool.submit("a", "2")  # the first worker: done at once, then idle
+        pool.submit("b", "hang")  # the second: timed out later
+        got = {k: (ok, res) for k, ok, res in pool.results()}
+    assert got["a"] == (True, 4)
+    assert not got["b"][0] and got["b"][1].reason == "timed out after 0.3 s (worker killed)"
