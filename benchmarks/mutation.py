@@ -161,6 +161,54 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         )
     },
     # --- decode/parallel.py, dali_pipelines/engines.py, dali_pipelines/loader.py
+    **{
+        ("decode/parallel.py", 'READY = ("ready",)', mutated): (
+            "one constant is both what a worker sends and what the pool compares with; any value other than"
+            " a 3-tuple result (None included) tells the two apart the same way"
+        )
+        for mutated in ('READY = ("XXreadyXX",)', "READY = None")
+    },
+    **{
+        ("decode/parallel.py", original, original.replace(" | None", " & None")): (
+            "an annotation of an attribute inside a function: never evaluated"
+        )
+        for original in ("self.key: Hashable | None = None", "self.started: float | None = None")
+    },
+    ("decode/parallel.py", "self.item = None", 'self.item = ""'): (
+        "overwritten before use: item is read only while key is set, and _feed sets both together"
+    ),
+    ("decode/parallel.py", "self.started: float | None = None", 'self.started: float | None = ""'): (
+        "overwritten before use: started is read only once ready, and reading READY sets it"
+    ),
+    (
+        "decode/parallel.py",
+        "self.ready = False  # set when its READY message is read: only then does an item's clock run",
+        "self.ready = None  # set when its READY message is read: only then does an item's clock run",
+    ): "ready is only ever tested for truth; None and False are both false",
+    ("decode/parallel.py", "failure = None", 'failure = ""'): (
+        "failure is only tested for truth; None and an empty string are both false"
+    ),
+    (
+        "decode/parallel.py",
+        'cuda_on = bool(torch is not None and getattr(torch.cuda, "is_initialized", lambda: False)())',
+        'cuda_on = bool(torch is not None and getattr(torch.cuda, "is_initialized", lambda: None)())',
+    ): "the fallback's result only passes through bool(): None and False are both false",
+    ("decode/parallel.py", "if left is not None and left <= 0:", "if left is not None and left < 0:"): (
+        "left is exactly 0.0 only when the clock reads the deadline to the nanosecond, an instant no input"
+        " selects; the mutant then makes one more poll, whose wait is zero seconds"
+    ),
+    ("decode/parallel.py", "if due is not None and now >= due:", "if due is not None and now > due:"): (
+        "now equals due only when the clock reads the due time to the nanosecond, an instant no input selects;"
+        " the mutant then fails the item on the next poll, whose wait is zero seconds"
+    ),
+    (
+        "dali_pipelines/engines.py",
+        "images = images.pin_memory().to(loader.device, non_blocking=True)",
+        "images = images.pin_memory().to(loader.device, non_blocking=False)",
+    ): (
+        "the same values on the same device: the copy is queued on the current stream before any use of the"
+        " batch, and non_blocking only lets the host go on before it ends (torch keeps the pinned source alive)"
+    ),
 }
 
 #: Top-level packages of the project: never imported by the server before a fork.

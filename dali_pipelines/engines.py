@@ -192,10 +192,10 @@ class CpuEngine(LoaderEngine):
         batches = loader._batches()
         task = ReadRow(loader.reader, tuple(loader.paths))
         if loader.workers == 0:
-            for rows in batches:
+            for b, rows in enumerate(batches):
                 samples = []
                 for i in rows:
-                    ok, res = call_item(task, (0, i))
+                    ok, res = call_item(task, (b, i))
                     samples.append((i, res if ok else None, None if ok else res))
                 yield _host_batch(loader, samples)
             return
@@ -221,15 +221,19 @@ class CpuEngine(LoaderEngine):
 
 
 def _host_batch(loader, samples) -> dict:
-    """``[(row, image or (image, notes) or None, error or None)]`` from the CPU workers → a batch dict."""
+    """``[(row, image or (image, notes) or None, DicomError or None)]`` from the CPU workers → a batch dict.
+
+    The errors are :func:`~decode.parallel.call_item`'s and the worker pool's: always a
+    :class:`~decode.errors.DicomError`, with its ``kind`` and one-line ``reason``.
+    """
     import torch
 
     failed = [
         {
             "index": i,
             "path": loader.paths[i],
-            "stage": "skipped" if getattr(err, "kind", "") == "skipped" else "decode",
-            "reason": getattr(err, "reason", str(err)),
+            "stage": "skipped" if err.kind == "skipped" else "decode",
+            "reason": err.reason,
         }
         for i, _img, err in samples
         if err is not None
@@ -244,7 +248,7 @@ def _host_batch(loader, samples) -> dict:
         return {"image": None, "label": None, "index": idx, "failed": failed, "notes": notes}
     images = torch.from_numpy(np.stack([img for _, img in good])[:, None])
     if loader.device == "cuda":
-        images = images.pin_memory().to("cuda", non_blocking=True)
+        images = images.pin_memory().to(loader.device, non_blocking=True)
     label = None
     if loader.labels is not None:
         label = torch.from_numpy(loader.labels[idx.numpy()]).to(images.device)

@@ -51,6 +51,8 @@ def call_item(fn: Callable, item, path_of: Callable | None = None) -> tuple[bool
 READY = ("ready",)
 #: Seconds a worker may take to start (spawn + imports) before its item is failed.
 STARTUP_LIMIT = 120.0
+#: Seconds a worker asked to stop has to exit before it is killed (and a killed one to be reaped).
+STOP_GRACE = 5.0
 
 
 def _worker_main(conn, fn) -> None:
@@ -108,7 +110,8 @@ class _Worker:
             return self.born + STARTUP_LIMIT
         return None if timeout is None else self.started + timeout
 
-    def stop(self, kill: bool = False) -> None:
+    def stop(self, *, kill: bool) -> None:
+        """Kill the process, or ask it to exit and kill it after :data:`STOP_GRACE` seconds."""
         try:
             if kill:
                 self.proc.kill()
@@ -116,10 +119,10 @@ class _Worker:
                 self.conn.send(None)
         except (OSError, BrokenPipeError):
             pass
-        self.proc.join(timeout=5)
+        self.proc.join(timeout=STOP_GRACE)
         if self.proc.is_alive():
             self.proc.kill()
-            self.proc.join(timeout=5)
+            self.proc.join(timeout=STOP_GRACE)
         self.conn.close()
 
 
@@ -203,7 +206,7 @@ class WorkerPool:
         wait_for = limit
         dues = [d for d in (w.due(self.timeout) for w in busy) if d is not None]
         if dues:
-            due = max(0.0, min(dues) - time.monotonic())
+            due = min(dues) - time.monotonic()  # past due: wait() takes a negative timeout as zero
             wait_for = due if wait_for is None else min(wait_for, due)
         ready = wait([w.conn for w in busy], timeout=wait_for)
         now = time.monotonic()
@@ -219,15 +222,18 @@ class WorkerPool:
                 else:
                     if msg == READY:
                         w.ready, w.started = True, now
-                        continue
-                    key, ok, res = msg
-                    self._feed(w)
-                    self._done.append((key, ok, res))
-                    continue
-            elif not w.ready and now >= w.due(self.timeout):
-                failure = f"its worker process did not start within {STARTUP_LIMIT:g} s"
-            elif w.ready and self.timeout is not None and now - w.started >= self.timeout:
-                failure = f"timed out after {self.timeout:g} s (worker killed)"
+                    else:
+                        key, ok, res = msg
+                        self._feed(w)
+                        self._done.append((key, ok, res))
+            else:
+                due = w.due(self.timeout)
+                if due is not None and now >= due:
+                    failure = (
+                        f"timed out after {self.timeout:g} s (worker killed)"
+                        if w.ready
+                        else f"its worker process did not start within {STARTUP_LIMIT:g} s"
+                    )
             if failure:
                 key, item = w.key, w.item
                 w.stop(kill=True)

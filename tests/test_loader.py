@@ -7,16 +7,21 @@ DICOM path is exercised on tiny native files.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import os
+import re
 import signal
+import types
 
 import numpy as np
 import pytest
 import torch
 
-from dali_pipelines.engines import ReadRow
+from dali_pipelines.engines import ReadRow, _host_batch
 from dali_pipelines.loader import DicomLoader, SampleReader, resolve_device
 from decode import syntax as TS
+from decode.backends import BACKENDS
 from decode.errors import CorruptDicomError, SkippedDicomError
 from decode.parallel import call_item
 from decode.scale import effective_scale
@@ -65,6 +70,7 @@ def test_batch_contract_order_labels_and_index(workers):
     labels = np.arange(7, dtype=np.float64) / 10
     with _loader(labels=labels, workers=workers) as ld:
         assert ld.engine_name == "cpu" and ld.engine_reason == "reading with a custom reader or a tensor cache"
+        assert ld.engine.name == "cpu" and ld.stats == {}  # the cpu engine keeps no counters
         batches = list(ld)
     assert _rows(batches) == [[0, 1, 2], [3, 4, 5], [6]]
     for b in batches:
@@ -113,6 +119,16 @@ def test_argument_checks_name_what_is_wrong():
     with pytest.raises(ValueError, match=r"^engine 'dali' decodes DICOM files; a custom reader"):
         _loader(engine="dali")
     assert _loader(workers=-3).workers == 0
+    assert _loader(engine="cpu").engine_name == "cpu"  # a custom reader on the cpu engine, asked by name
+
+
+def test_an_unknown_backend_is_refused_and_a_listed_one_reaches_the_reader():
+    allowed = "auto, " + ", ".join(BACKENDS)
+    with pytest.raises(ValueError, match=rf"^unknown backend 'fast'; allowed: {re.escape(allowed)}$"):
+        _loader(backend="fast")
+    for name in BACKENDS:
+        ld = DicomLoader(["a.dcm"], size=SIZE, device="cpu", engine="cpu", backend=name)
+        assert ld.backend == name and ld.reader.backend == name
 
 
 class Order:
@@ -158,7 +174,7 @@ def test_failed_rows_leave_their_batch_and_are_reported_by_path(workers):
 
 def test_a_batch_with_every_row_failed_has_no_image():
     b = next(iter(_loader(3, reader=Rows(bad={0, 1, 2}))))
-    assert b["image"] is None and b["label"] is None
+    assert b["image"] is None and b["label"] is None and b["notes"] == []
     assert b["index"].dtype == torch.long and b["index"].tolist() == []
     assert [f["index"] for f in b["failed"]] == [0, 1, 2]
 
@@ -220,6 +236,9 @@ def test_sample_reader_decodes_a_dicom_file(tmp_path):
     assert img.shape == (8, 6) and img.dtype == np.float32 and img.flags.c_contiguous
     assert notes == ()
     np.testing.assert_array_equal(reader(0), img)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # the workers hold copies: no change may diverge
+        reader.size = (4, 3)
+    assert hash(reader) == hash(SampleReader((path,), (8, 6), decode_scale="full"))
     with DicomLoader([path, str(tmp_path / "missing.dcm")], size=(8, 6), device="cpu", workers=0) as ld:
         (batch,) = list(ld)
         assert ld.effective_decode_scale() == effective_scale("auto")
@@ -235,6 +254,21 @@ def test_resolve_device_names_the_choices():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"^device 'cuda' requested but torch sees no CUDA GPU$"):
             resolve_device("cuda")
+
+
+def test_a_collected_loader_closes_its_engine():
+    ld = _loader()
+    finalizer, close = ld._finalizer, ld.engine.close
+    assert finalizer.alive and finalizer.peek()[1] == close
+    del ld
+    gc.collect()
+    assert not finalizer.alive  # it ran: the engine's close was called
+
+
+def test_the_cpu_engine_takes_a_reduced_decode_scale_without_a_warning(caplog):
+    with caplog.at_level("WARNING", logger="dali_pipelines.loader"):
+        assert _loader(decode_scale="1/2").effective_decode_scale() == "1/2"
+    assert caplog.text == ""
 
 
 def test_effective_decode_scale_of_a_custom_reader_is_the_one_asked():
@@ -268,10 +302,43 @@ def test_documented_defaults():
 
 
 def test_a_data_root_with_a_tensor_index_is_read_as_a_cache(tmp_path):
-    assert isinstance(_loader(reader=None, data_root=str(tmp_path)).reader, SampleReader)  # no index: decode
+    ld = _loader(reader=None, data_root=str(tmp_path))
+    assert isinstance(ld.reader, SampleReader) and ld.data_root == str(tmp_path)  # no index: decode
     (tmp_path / "tensor_index.json").write_text("{}")
     with pytest.raises(ValueError, match="tensor_index.json"):
         DicomLoader(["a.dcm"], size=SIZE, device="cpu", data_root=str(tmp_path))
+
+
+def test_a_cuda_loader_hands_out_its_batches_on_the_gpu():
+    loader = types.SimpleNamespace(
+        device="cuda", paths=["p0.dcm", "p1.dcm"], labels=np.array([0.5, 1.0], np.float32), failures=[], notes=[]
+    )
+    samples = [(1, np.full(SIZE, 1.0, np.float32), None), (0, np.zeros(SIZE, np.float32), None)]
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError):  # here it asks torch for the GPU, which has none
+            _host_batch(loader, samples)
+        return
+    b = _host_batch(loader, samples)
+    assert [b[k].device.type for k in ("image", "label", "index")] == ["cuda"] * 3
+    assert b["index"].tolist() == [1, 0] and b["label"].tolist() == [1.0, 0.5]
+    assert torch.equal(b["image"].cpu(), torch.from_numpy(np.stack([samples[0][1], samples[1][1]])[:, None]))
+
+
+def test_a_gpu_engine_gets_the_loaders_decoder_and_fail_rows():
+    """(After this one nvImageCodec is imported: worker pools spawn instead of fork.)"""
+    pytest.importorskip("nvidia.nvimgcodec")
+    decoder = object()
+    ld = DicomLoader(
+        ["a.dcm", "b.dcm", "c.dcm"],
+        size=SIZE,
+        device="cpu",
+        engine="nvimgcodec",
+        decoder=decoder,
+        fail_indices=np.array([2, 0]),
+    )
+    assert ld.decoder is decoder and ld.fail_indices == (2, 0)
+    runner = ld.engine._make_runner(ld)  # made, not started: nothing runs
+    assert runner.decoder is decoder and runner.fail_indices == {0, 2}
 
 
 def test_a_gpu_engine_reads_in_worker_processes_and_decodes_at_full_resolution(caplog):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 import types
@@ -19,6 +20,8 @@ def square_or_die(x):
         os.kill(os.getpid(), signal.SIGSEGV)
     if x == "hang":
         time.sleep(60)
+    if x == "nap":  # finishes, but well after the tests' item timeouts
+        time.sleep(3)
     if x == "raise":
         raise ValueError("boom")
     return int(x) ** 2
@@ -230,3 +233,111 @@ def test_results_finished_but_not_yet_taken_still_count_as_pending():
         assert pool.pending == 0
         with pytest.raises(LookupError, match=r"^no item is pending$"):
             pool.next_result()
+
+
+def test_workers_zero_or_left_out_means_all_cores(monkeypatch):
+    from decode import parallel
+
+    monkeypatch.setattr(parallel, "default_workers", lambda: 2)
+    with WorkerPool(square_or_die) as pool:
+        assert len(pool._workers) == 2
+    here = os.getpid()
+    pids = [res for _, _, res in map_files(pid_of, ["a", "b"])]  # two cores, no timeout: two worker processes
+    assert len(pids) == 2 and here not in pids
+
+
+def test_a_given_path_of_names_the_file_before_the_tasks_own():
+    from decode.parallel import call_item
+
+    ok, err = call_item(square_or_die, "raise", lambda it: f"/data/{it}.dcm")
+    assert not ok and err.path == "/data/raise.dcm" and err.reason == "ValueError: boom"
+    ok, err = call_item(RowTask(), 1, lambda row: f"/other/{row}.dcm")
+    assert not ok and err.path == "/other/1.dcm"
+
+
+def test_a_timed_out_worker_is_killed_not_left_to_finish_its_item():
+    with WorkerPool(square_or_die, 1, timeout=0.3) as pool:
+        old = pool._workers[0].proc
+        pool.submit("k", "nap")
+        key, ok, err = pool.next_result()
+        assert (key, ok, err.reason) == ("k", False, "timed out after 0.3 s (worker killed)")
+        assert old.exitcode == -signal.SIGKILL  # killed at once, not asked to stop after its nap
+
+
+def _stalled_worker_main(conn, fn):
+    """A worker process that never gets as far as saying it is ready."""
+    time.sleep(60)
+
+
+def test_a_worker_that_does_not_start_in_time_fails_only_its_item(monkeypatch):
+    from decode import parallel
+
+    assert parallel.STARTUP_LIMIT == 120.0  # the default: spawn and imports on a loaded machine
+    real_main = parallel._worker_main
+    monkeypatch.setattr(parallel, "STARTUP_LIMIT", 0.3)
+    monkeypatch.setattr(parallel, "_worker_main", _stalled_worker_main)
+    with WorkerPool(square_or_die, 1, path_of=lambda it: f"/data/{it}.dcm") as pool:
+        stalled = pool._workers[0].proc
+        monkeypatch.setattr(parallel, "_worker_main", real_main)  # its replacement starts normally
+        pool.submit("a", "2")
+        pool.submit("b", "3")
+        key, ok, err = pool.next_result()
+        assert (key, ok, type(err)) == ("a", False, CorruptDicomError)
+        assert (err.path, err.reason) == ("/data/2.dcm", "its worker process did not start within 0.3 s")
+        assert stalled.exitcode == -signal.SIGKILL
+        monkeypatch.setattr(parallel, "STARTUP_LIMIT", 120.0)  # the replacement's start is not timed here
+        assert pool.next_result() == ("b", True, 9)
+
+
+def test_an_idle_worker_that_does_not_stop_when_asked_is_killed_after_the_grace(monkeypatch):
+    from decode import parallel
+
+    assert parallel.STOP_GRACE == 5.0  # the default
+    monkeypatch.setattr(parallel, "STOP_GRACE", 0.2)
+    monkeypatch.setattr(parallel, "_worker_main", _stalled_worker_main)
+    pool = WorkerPool(square_or_die, 1)
+    proc = pool._workers[0].proc
+    pool.close()  # idle: asked to stop; it never reads the request
+    assert proc.exitcode == -signal.SIGKILL
+
+
+_EXIT_WITHOUT_CLOSE = """
+from decode.parallel import WorkerPool
+
+pool = WorkerPool(abs, 1)  # never closed
+print(pool._workers[0].proc.pid, flush=True)
+"""
+
+
+def test_a_pool_left_open_does_not_keep_the_interpreter_from_exiting():
+    import multiprocessing as mp
+
+    with WorkerPool(abs, 1) as pool:  # daemonic: multiprocessing ends them at exit instead of waiting
+        assert [p.daemon for p in mp.active_children() if p is pool._workers[0].proc] == [True]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-c", _EXIT_WITHOUT_CLOSE], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    with pytest.raises(ProcessLookupError):  # its worker went (and was reaped) with it
+        os.kill(int(out.stdout.split()[-1]), 0)
+
+
+def test_a_running_item_is_waited_for_not_polled_in_a_busy_loop():
+    with WorkerPool(square_or_die, 1, timeout=30) as pool:
+        pool.submit("k", "hang")
+        polls = []
+        poll = pool._poll
+        pool._poll = lambda limit: (polls.append(limit), poll(limit))[1]  # counts, then polls
+        assert pool.next_result(timeout=0.5) is None
+        assert 1 <= len(polls) <= 5  # its READY, then one wait to the deadline (a busy loop makes thousands)
+
+
+def test_an_idle_first_worker_does_not_hide_a_busy_second_one():
+    with WorkerPool(square_or_die, 2, timeout=0.3) as pool:
+        pool.submit("a", "2")  # the first worker: done at once, then idle
+        pool.submit("b", "hang")  # the second: timed out later
+        got = {k: (ok, res) for k, ok, res in pool.results()}
+    assert got["a"] == (True, 4)
+    assert not got["b"][0] and got["b"][1].reason == "timed out after 0.3 s (worker killed)"
