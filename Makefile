@@ -15,12 +15,16 @@ $(STAMP): setup.py pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[test,gpu,onnx,dev]'
 	touch $(STAMP)
 
+# One pytest-xdist worker per core; tests that share an expensive module fixture carry
+# @pytest.mark.xdist_group and run on one worker (--dist loadgroup), the rest are spread one by one.
+XDIST := -n auto --dist loadgroup
+
 test: venv
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q $(XDIST) tests
 
 # Everything but the tests marked slow (fuzzing, soak, full-size images).
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow" tests
 
 lint: venv
 	$(BIN)/ruff check .

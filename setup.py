@@ -61,6 +61,7 @@ setup(
         "test": [
             "pytest>=7",
             "pytest-timeout>=2.2",
+            "pytest-xdist>=3.5",  # make test: -n auto --dist loadgroup (tests marked xdist_group share a worker)
             "ruff==0.17.6",
             "vulture==2.16",  # tests/test_structure.py: no dead functions
             "hypothesis>=6",

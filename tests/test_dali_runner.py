@@ -24,6 +24,7 @@ def files(tmp_path_factory):
     return write_all_cases(str(tmp_path_factory.mktemp("dali_runner_cases")))
 
 
+# Its tests carry xdist_group("dali_runner"): one worker starts the runner per device.
 @pytest.fixture(scope="module", params=DEVICES)
 def runner(request, files):
     from dali_pipelines.pipelines import DecodeRunner
@@ -43,6 +44,7 @@ def _collect(runner, rows):
     return samples, failed, batches
 
 
+@pytest.mark.xdist_group("dali_runner")
 def test_every_row_decodes_like_pydicom_or_fails_with_its_reason(runner, files):
     names = list(files)
     samples, failed, batches = _collect(runner, range(len(names)))
@@ -62,6 +64,7 @@ def test_every_row_decodes_like_pydicom_or_fails_with_its_reason(runner, files):
     assert "header says 30x" in failed[names.index("J2K_ROWS_MISMATCH")]
 
 
+@pytest.mark.xdist_group("dali_runner")
 def test_the_startup_probe_keeps_exactly_the_codecs_the_decoder_gets_right(runner):
     from decode.routing import GPU_SYNTAXES
 
@@ -71,6 +74,7 @@ def test_the_startup_probe_keeps_exactly_the_codecs_the_decoder_gets_right(runne
     assert (TS.JPEG_LOSSLESS_SV1 in good) == (runner.device == "cuda")
 
 
+@pytest.mark.xdist_group("dali_runner")
 def test_epochs_follow_the_plan_order_and_a_short_last_batch(runner):
     rows = [5, 0, 9, 2, 7]  # a sampler's order, not sorted; 4 + 1 (padded) batches
     samples, failed, batches = _collect(runner, rows)
@@ -81,6 +85,7 @@ def test_epochs_follow_the_plan_order_and_a_short_last_batch(runner):
     assert runner.stats["rebuilds"] == 0
 
 
+@pytest.mark.xdist_group("dali_runner")
 def test_frames_reach_torch_without_a_copy(runner, files):
     import torch
 

@@ -20,7 +20,8 @@ pytest.importorskip("nvidia.nvimgcodec")
 
 @pytest.fixture(scope="module")
 def run(tiny_dataset, tmp_path_factory):
-    """One epoch trained with ``--engine nvimgcodec`` (the checkpoint the predict test uses)."""
+    """One epoch trained with ``--engine nvimgcodec`` (the checkpoint the predict test uses); its
+    tests carry ``xdist_group("engines_nv_run")``, so one worker trains it."""
     out = str(tmp_path_factory.mktemp("nv_run"))
     args = [
         "train",
@@ -50,6 +51,7 @@ def run(tiny_dataset, tmp_path_factory):
     return out
 
 
+@pytest.mark.xdist_group("engines_nv_run")
 def test_train_records_the_engine(run):
     with open(os.path.join(run, "metrics.json")) as f:
         metrics = json.load(f)
@@ -58,6 +60,7 @@ def test_train_records_the_engine(run):
     assert h["train_unaccounted"] == 0 and h["val_unaccounted"] == 0 and h["train_ok"] > 0
 
 
+@pytest.mark.xdist_group("engines_nv_run")
 def test_predict_with_the_nvimgcodec_engine_equals_the_cpu_engine(run, tiny_dataset, tmp_path, capsys):
     subs = {}
     for engine in ("nvimgcodec", "cpu"):

@@ -7,6 +7,8 @@ counted); outside corrupt entropy-coded data, decoded pixels must equal pydicom'
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -61,10 +63,25 @@ def test_truncation_at_many_offsets(sources, tmp_path):
     assert counts["lenient"] == 0  # a truncated file never decodes where pydicom refuses
 
 
+#: Batches of 40 mutated inputs that test_fuzz_long tries. The default (3: 120 inputs) keeps
+#: ``make test`` short; the long run, ``RSNA_MAMMO_FUZZ_EXAMPLES=12`` or more (as CONTRIBUTING.md
+#: says), tries four times as many (480 inputs; derandomized, so the same ones every run) and is
+#: what to run after changing a decode path or the reader. ``rsna-mammo bench reliability --fuzz N`` is
+#: the longest run (1000 inputs by default).
+FUZZ_EXAMPLES = int(os.environ.get("RSNA_MAMMO_FUZZ_EXAMPLES", "3"))
+
+
 @pytest.mark.slow
-@settings(max_examples=12, deadline=None, derandomize=True, phases=NO_SHRINK, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    phases=NO_SHRINK,
+    suppress_health_check=list(HealthCheck),
+)
 @given(muts=st.lists(mutations, min_size=40, max_size=40))
 def test_fuzz_long(sources, muts, tmp_path_factory):
+    """Longer lists, more of them: see FUZZ_EXAMPLES for the size and the long run."""
     _check(sources, muts, str(tmp_path_factory.mktemp("fuzz_long")))
 
 

@@ -139,6 +139,7 @@ def test_prediction_roc_data_uses_the_submissions_scores():
     np.testing.assert_allclose(s, [0.6, 0.05, 0.05, 0.3])
 
 
+# Its tests carry xdist_group("plots_tiny_run"): one worker trains it.
 @pytest.fixture(scope="module")
 def tiny_run(tiny_dataset, tmp_path_factory):
     from training.config import TrainConfig
@@ -160,12 +161,14 @@ def tiny_run(tiny_dataset, tmp_path_factory):
     return out, train(cfg)
 
 
+@pytest.mark.xdist_group("plots_tiny_run")
 def test_train_writes_curves_png_beside_metrics(tiny_run):
     out, metrics = tiny_run
     assert metrics["epochs_done"] == 2
     assert check_png(os.path.join(out, "curves.png")) == (1000, 650)
 
 
+@pytest.mark.xdist_group("plots_tiny_run")
 def test_predict_writes_roc_png_only_when_labels_are_known(tiny_run, tiny_dataset, tmp_path):
     from training.cli import main
 

@@ -122,6 +122,7 @@ def _temps(root: str):
     return [p for p in glob.glob(os.path.join(root, "**", ".*"), recursive=True) if p.endswith(".tmp")]
 
 
+# The tests of the two module caches below carry xdist_group("prepare_caches"): one worker builds them.
 @pytest.fixture(scope="module")
 def htj2k_cache(tiny_dataset, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("htj2k") / "cache")
@@ -138,6 +139,7 @@ def tensor_cache(tiny_dataset, tmp_path_factory):
     return out
 
 
+@pytest.mark.xdist_group("prepare_caches")
 def test_htj2k_cache_is_the_same_dataset(tiny_dataset, htj2k_cache):
     for name in ("train.csv", "test.csv", "test_labels.csv"):
         with open(os.path.join(tiny_dataset, name), "rb") as a, open(os.path.join(htj2k_cache, name), "rb") as b:
@@ -164,6 +166,7 @@ def test_htj2k_cache_is_the_same_dataset(tiny_dataset, htj2k_cache):
     assert np.array_equal(a["image"].numpy(), b["image"].numpy())
 
 
+@pytest.mark.xdist_group("prepare_caches")
 def test_loader_same_tensors_from_raw_and_tensor_cache(tiny_dataset, tensor_cache):
     labels = pd.read_csv(os.path.join(tiny_dataset, "train.csv"))["cancer"].to_numpy(np.float32)
     order = list(np.random.default_rng(0).permutation(len(labels)))
@@ -195,6 +198,7 @@ def test_loader_same_tensors_from_raw_and_tensor_cache(tiny_dataset, tensor_cach
     np.testing.assert_array_equal(TensorCacheReader.open(tensor_cache, [iid], (64, 48))(0), cached.reader(3))
 
 
+@pytest.mark.xdist_group("prepare_caches")
 def test_stale_tensor_cache_is_refused(tiny_dataset, tensor_cache, tmp_path, capsys):
     paths = _files(tensor_cache)
     with pytest.raises(ValueError, match=r"stale.*size 64x48 \(asked 32x24\)"):
@@ -267,6 +271,7 @@ def test_resume_after_kill_9(tiny_dataset, tmp_path):
         assert np.array_equal(decode_file(dst).pixels, decode_file(src).pixels)
 
 
+@pytest.mark.xdist_group("prepare_caches")
 def test_resume_redoes_partial_outputs(tiny_dataset, tensor_cache, htj2k_cache, tmp_path):
     # tensor cache: a torn shard, a stray temporary shard
     out = str(tmp_path / "tensor")

@@ -91,7 +91,8 @@ def check_stderr(err: str, inputs: list[str], failed: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def decode_run(tmp_path_factory):
-    """``rsna-mammo decode --stage crop`` over the malformed corpus, a fuzz corpus and the real files."""
+    """``rsna-mammo decode --stage crop`` over the malformed corpus, a fuzz corpus and the real files
+    (its tests carry ``xdist_group("quiet_decode_run")``: one worker runs it)."""
     root = tmp_path_factory.mktemp("quiet")
     good, bad, _ = build_corpus(str(root / "corpus"))
     corpus = list(good.values()) + [p for n, (p, _) in bad.items() if n != "directory"]
@@ -116,6 +117,7 @@ def decode_run(tmp_path_factory):
     return {"res": res, "inputs": inputs, "doc": doc, "real": real, "corpus": corpus, "fuzz": fuzz}
 
 
+@pytest.mark.xdist_group("quiet_decode_run")
 def test_decode_stderr_has_no_library_traceback(decode_run):
     res, doc = decode_run["res"], decode_run["doc"]
     assert res.returncode == 1  # the corpus holds files that must fail
@@ -125,6 +127,7 @@ def test_decode_stderr_has_no_library_traceback(decode_run):
     assert len(decode_run["real"]) >= 100 and len(decode_run["fuzz"]) >= 70
 
 
+@pytest.mark.xdist_group("quiet_decode_run")
 @pytest.mark.parametrize("name", list(NAMED_REAL))
 def test_real_file_that_printed_library_logs_gets_one_line(name, decode_run):
     path = next((p for p in decode_run["real"] if os.path.basename(p) == name), None)
@@ -134,6 +137,7 @@ def test_real_file_that_printed_library_logs_gets_one_line(name, decode_run):
     assert len(named) == 1 and named[0].startswith(f"error: {path}: ") and NAMED_REAL[name] in named[0], named
 
 
+@pytest.mark.xdist_group("quiet_decode_run")
 def test_odd_but_valid_corpus_files_decode_with_at_most_a_warning_line(decode_run):
     ok = {r["path"] for r in decode_run["doc"]["results"]}
     odd = [p for p in decode_run["corpus"] if os.path.basename(p).startswith("odd_")]

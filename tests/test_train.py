@@ -36,13 +36,15 @@ def learn_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def learned(learn_data, tmp_path_factory):
-    """A run trained on ``learn_data`` (the checkpoint the predict tests use)."""
+    """A run trained on ``learn_data`` (the checkpoint the predict tests use); its tests carry
+    ``xdist_group("train_learned")``, so one worker trains it."""
     out = str(tmp_path_factory.mktemp("learn_run"))
     cfg = TrainConfig(data=learn_data, out=out, epochs=6, pos_ratio=0.5, lr=3e-3, warmup_epochs=0.5, **TINY)
     metrics = train(cfg)
     return out, metrics
 
 
+@pytest.mark.xdist_group("train_learned")
 def test_learns_lesion_signal(learned, learn_data, tmp_path):
     out, metrics = learned
     for name in ("best.pt", "last.pt", "metrics.json", "config.yaml"):
@@ -174,6 +176,7 @@ def _broken_copy(src, dst):
     return df, dead
 
 
+@pytest.mark.xdist_group("train_learned")
 def test_predict_complete_with_missing_and_broken_images(learned, tiny_dataset, tmp_path, capsys):
     out, _ = learned
     data = str(tmp_path / "data")
