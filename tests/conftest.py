@@ -35,7 +35,10 @@ def _keep_xdist_groups(config, items):
     """
     if not getattr(config.option, "loadgroup", False):
         return
-    from _pytest.nodeid import NodeId
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # a pytest before 9.2 reads xdist's own suffix
+        return
 
     for item in items:
         names = {
