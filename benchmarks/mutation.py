@@ -405,12 +405,19 @@ def _pytest_run(args: Sequence[str]) -> int:
 
 
 def _select(mutant: Mutant, funcs: list[tuple[int, int, str]], stats: dict, spec: ModuleSpec) -> list[str]:
-    """The tests that execute the mutant's function (all of the module's files when none or at module level)."""
+    """The tests that execute the mutant's function (all of the module's files when none or at module level).
+
+    They keep the order the instrumented run executed them in (``stats["durations"]``): a test
+    that imports a CUDA library makes later worker pools spawn instead of fork, so sorting them
+    by name can slow a run past its budget and count a survivor as killed by timeout.
+    """
     inner = [f for f in funcs if f[0] <= mutant.line_number <= f[1]]
     if not inner:
         return list(spec.tests)
     a, b, _ = min(inner, key=lambda f: f[1] - f[0])
-    tests = sorted({t for n in range(a, b + 1) for t in stats["lines"].get(str(n), ())})
+    chosen = {t for n in range(a, b + 1) for t in stats["lines"].get(str(n), ())}
+    order = {t: i for i, t in enumerate(stats["durations"])}
+    tests = sorted(chosen, key=lambda t: (order.get(t, len(order)), t))
     return tests or list(spec.tests)
 
 

@@ -129,3 +129,17 @@ def test_a_run_mutates_the_copy_not_the_already_imported_checkout(tmp_path):
     assert (tiny["killed"], tiny["survived"], tiny["score"]) == (2, 2, 0.5)
     assert (tiny_md := report.with_suffix(".md").read_text()).count("survived") >= 1 and "decode/tiny.py" in tiny_md
     assert (repo / "decode" / "tiny.py").read_text() == TINY_MODULE  # the checkout never holds a mutant
+
+
+def test_selected_tests_keep_the_order_they_ran_in():
+    from benchmarks.mutation import Mutant, _select
+
+    mutant = Mutant("m.py", 9, 0, "return x < 3", "return x <= 3", "kept", "")
+    stats = {
+        "lines": {"9": ["t.py::b_last", "t.py::z_first"], "2": ["t.py::a_other"]},
+        "durations": {"t.py::z_first": 0.1, "t.py::a_other": 0.1, "t.py::b_last": 0.1},
+    }
+    spec = ModuleSpec("m.py", ("t.py",))
+    assert _select(mutant, [(8, 9, "kept")], stats, spec) == ["t.py::z_first", "t.py::b_last"]
+    assert _select(mutant, [], stats, spec) == ["t.py"]  # module level: the whole file
+    assert _select(mutant, [(8, 9, "kept")], {"lines": {}, "durations": {}}, spec) == ["t.py"]
