@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import os
 import re
-import signal
 import types
 
 import numpy as np
@@ -22,36 +20,11 @@ from dali_pipelines.engines import ReadRow, _host_batch
 from dali_pipelines.loader import DicomLoader, SampleReader, resolve_device
 from decode import syntax as TS
 from decode.backends import BACKENDS
-from decode.errors import CorruptDicomError, SkippedDicomError
+from decode.errors import CorruptDicomError
 from decode.parallel import call_item
 from decode.scale import effective_scale
 from decode.testing.synth import write_dicom
-
-SIZE = (4, 3)
-
-
-class Rows:
-    """Row ``i`` → a ``SIZE`` float32 image filled with ``i``; some rows fail, crash or carry notes."""
-
-    def __init__(self, bad=(), skip=(), crash=()):
-        self.bad, self.skip, self.crash = set(bad), set(skip), set(crash)
-
-    def image(self, i):
-        if i in self.crash:
-            os.kill(os.getpid(), signal.SIGSEGV)
-        if i in self.bad:
-            raise ValueError(f"row {i} is broken")
-        if i in self.skip:
-            raise SkippedDicomError(f"p{i}.dcm", "FOR PROCESSING image left out")
-        return np.full(SIZE, float(i), np.float32)
-
-    def __call__(self, i):
-        return self.image(i)
-
-
-class NotedRows(Rows):
-    def read(self, i):
-        return self.image(i), (f"note {i}",) if i % 2 else ()
+from tests.loader_rows import SIZE, NotedRows, Rows
 
 
 def _loader(n=7, reader=Rows, **kw):
