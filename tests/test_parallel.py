@@ -13,18 +13,7 @@ import pytest
 
 from decode.errors import CorruptDicomError, DicomError
 from decode.parallel import WorkerPool, map_files
-
-
-def square_or_die(x):
-    if x == "segv":
-        os.kill(os.getpid(), signal.SIGSEGV)
-    if x == "hang":
-        time.sleep(60)
-    if x == "nap":  # finishes, but well after the tests' item timeouts
-        time.sleep(3)
-    if x == "raise":
-        raise ValueError("boom")
-    return int(x) ** 2
+from tests.pool_tasks import RowTask, SlowToStart, fail_as_dicom, pid_of, square_or_die, stalled_worker_main
 
 
 def test_all_items_accounted_with_crash_hang_and_error():
@@ -45,35 +34,6 @@ def test_in_process_path_same_results():
     assert out == [("1", True, 1), ("3", True, 9)]
 
 
-class SlowToStart:
-    """A task whose unpickling in a spawned worker takes ``delay`` seconds (heavy imports under load)."""
-
-    def __init__(self, delay: float):
-        self.delay = delay
-
-    def __getstate__(self):
-        return {"delay": self.delay}
-
-    def __setstate__(self, state):
-        time.sleep(state["delay"])
-        self.delay = state["delay"]
-
-    def __call__(self, x):
-        return int(x) + 1
-
-
-class RowTask:
-    """A task over row numbers that names each row's file itself (``path_of``), as the loader's are."""
-
-    paths = ("a.dcm", "b.dcm")
-
-    def __call__(self, row):
-        raise OSError(f"cannot read row {row}")
-
-    def path_of(self, row) -> str:
-        return self.paths[row]
-
-
 def test_the_per_item_clock_starts_when_the_worker_is_ready_not_while_it_starts(monkeypatch):
     import multiprocessing as mp
 
@@ -92,14 +52,6 @@ def test_a_failure_names_the_rows_file_not_the_row_number():
 
     ok, err = call_item(RowTask(), 0)  # no path_of given: the task's own
     assert not ok and err.path == "a.dcm"
-
-
-def pid_of(_item):
-    return os.getpid()
-
-
-def fail_as_dicom(item):
-    raise CorruptDicomError(f"/data/{item}.dcm", "bad tile")
 
 
 def test_workers_default_to_the_usable_cores():
@@ -264,18 +216,13 @@ def test_a_timed_out_worker_is_killed_not_left_to_finish_its_item():
         assert old.exitcode == -signal.SIGKILL  # killed at once, not asked to stop after its nap
 
 
-def _stalled_worker_main(conn, fn):
-    """A worker process that never gets as far as saying it is ready."""
-    time.sleep(60)
-
-
 def test_a_worker_that_does_not_start_in_time_fails_only_its_item(monkeypatch):
     from decode import parallel
 
     assert parallel.STARTUP_LIMIT == 120.0  # the default: spawn and imports on a loaded machine
     real_main = parallel._worker_main
     monkeypatch.setattr(parallel, "STARTUP_LIMIT", 0.3)
-    monkeypatch.setattr(parallel, "_worker_main", _stalled_worker_main)
+    monkeypatch.setattr(parallel, "_worker_main", stalled_worker_main)
     with WorkerPool(square_or_die, 1, path_of=lambda it: f"/data/{it}.dcm") as pool:
         stalled = pool._workers[0].proc
         monkeypatch.setattr(parallel, "_worker_main", real_main)  # its replacement starts normally
@@ -294,7 +241,7 @@ def test_an_idle_worker_that_does_not_stop_when_asked_is_killed_after_the_grace(
 
     assert parallel.STOP_GRACE == 5.0  # the default
     monkeypatch.setattr(parallel, "STOP_GRACE", 0.2)
-    monkeypatch.setattr(parallel, "_worker_main", _stalled_worker_main)
+    monkeypatch.setattr(parallel, "_worker_main", stalled_worker_main)
     pool = WorkerPool(square_or_die, 1)
     proc = pool._workers[0].proc
     pool.close()  # idle: asked to stop; it never reads the request
