@@ -45,6 +45,11 @@ TIERS = ("quick", "full")
 CHECKS = ("j2k_exact", "jll_exact", "voi_match", "zero_copy", "fallback")
 #: Seconds each phase needs at least to be started (budget guards).
 NEED = {"checks": 20, "gpu_figures": 30, "pytest": 45, "cpu_baselines": 25}
+#: What each tier must import before it starts (``main`` returns 3 naming each one that does not).
+REQUIRED = {
+    "quick": ("numpy", "torch", "cupy", "nvidia.nvimgcodec", "pydicom", "imagecodecs"),
+    "full": ("numpy", "torch", "cupy", "nvidia.nvimgcodec", "pydicom", "imagecodecs", "nvidia.dali"),
+}
 
 
 #: The test files with ``cuda`` cases (device-parametrised, marked ``gpu``).
@@ -74,6 +79,23 @@ def run_pytest(out_dir: str, timeout: float, tier: str) -> dict[str, object]:
         f.write(text if isinstance(text, str) else text.decode("utf-8", "replace"))
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error|errors)", str(text))}
     return {"rc": rc, "seconds": round(time.monotonic() - t0, 1), **counts, "ok": rc == 0}
+
+
+def missing_modules(tier: str) -> list[str]:
+    """``REQUIRED[tier]`` modules that do not import, each as ``name (ErrorType: message)``.
+
+    Checked here, in the process that goes on to use them, rather than in a separate
+    interpreter first: torch and CuPy are imported once per run, not twice.
+    """
+    import importlib
+
+    missing = []
+    for name in REQUIRED[tier]:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            missing.append(f"{name} ({type(exc).__name__}: {exc})")
+    return missing
 
 
 def card_name(gpu: str | None) -> str:
@@ -143,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.verdict:
         return verdict(args.verdict, args.tier)
+    missing = missing_modules(args.tier)
+    if missing:
+        print("gpu_check: cannot import: " + "; ".join(missing), file=sys.stderr)
+        return 3
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     budget = Budget(args.budget)
     os.makedirs(args.out, exist_ok=True)

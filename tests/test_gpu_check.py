@@ -33,7 +33,7 @@ TINY = [
     "1",
     "--no-pytest",
     "--model",
-    "resnet10t",
+    "test_resnet",
     "--e2e-compile",
     "none",  # compiling takes a minute on 2 cores; the GPU run measures it
 ]
@@ -60,6 +60,7 @@ def _rows(doc):
     return {(r["stage"], r["backend"]) for r in doc["results"]}
 
 
+@pytest.mark.slow  # the whole quick tier in a subprocess
 def test_quick_tier_runs_on_the_cpu_with_dali_unimportable(tmp_path):
     pytest.importorskip("nvidia.nvimgcodec")
     from benchmarks.schema import load
@@ -128,6 +129,7 @@ def test_quick_tier_runs_on_the_cpu_with_dali_unimportable(tmp_path):
     assert len(summary["row_bits"]) == len(doc["results"])
 
 
+@pytest.mark.slow  # the whole full tier
 def test_full_tier_cpu_mode_checks_both_engines(tmp_path):
     pytest.importorskip("nvidia.dali")
     from benchmarks import gpu_check
@@ -200,6 +202,23 @@ def test_shell_script_time_limit_keeps_saved_true_checks(tmp_path):
         cmd, env=dict(env, PYTHON="/nonexistent/python3"), capture_output=True, text=True, timeout=60
     )
     assert missing.returncode != 0
+
+
+def test_a_package_the_tier_needs_that_does_not_import_stops_the_run_with_status_3(tmp_path, monkeypatch, capsys):
+    from benchmarks import gpu_check
+
+    assert gpu_check.REQUIRED["full"] == (*gpu_check.REQUIRED["quick"], "nvidia.dali")
+    monkeypatch.setitem(gpu_check.REQUIRED, "quick", ("numpy", "rsna_no_such_module", "json", "rsna_nor_this"))
+    out = tmp_path / "out"
+    assert gpu_check.main(["--tier", "quick", "--device", "cpu", "--out", str(out)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "gpu_check: cannot import: rsna_no_such_module (ModuleNotFoundError: No module named 'rsna_no_such_module'); "
+        "rsna_nor_this (ModuleNotFoundError: No module named 'rsna_nor_this')"
+    )
+    assert not out.exists()  # checked before anything is written
+    monkeypatch.setitem(gpu_check.REQUIRED, "quick", ("numpy",))
+    assert gpu_check.missing_modules("quick") == []
 
 
 def test_card_names():
