@@ -22,7 +22,7 @@ XDIST := -n auto --dist loadgroup
 test: venv
 	$(BIN)/python -m pytest -q $(XDIST) tests
 
-# Everything but the tests marked slow (fuzzing, soak, full-size images).
+# Everything but the tests marked slow (10 s and more: fuzzing, soak, subprocesses, notebooks, compiling).
 test-fast: venv
 	$(BIN)/python -m pytest -q $(XDIST) -m "not slow" tests
 

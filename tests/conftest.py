@@ -51,8 +51,20 @@ def _keep_xdist_groups(config, items):
             item._id = NodeId.parse(item.nodeid + suffix)
 
 
+def _slow_first(items):
+    """Move the tests marked ``slow`` to the front, keeping the order within each part.
+
+    pytest-xdist hands tests out one at a time as workers free up (groups first); started
+    last, a 30 s test kept one core busy for its length while the other had finished (the
+    longest-first rule of thumb for packing jobs onto machines). Tests must not depend on
+    their order, so this changes only when each one runs.
+    """
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
+    _slow_first(items)
     _keep_xdist_groups(config, items)
     reason = _cuda_reason()
     if reason is None:

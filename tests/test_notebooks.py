@@ -45,6 +45,7 @@ def test_every_notebook_is_known_and_committed_without_outputs():
         assert code[0].source.startswith("DATA = None"), path
 
 
+@pytest.mark.slow  # a Jupyter kernel that imports torch and timm, and a short training run
 @pytest.mark.parametrize("name", sorted(FIGURES))
 def test_notebook_executes_and_writes_its_figures(name, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
