@@ -1,7 +1,7 @@
 """Training and inference end to end on tiny synthetic DICOMs (real codecs, real timm models).
 
-Budget: tiny images (64×48 model input), timm's ``test_resnet`` (``resnet10t`` where the weights'
-layout matters), a few dozen patients, in-process loaders (``workers=0``).
+Budget: tiny images (64×48 model input), timm's ``test_resnet`` (``resnet10t`` in the short
+runs at 32×24 and the weights-file tests), a few dozen patients, in-process loaders (``workers=0``).
 """
 
 import math
