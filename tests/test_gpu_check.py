@@ -43,13 +43,16 @@ BLOCK_DALI = '''
 import os, sys
 
 class _BlockDali:
-    """Makes nvidia.dali unimportable and logs every attempt (this process and its children)."""
+    """Makes nvidia.dali (or the packages named in $BLOCKED, comma-separated) unimportable and
+    logs every attempt (this process and its children)."""
+
+    blocked = tuple(os.environ.get("BLOCKED", "nvidia.dali").split(","))
 
     def find_spec(self, name, path=None, target=None):
-        if name == "nvidia.dali" or name.startswith("nvidia.dali."):
+        if any(name == b or name.startswith(b + ".") for b in self.blocked):
             with open(os.environ["DALI_ATTEMPTS"], "a") as f:
                 f.write(f"{os.getpid()} {name}\\n")
-            raise ImportError("nvidia.dali is blocked for this test")
+            raise ImportError(f"{name} is blocked for this test")
         return None
 
 sys.meta_path.insert(0, _BlockDali())
@@ -219,6 +222,32 @@ def test_a_package_the_tier_needs_that_does_not_import_stops_the_run_with_status
     assert not out.exists()  # checked before anything is written
     monkeypatch.setitem(gpu_check.REQUIRED, "quick", ("numpy",))
     assert gpu_check.missing_modules("quick") == []
+
+
+def test_shell_script_exits_3_naming_each_package_the_tier_cannot_import(tmp_path):
+    from benchmarks.gpu_check import REQUIRED
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCK_DALI)
+    attempts = tmp_path / "attempts.txt"
+    blocked = ("torch", "imagecodecs")
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PYTHONPATH=f"{site}{os.pathsep}{ROOT}",
+        BLOCKED=",".join(blocked),
+        DALI_ATTEMPTS=str(attempts),
+    )
+    out = tmp_path / "out"
+    cmd = ["bash", os.path.join(ROOT, "benchmarks", "gpu_check.sh"), "--tier", "quick", str(out), "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("gpu_check: cannot import: ")]
+    assert len(line) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    named = [part.split(" ")[0] for part in line[0].removeprefix("gpu_check: cannot import: ").split("; ")]
+    assert named == [m for m in REQUIRED["quick"] if m in blocked]
+    assert os.listdir(out) == []  # the script made the folder; nothing was written into it
 
 
 def test_card_names():
